@@ -1,0 +1,116 @@
+//! What `conr compute` and `conr weights` print, and the dispatch to an engine.
+
+use anyhow::{Result, bail};
+use conr_core::{Batch, Scalar};
+use conr_cpu::{Engine, Output, Reference, density_weights};
+use serde::Serialize;
+
+use crate::input::{LossCase, WeightsCase};
+
+/// Which engine computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The reference engine: plain loops, the oracle.
+    Reference,
+    /// The fast CPU engine.
+    Cpu,
+}
+
+/// The floating-point precision of the computation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats.
+    F32,
+    /// 64-bit floats.
+    F64,
+}
+
+/// The JSON object `conr compute` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComputeReport {
+    /// The loss.
+    pub loss: f64,
+    /// ∂loss/∂features, M·D values, row-major.
+    pub grad_features: Vec<f64>,
+    /// Whether each row is an anchor.
+    pub anchors: Vec<bool>,
+    /// |P_j| per row.
+    pub positives: Vec<u32>,
+    /// |Q_j| per row.
+    pub negatives: Vec<u32>,
+    /// The engine that ran.
+    pub backend: Backend,
+    /// The precision it ran in.
+    pub precision: Precision,
+}
+
+/// Runs one loss case on `backend` in `precision`.
+pub fn compute(case: &LossCase, backend: Backend, precision: Precision) -> Result<ComputeReport> {
+    let config = case.config.to_config()?;
+    let output = match precision {
+        Precision::F64 => run::<f64>(case, &config, backend)?,
+        Precision::F32 => run::<f32>(case, &config, backend)?,
+    };
+    Ok(ComputeReport {
+        loss: output.loss,
+        grad_features: output.grad_features,
+        anchors: output.anchors,
+        positives: output.positives,
+        negatives: output.negatives,
+        backend,
+        precision,
+    })
+}
+
+/// Converts the case to `T` and runs it, returning the output widened to f64.
+fn run<T: Scalar>(
+    case: &LossCase,
+    config: &conr_core::Config,
+    backend: Backend,
+) -> Result<Output<f64>> {
+    let convert = |v: &[f64]| -> Vec<T> {
+        v.iter()
+            .map(|&x| T::from(x).unwrap_or_else(T::nan))
+            .collect()
+    };
+    let (features, labels, preds) = (
+        convert(&case.features),
+        convert(&case.labels),
+        convert(&case.preds),
+    );
+    let weights = case.weights.as_deref().map(convert);
+    let batch = Batch::new(case.shape(), &features, &labels, &preds, weights.as_deref())?;
+    let out = match backend {
+        Backend::Reference | Backend::Cpu => Reference.compute(&batch, config)?,
+    };
+    let widen = |x: T| x.to_f64().unwrap_or(f64::NAN);
+    Ok(Output {
+        loss: widen(out.loss),
+        grad_features: out.grad_features.into_iter().map(widen).collect(),
+        anchors: out.anchors,
+        positives: out.positives,
+        negatives: out.negatives,
+    })
+}
+
+/// The JSON object `conr weights` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightsReport {
+    /// One weight per label, mean 1.
+    pub weights: Vec<f64>,
+}
+
+/// Runs one density-weight case.
+pub fn weights(case: &WeightsCase) -> Result<WeightsReport> {
+    if let Some(n) = case.n
+        && n != case.labels.len()
+    {
+        bail!("n is {n}, but there are {} labels", case.labels.len());
+    }
+    let config = case.config.to_config()?;
+    Ok(WeightsReport {
+        weights: density_weights(&config, &case.labels)?,
+    })
+}

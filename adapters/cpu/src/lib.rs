@@ -1,0 +1,46 @@
+//! # conr-cpu
+//!
+//! CPU engines for ConR. [`Reference`] is plain, obviously correct code over
+//! `conr-core`: the oracle every other backend is tested against. Every engine
+//! returns the same [`Output`]: the loss, its gradient with respect to the
+//! (un-normalised) features, the anchors, and the positive and negative counts.
+//!
+//! ```
+//! use conr_cpu::{Batch, Config, Engine, Reference, Shape};
+//!
+//! // Two views of two samples: ages 20 and 60, both predicted as about 40.
+//! let shape = Shape { rows: 4, dim: 3, label_dim: 1 };
+//! let features = [1.0, 0.2, 0.0, 0.9, 0.3, 0.1, 0.8, 0.0, 0.6, 0.7, 0.1, 0.7];
+//! let labels = [20.0, 20.0, 60.0, 60.0];
+//! let preds = [40.0, 40.2, 40.5, 39.9];
+//! let batch = Batch::new(shape, &features, &labels, &preds, None)?;
+//! let out = Reference.compute(&batch, &Config::official_agedb())?;
+//! assert!(out.loss > 0.0);
+//! assert_eq!(out.anchors, [true; 4]);
+//! assert_eq!((out.positives[0], out.negatives[0]), (1, 2));
+//! assert_eq!(out.grad_features.len(), 12);
+//! # Ok::<(), conr_cpu::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod density;
+mod output;
+mod reference;
+
+pub use conr_core::{self as core, Batch, Config, Error, Scalar, Shape};
+pub use density::density_weights;
+pub use output::Output;
+pub use reference::Reference;
+
+/// A ConR engine: computes the loss and its gradient for one batch.
+pub trait Engine {
+    /// A short name for reports (`"reference"`, `"cpu"`, ...).
+    fn name(&self) -> &'static str;
+
+    /// The loss, `∂loss/∂features`, the anchors and the pair counts.
+    ///
+    /// Validates `config` against `batch` first; see [`Batch::check`].
+    fn compute<T: Scalar>(&self, batch: &Batch<'_, T>, config: &Config)
+    -> Result<Output<T>, Error>;
+}

@@ -1,0 +1,73 @@
+//! # conr-core
+//!
+//! The numeric core of ConR, the contrastive regularizer for deep imbalanced
+//! regression (Keramati, Meng and Evans, ICLR 2024).
+//!
+//! ConR adds a term to a regression loss. It picks *anchors*, samples whose
+//! prediction is close to a sample with a far-away label, pulls samples with
+//! similar labels together, and pushes each anchor's confusing negatives away,
+//! weighted by label distance and by how rare the anchor's label is.
+//!
+//! This crate is `#![no_std]`, never allocates, and never panics on bad input:
+//! every entry point validates and returns [`Error`]. It holds the math as small
+//! pure functions over slices, generic over a [`Scalar`] (`f32` or `f64`):
+//!
+//! - [`Config`] with the presets of the official code ([`Config::official_agedb`],
+//!   [`Config::official_nyud2`]) and of the paper ([`Config::paper`], the default);
+//! - [`Batch`], a validated view of features, labels, predictions and weights;
+//! - [`metric`]: the label distances; [`pairs`]: positives, negatives and pushing weights;
+//! - [`stats`]: the streaming per-row statistics (log-sum-exp) and gradient coefficients;
+//! - [`normalize`]: L2 normalisation and its backward pass;
+//! - [`density`]: label-density weights (inverse, square-root inverse, LDS smoothing).
+//!
+//! Engines (the CPU reference, the fast CPU engine, the GPU kernels) compose these
+//! pieces in the same order; see `conr-cpu` for a complete, runnable engine.
+//!
+//! ```
+//! use conr_core::{Batch, Config, Shape, pairs::Pair};
+//!
+//! let config = Config::official_agedb();
+//! let shape = Shape { rows: 2, dim: 2, label_dim: 1 };
+//! let batch = Batch::<f64>::new(shape, &[1.0, 0.0, 0.0, 1.0], &[20.0, 60.0], &[30.0, 30.5], None)?;
+//! let params = batch.check(&config)?;
+//! // Row 0 sees row 1 as a negative: labels 40 apart, predictions 0.5 apart.
+//! let pair = Pair::classify(&params, batch.row(0), batch.row(1), batch.weight(0).ln());
+//! assert!(pair.is_negative());
+//! # Ok::<(), conr_core::Error>(())
+//! ```
+//!
+//! Where the official code divides by zero (a row with no positive), this crate
+//! gives that row a loss of exactly 0 and a zero gradient.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+mod batch;
+mod config;
+pub mod density;
+mod error;
+pub mod metric;
+pub mod normalize;
+pub mod pairs;
+pub mod stats;
+
+pub use batch::{Batch, Shape};
+pub use config::{Aggregation, Config, LabelMetric, Params, Pushing, PushingKind, Reduction};
+pub use error::Error;
+
+/// The floating-point types the core computes in: `f32` and `f64`.
+///
+/// Written once, as a bound with a blanket impl, so every function says `T: Scalar`.
+pub trait Scalar: num_traits::Float + core::fmt::Debug + Send + Sync + 'static {}
+
+impl<T: num_traits::Float + core::fmt::Debug + Send + Sync + 'static> Scalar for T {}
+
+/// Converts an `f64` constant into `T`. Every finite `f64` converts into `f32`
+/// and `f64` (possibly rounding to infinity, which validation rules out for config values).
+#[inline]
+pub(crate) fn cast<T: Scalar>(x: f64) -> T {
+    T::from(x).unwrap_or_else(T::nan)
+}

@@ -1,0 +1,77 @@
+//! L2 normalisation of feature rows, `z = f / max(|f|, ε)`, and its backward pass.
+//!
+//! ε = 1e-12, as in `torch.nn.functional.normalize`. A zero row normalises to
+//! the zero vector (every logit with it is 0), and its gradient is `dz / ε`.
+
+use crate::metric::norm;
+use crate::{Scalar, cast};
+
+/// ε, the floor on a row's length.
+pub const EPSILON: f64 = 1e-12;
+
+/// Writes `z = f / max(|f|, ε)` and returns `|f|`. `f` and `z` have equal length.
+///
+/// ```
+/// use conr_core::normalize::normalize;
+/// let mut z = [0.0f64; 2];
+/// assert_eq!(normalize(&[3.0, 4.0], &mut z), 5.0);
+/// assert!((z[0] - 0.6).abs() < 1e-15 && (z[1] - 0.8).abs() < 1e-15);
+/// ```
+#[inline]
+pub fn normalize<T: Scalar>(f: &[T], z: &mut [T]) -> T {
+    let length = norm(f);
+    let inv = T::one() / length.max(cast(EPSILON));
+    for (zi, &fi) in z.iter_mut().zip(f) {
+        *zi = fi * inv;
+    }
+    length
+}
+
+/// The backward pass of [`normalize`]: given `|f|` (its return value), `z` and
+/// `∂L/∂z`, writes `∂L/∂f = (dz − z (z·dz)) / |f|`, or `dz / ε` when `|f| <= ε`.
+#[inline]
+pub fn normalize_backward<T: Scalar>(length: T, z: &[T], dz: &[T], df: &mut [T]) {
+    let eps = cast(EPSILON);
+    if length > eps {
+        let radial = z
+            .iter()
+            .zip(dz)
+            .fold(T::zero(), |acc, (&a, &b)| acc + a * b);
+        let inv = T::one() / length;
+        for ((out, &zi), &gi) in df.iter_mut().zip(z).zip(dz) {
+            *out = (gi - zi * radial) * inv;
+        }
+    } else {
+        let inv = T::one() / eps;
+        for (out, &gi) in df.iter_mut().zip(dz) {
+            *out = gi * inv;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_rows_stay_zero_and_finite() {
+        let mut z = [1.0f32; 3];
+        assert_eq!(normalize(&[0.0; 3], &mut z), 0.0);
+        assert_eq!(z, [0.0; 3]);
+        let mut df = [0.0f32; 3];
+        normalize_backward(0.0, &z, &[1e-13, 0.0, -2e-13], &mut df);
+        assert!(df.iter().all(|x| x.is_finite()));
+        assert!((df[0] - 0.1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn backward_is_orthogonal_to_the_row() {
+        let f = [1.0, -2.0, 2.0];
+        let mut z = [0.0; 3];
+        let length = normalize(&f, &mut z);
+        let mut df = [0.0; 3];
+        normalize_backward(length, &z, &[0.3, 0.1, -0.7], &mut df);
+        let radial: f64 = df.iter().zip(&f).map(|(a, b)| a * b).sum();
+        assert!(radial.abs() < 1e-15);
+    }
+}

@@ -1,0 +1,135 @@
+//! Pair classification and pushing weights: which `k` are positives `P_jk` and
+//! negatives `Q_jk` of row `j`, and how hard each negative is pushed (`S_jk`).
+
+use crate::metric::distance;
+use crate::{Params, PushingKind, Scalar};
+
+/// One row as pair classification sees it: its index, label and prediction.
+#[derive(Debug, Clone, Copy)]
+pub struct RowView<'a, T> {
+    /// The row index (a row is never its own positive).
+    pub index: usize,
+    /// The label vector `y`.
+    pub label: &'a [T],
+    /// The prediction vector `p`.
+    pub pred: &'a [T],
+}
+
+/// What row `k` is to row `j`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pair<T> {
+    /// Neither similar label nor confusable prediction (or `k = j`): no term.
+    Neither,
+    /// `P_jk`: `d(y_j, y_k) <= ω` and `j != k`. Pulled together.
+    Positive,
+    /// `Q_jk`: `d(y_j, y_k) > ω` and `d(p_j, p_k) <= ω̂`. Pushed apart with weight
+    /// `S_jk = e^{log_weight}` (−∞ when the weight is 0, e.g. linear pushing with e = 0).
+    Negative {
+        /// `ln S_jk = ln eta_j + ln g(d(y_j, y_k))`.
+        log_weight: T,
+    },
+}
+
+impl<T: Scalar> Pair<T> {
+    /// Classifies row `k` relative to row `j`. `log_eta_j` is `ln eta_j`.
+    ///
+    /// Labels are compared first, so predictions are only read for pairs with
+    /// far labels.
+    #[inline]
+    pub fn classify(
+        params: &Params<T>,
+        j: RowView<'_, T>,
+        k: RowView<'_, T>,
+        log_eta_j: T,
+    ) -> Self {
+        if j.index == k.index {
+            return Pair::Neither;
+        }
+        let metric = params.config.label_metric;
+        let label_distance = distance(metric, j.label, k.label);
+        if label_distance <= params.threshold {
+            return Pair::Positive;
+        }
+        if distance(metric, j.pred, k.pred) <= params.pred_threshold {
+            Pair::Negative {
+                log_weight: log_pushing_weight(params, log_eta_j, label_distance),
+            }
+        } else {
+            Pair::Neither
+        }
+    }
+
+    /// True for [`Pair::Positive`].
+    #[inline]
+    pub fn is_positive(&self) -> bool {
+        matches!(self, Pair::Positive)
+    }
+
+    /// True for [`Pair::Negative`].
+    #[inline]
+    pub fn is_negative(&self) -> bool {
+        matches!(self, Pair::Negative { .. })
+    }
+}
+
+/// `ln S_jk = ln eta_j + ln g(d)`, the pushing weight in log space.
+///
+/// Kept in log space so that `e^{s_jk} S_jk` joins the log-sum-exp as one
+/// exponent, `s_jk + ln S_jk`, and a huge label distance cannot overflow.
+/// The result is clamped to a finite ceiling (`T::max_value() / 8`) so that
+/// `s + ln S` stays finite too.
+///
+/// ```
+/// use conr_core::{Config, pairs::log_pushing_weight};
+/// let params = Config::paper().params::<f64>()?; // exp pushing, e = 0.01
+/// let w = log_pushing_weight(&params, 0.0, 50.0).exp();
+/// assert!((w - (0.5f64).exp()).abs() < 1e-15);
+/// # Ok::<(), conr_core::Error>(())
+/// ```
+#[inline]
+pub fn log_pushing_weight<T: Scalar>(params: &Params<T>, log_eta: T, label_distance: T) -> T {
+    let log_g = match params.config.pushing.kind {
+        PushingKind::Exp => params.scale * label_distance,
+        PushingKind::Linear => params.log_scale + label_distance.ln(),
+        PushingKind::Constant => T::zero(),
+    };
+    let ceiling = T::max_value() / crate::cast(8.0);
+    (log_eta + log_g).min(ceiling)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Pushing};
+
+    fn row<'a>(index: usize, label: &'a [f64], pred: &'a [f64]) -> RowView<'a, f64> {
+        RowView { index, label, pred }
+    }
+
+    #[test]
+    fn threshold_is_inclusive_for_positives_and_predictions() {
+        let params = Config::paper().params::<f64>().unwrap();
+        let pair = |yk, pk| Pair::classify(&params, row(0, &[10.0], &[10.0]), row(1, yk, pk), 0.0);
+        assert_eq!(pair(&[11.0], &[40.0]), Pair::Positive);
+        assert!(pair(&[12.0], &[11.0]).is_negative());
+        assert_eq!(pair(&[12.0], &[10.5]), Pair::Negative { log_weight: 0.02 });
+        assert_eq!(pair(&[12.0], &[11.01]), Pair::Neither);
+        assert_eq!(
+            Pair::classify(&params, row(3, &[1.0], &[1.0]), row(3, &[1.0], &[1.0]), 0.0),
+            Pair::Neither
+        );
+    }
+
+    #[test]
+    fn linear_pushing_with_zero_scale_has_no_weight() {
+        let config = Config {
+            pushing: Pushing {
+                kind: PushingKind::Linear,
+                scale: 0.0,
+            },
+            ..Config::paper()
+        };
+        let params = config.params::<f32>().unwrap();
+        assert_eq!(log_pushing_weight(&params, 0.0, 3.0), f32::NEG_INFINITY);
+    }
+}
