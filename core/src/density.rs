@@ -102,7 +102,7 @@ impl DensityConfig {
             if self.kernel_size == 0 {
                 return bad("kernel_size", "must be >= 1");
             }
-            if kernel == Kernel::Triang && self.kernel_size % 2 == 0 {
+            if kernel == Kernel::Triang && self.kernel_size.is_multiple_of(2) {
                 return bad("kernel_size", "the triang window needs an odd size");
             }
             if kernel != Kernel::Triang && !(self.sigma.is_finite() && self.sigma > 0.0) {

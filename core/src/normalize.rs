@@ -20,9 +20,10 @@ pub const EPSILON: f64 = 1e-12;
 #[inline]
 pub fn normalize<T: Scalar>(f: &[T], z: &mut [T]) -> T {
     let length = norm(f);
-    let inv = T::one() / length.max(cast(EPSILON));
+    // Divide rather than multiply by a reciprocal: a one-wide row then gives exactly ±1.
+    let divisor = length.max(cast(EPSILON));
     for (zi, &fi) in z.iter_mut().zip(f) {
-        *zi = fi * inv;
+        *zi = fi / divisor;
     }
     length
 }

@@ -1,0 +1,192 @@
+//! The `conr` binary end to end: output shape, and one-line errors on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+fn conr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_conr"))
+        .args(args)
+        .output()
+        .expect("conr runs")
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+}
+
+/// Writes `text` to a temporary file and runs `conr <command> --input file`.
+fn run_on_text(command: &str, text: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("input.json");
+    std::fs::write(&path, text).unwrap();
+    conr(&[command, "--input", path.to_str().unwrap()])
+}
+
+/// A bad input: exit status 1, one line on stderr naming the problem, no panic.
+fn assert_one_line_error(out: &Output, needle: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "{err:?} does not mention {needle:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+fn small_case() -> Value {
+    serde_json::json!({
+        "n": 2, "d": 2, "label_dim": 1,
+        "config": {"preset": "official_agedb"},
+        "features": [1.0, 0.0, 0.0, 1.0],
+        "labels": [20.0, 60.0],
+        "preds": [30.0, 30.5]
+    })
+}
+
+#[test]
+fn compute_prints_the_contract_fields() {
+    let path = fixture("official-agedb-04.json");
+    for (backend, precision) in [("reference", "f64"), ("cpu", "f64"), ("cpu", "f32")] {
+        let out = json(&conr(&[
+            "compute",
+            "--input",
+            path.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--precision",
+            precision,
+        ]));
+        for key in [
+            "loss",
+            "grad_features",
+            "anchors",
+            "positives",
+            "negatives",
+            "backend",
+            "precision",
+        ] {
+            assert!(out.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(out["backend"], backend);
+        assert_eq!(out["precision"], precision);
+        let loss = out["loss"].as_f64().unwrap();
+        assert!((loss - 5.237397181559777).abs() < 1e-4 * 5.3, "{loss}");
+        assert_eq!(out["grad_features"].as_array().unwrap().len(), 64 * 64);
+    }
+}
+
+#[test]
+fn weights_prints_mean_one_weights() {
+    let path = fixture("lds-weights-01.json");
+    let out = json(&conr(&["weights", "--input", path.to_str().unwrap()]));
+    let w: Vec<f64> = out["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(w.len(), 800);
+    assert!((w.iter().sum::<f64>() / 800.0 - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let missing = conr(&["compute", "--input", "/nonexistent/batch.json"]);
+    assert_one_line_error(&missing, "cannot read /nonexistent/batch.json");
+
+    let text = small_case().to_string();
+    assert_one_line_error(&run_on_text("compute", &text[..text.len() / 2]), "EOF");
+    assert_one_line_error(
+        &run_on_text("compute", "not json"),
+        "not a valid input file",
+    );
+
+    let mut no_preds = small_case();
+    no_preds.as_object_mut().unwrap().remove("preds");
+    assert_one_line_error(
+        &run_on_text("compute", &no_preds.to_string()),
+        "missing field `preds`",
+    );
+
+    let mut short = small_case();
+    short["labels"] = serde_json::json!([20.0]);
+    assert_one_line_error(
+        &run_on_text("compute", &short.to_string()),
+        "labels has length 1, but the shape needs 2",
+    );
+
+    let mut typo = small_case();
+    typo["config"]["temprature"] = serde_json::json!(0.1);
+    assert_one_line_error(
+        &run_on_text("compute", &typo.to_string()),
+        "unknown field `temprature`",
+    );
+
+    let mut cold = small_case();
+    cold["config"]["temperature"] = serde_json::json!(0.0);
+    assert_one_line_error(
+        &run_on_text("compute", &cold.to_string()),
+        "invalid config `temperature`",
+    );
+
+    let mut metric = small_case();
+    metric["config"]["label_metric"] = serde_json::json!("l3");
+    assert_one_line_error(
+        &run_on_text("compute", &metric.to_string()),
+        "unknown value \"l3\"",
+    );
+
+    let weights =
+        serde_json::json!({"labels": [1.0, 2.0], "config": {"kernel": "triang", "kernel_size": 4}});
+    assert_one_line_error(&run_on_text("weights", &weights.to_string()), "odd size");
+}
+
+#[test]
+fn expected_fields_are_ignored() {
+    let mut case = small_case();
+    case["expected"] = serde_json::json!({"loss": 123.0});
+    let out = json(&run_on_text("compute", &case.to_string()));
+    assert_ne!(out["loss"].as_f64().unwrap(), 123.0);
+}
+
+#[test]
+fn help_explains_every_option() {
+    let out = conr(&["compute", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--input",
+        "--backend",
+        "--precision",
+        "reference",
+        "cpu",
+        "f32",
+        "f64",
+    ] {
+        assert!(text.contains(option), "compute --help lacks {option}");
+    }
+    let top = String::from_utf8_lossy(&conr(&["--help"]).stdout).into_owned();
+    for command in ["compute", "weights"] {
+        assert!(top.contains(command), "--help lacks {command}");
+    }
+}

@@ -1,0 +1,165 @@
+//! The conformance fixtures under `tests/fixtures/`, and the one checker that
+//! every engine runs through.
+
+use std::path::{Path, PathBuf};
+
+use conr_cli::input::{LossCase, WeightsCase};
+use conr_cpu::{Batch, Engine, Output, Scalar};
+use serde_json::Value;
+
+use crate::budget::Budget;
+
+/// The fixture folder inside this crate.
+pub fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Every fixture file whose name starts with one of `prefixes`, sorted.
+pub fn files(prefixes: &[&str]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir())
+        .expect("tests/fixtures exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".json") && prefixes.iter().any(|pre| name.starts_with(pre))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The loss fixtures (official and general).
+pub fn loss_cases() -> Vec<(String, LossCase)> {
+    files(&["official-", "general-"])
+        .into_iter()
+        .map(|p| {
+            let case = conr_cli::input::read_json(&p).unwrap_or_else(|e| panic!("{e:#}"));
+            (p.file_name().unwrap().to_string_lossy().into_owned(), case)
+        })
+        .collect()
+}
+
+/// The density-weight fixtures.
+pub fn weight_cases() -> Vec<(String, WeightsCase)> {
+    files(&["lds-weights-"])
+        .into_iter()
+        .map(|p| {
+            let case = conr_cli::input::read_json(&p).unwrap_or_else(|e| panic!("{e:#}"));
+            (p.file_name().unwrap().to_string_lossy().into_owned(), case)
+        })
+        .collect()
+}
+
+/// The `expected` object of a loss fixture.
+pub struct Expected {
+    /// The loss.
+    pub loss: f64,
+    /// ∂loss/∂features.
+    pub grad: Vec<f64>,
+    /// Anchors per row.
+    pub anchors: Vec<bool>,
+    /// |P_j|.
+    pub positives: Vec<u32>,
+    /// |Q_j|.
+    pub negatives: Vec<u32>,
+}
+
+impl Expected {
+    /// Reads the `expected` field of a case.
+    pub fn of(case: &LossCase) -> Expected {
+        let e = case.expected.as_ref().expect("fixture has `expected`");
+        let floats = |v: &Value| -> Vec<f64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        let counts = |v: &Value| -> Vec<u32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        };
+        Expected {
+            loss: e["loss"].as_f64().unwrap(),
+            grad: floats(&e["grad_features"]),
+            anchors: e["anchors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_bool().unwrap())
+                .collect(),
+            positives: counts(&e["positives"]),
+            negatives: counts(&e["negatives"]),
+        }
+    }
+}
+
+/// Widens an output to f64.
+pub fn widen<T: Scalar>(out: Output<T>) -> Output<f64> {
+    let w = |x: T| x.to_f64().unwrap();
+    Output {
+        loss: w(out.loss),
+        grad_features: out.grad_features.into_iter().map(w).collect(),
+        anchors: out.anchors,
+        positives: out.positives,
+        negatives: out.negatives,
+    }
+}
+
+/// Runs `engine` on a fixture in precision `T`, widened to f64.
+pub fn run<T: Scalar, E: Engine>(engine: &E, case: &LossCase) -> Result<Output<f64>, String> {
+    let config = case.config.to_config().map_err(|e| format!("{e:#}"))?;
+    let cast = |v: &[f64]| -> Vec<T> { v.iter().map(|&x| T::from(x).unwrap()).collect() };
+    let (f, y, p) = (cast(&case.features), cast(&case.labels), cast(&case.preds));
+    let w = case.weights.as_deref().map(cast);
+    let batch = Batch::new(case.shape(), &f, &y, &p, w.as_deref()).map_err(|e| e.to_string())?;
+    engine
+        .compute(&batch, &config)
+        .map(widen)
+        .map_err(|e| e.to_string())
+}
+
+/// Compares an output with an expected result: the loss and gradient within
+/// `budget`, the anchors and counts exactly.
+pub fn compare(budget: &Budget, got: &Output<f64>, want: &Expected) -> Result<(), String> {
+    budget.loss.scalar("loss", got.loss, want.loss)?;
+    budget
+        .grad
+        .vector("grad_features", &got.grad_features, &want.grad)?;
+    if got.anchors != want.anchors {
+        return Err(format!(
+            "anchors differ: {:?} vs {:?}",
+            got.anchors, want.anchors
+        ));
+    }
+    if got.positives != want.positives || got.negatives != want.negatives {
+        return Err("positive or negative counts differ".into());
+    }
+    Ok(())
+}
+
+/// The shared checker: runs `engine` on every loss fixture in f64 and f32 and
+/// returns one line per failure (empty when all pass).
+pub fn check_engine<E: Engine>(
+    engine: &E,
+    f64_budget: &Budget,
+    f32_budget: &Budget,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (name, case) in loss_cases() {
+        let want = Expected::of(&case);
+        let f64_result =
+            run::<f64, _>(engine, &case).and_then(|got| compare(f64_budget, &got, &want));
+        let f32_result =
+            run::<f32, _>(engine, &case).and_then(|got| compare(f32_budget, &got, &want));
+        for (precision, result) in [("f64", f64_result), ("f32", f32_result)] {
+            if let Err(e) = result {
+                failures.push(format!("{} {name} {precision}: {e}", engine.name()));
+            }
+        }
+    }
+    failures
+}

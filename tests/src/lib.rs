@@ -1,0 +1,8 @@
+//! Shared test support: tolerance budgets, fixture loading, random batches, and
+//! one checker that every engine runs through.
+
+pub mod budget;
+pub mod fixtures;
+pub mod random;
+
+pub use budget::Tol;

@@ -1,0 +1,180 @@
+//! Random batches and configs for the property tests: sizes first, then data
+//! (`prop_flat_map`), with labels on a coarse grid so that every batch has
+//! positives, negatives and anchors, and distances sit exactly on or off the
+//! thresholds in f32 and f64 alike.
+
+use conr_core::{Aggregation, Batch, Config, LabelMetric, Pushing, PushingKind, Reduction, Shape};
+use proptest::prelude::*;
+
+/// A batch that owns its data, with a config.
+#[derive(Debug, Clone)]
+pub struct RandomBatch {
+    /// The sizes.
+    pub shape: Shape,
+    /// M·D features.
+    pub features: Vec<f64>,
+    /// M·L labels (positive integers, so no label vector is zero).
+    pub labels: Vec<f64>,
+    /// M·L predictions: labels plus a multiple of 0.25 in [−0.75, 0.75].
+    pub preds: Vec<f64>,
+    /// Optional weights in [0.2, 3].
+    pub weights: Option<Vec<f64>>,
+    /// The config.
+    pub config: Config,
+}
+
+/// A [`RandomBatch`] converted to another precision.
+pub struct Converted<T> {
+    /// The sizes.
+    pub shape: Shape,
+    /// Features.
+    pub features: Vec<T>,
+    /// Labels.
+    pub labels: Vec<T>,
+    /// Predictions.
+    pub preds: Vec<T>,
+    /// Weights.
+    pub weights: Option<Vec<T>>,
+}
+
+impl<T: conr_core::Scalar> Converted<T> {
+    /// The batch view.
+    pub fn batch(&self) -> Batch<'_, T> {
+        Batch::new(
+            self.shape,
+            &self.features,
+            &self.labels,
+            &self.preds,
+            self.weights.as_deref(),
+        )
+        .expect("random batches are valid")
+    }
+}
+
+impl RandomBatch {
+    /// The batch in f64.
+    pub fn batch(&self) -> Batch<'_, f64> {
+        Batch::new(
+            self.shape,
+            &self.features,
+            &self.labels,
+            &self.preds,
+            self.weights.as_deref(),
+        )
+        .expect("random batches are valid")
+    }
+
+    /// The data in precision `T`.
+    pub fn convert<T: conr_core::Scalar>(&self) -> Converted<T> {
+        let c = |v: &[f64]| v.iter().map(|&x| T::from(x).unwrap()).collect::<Vec<T>>();
+        Converted {
+            shape: self.shape,
+            features: c(&self.features),
+            labels: c(&self.labels),
+            preds: c(&self.preds),
+            weights: self.weights.as_deref().map(c),
+        }
+    }
+}
+
+/// Any config: every knob, τ in [0.05, 2].
+pub fn any_config() -> impl Strategy<Value = Config> {
+    let knobs = (
+        prop::sample::select(vec![0.5, 1.0, 2.0, 3.0]),
+        prop::option::of(prop::sample::select(vec![0.25, 0.5, 1.0, 2.5])),
+        0.05f64..2.0,
+        prop::sample::select(vec![
+            PushingKind::Exp,
+            PushingKind::Linear,
+            PushingKind::Constant,
+        ]),
+        0.0f64..0.5,
+        prop::sample::select(vec![
+            LabelMetric::L1,
+            LabelMetric::L2,
+            LabelMetric::Linf,
+            LabelMetric::Angular,
+        ]),
+    );
+    let switches = (
+        prop::sample::select(vec![Aggregation::MeanOfLogs, Aggregation::LogOfMean]),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::sample::select(vec![
+            Reduction::Mean,
+            Reduction::MeanAnchors,
+            Reduction::Sum,
+        ]),
+    );
+    (knobs, switches).prop_map(
+        |(
+            (threshold, pred_threshold, temperature, kind, scale, metric),
+            (aggregation, pad, outer, selfc, reduction),
+        )| {
+            // Angles live in [0, π]: use thresholds on that scale.
+            let (threshold, pred_threshold) = if metric == LabelMetric::Angular {
+                (threshold * 0.2, pred_threshold.map(|p| p * 0.2))
+            } else {
+                (threshold, pred_threshold)
+            };
+            Config {
+                threshold,
+                pred_threshold,
+                temperature,
+                pushing: Pushing { kind, scale },
+                label_metric: metric,
+                aggregation,
+                denominator_padding: pad,
+                outer_weight: outer,
+                self_in_positive_count: selfc,
+                reduction,
+            }
+        },
+    )
+}
+
+/// Random batches of 2..=`max_rows` rows and 1..=`max_dim` features, label
+/// width 1..=3, with `config`.
+pub fn batch_with(
+    max_rows: usize,
+    max_dim: usize,
+    config: impl Strategy<Value = Config>,
+) -> impl Strategy<Value = RandomBatch> {
+    (2..=max_rows, 1..=max_dim, 1usize..=3, config).prop_flat_map(
+        |(rows, dim, label_dim, config)| {
+            let n = rows * label_dim;
+            (
+                prop::collection::vec(-1.0f64..1.0, rows * dim),
+                prop::collection::vec(1u8..=8, n),
+                prop::collection::vec(-3i8..=3, n),
+                prop::option::of(prop::collection::vec(0.2f64..3.0, rows)),
+            )
+                .prop_map(move |(features, labels, noise, weights)| {
+                    let labels: Vec<f64> = labels.into_iter().map(f64::from).collect();
+                    let preds = labels
+                        .iter()
+                        .zip(&noise)
+                        .map(|(y, &e)| y + 0.25 * f64::from(e))
+                        .collect();
+                    RandomBatch {
+                        shape: Shape {
+                            rows,
+                            dim,
+                            label_dim,
+                        },
+                        features,
+                        labels,
+                        preds,
+                        weights,
+                        config,
+                    }
+                })
+        },
+    )
+}
+
+/// Random batches with any config.
+pub fn any_batch(max_rows: usize, max_dim: usize) -> impl Strategy<Value = RandomBatch> {
+    batch_with(max_rows, max_dim, any_config())
+}
