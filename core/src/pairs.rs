@@ -59,6 +59,36 @@ impl<T: Scalar> Pair<T> {
         }
     }
 
+    /// Classifies the pair both ways at once: what `k` is to `j`, and what `j`
+    /// is to `k`. Both relations are symmetric in the labels and predictions;
+    /// only the pushing weight differs, through `eta_j` or `eta_k`. The backward
+    /// pass needs both `G_jk` and `G_kj` from one tile.
+    #[inline]
+    pub fn classify_both(
+        params: &Params<T>,
+        j: RowView<'_, T>,
+        k: RowView<'_, T>,
+        log_eta_j: T,
+        log_eta_k: T,
+    ) -> (Self, Self) {
+        if j.index == k.index {
+            return (Pair::Neither, Pair::Neither);
+        }
+        let metric = params.config.label_metric;
+        let label_distance = distance(metric, j.label, k.label);
+        if label_distance <= params.threshold {
+            return (Pair::Positive, Pair::Positive);
+        }
+        if distance(metric, j.pred, k.pred) <= params.pred_threshold {
+            let weight = |log_eta| Pair::Negative {
+                log_weight: log_pushing_weight(params, log_eta, label_distance),
+            };
+            (weight(log_eta_j), weight(log_eta_k))
+        } else {
+            (Pair::Neither, Pair::Neither)
+        }
+    }
+
     /// True for [`Pair::Positive`].
     #[inline]
     pub fn is_positive(&self) -> bool {
@@ -118,6 +148,16 @@ mod tests {
             Pair::classify(&params, row(3, &[1.0], &[1.0]), row(3, &[1.0], &[1.0]), 0.0),
             Pair::Neither
         );
+    }
+
+    #[test]
+    fn classify_both_agrees_with_classify() {
+        let params = Config::paper().params::<f64>().unwrap();
+        let (a, b) = (row(0, &[10.0], &[10.0]), row(1, &[30.0], &[10.5]));
+        let (jk, kj) = Pair::classify_both(&params, a, b, 0.5, -0.25);
+        assert_eq!(jk, Pair::classify(&params, a, b, 0.5));
+        assert_eq!(kj, Pair::classify(&params, b, a, -0.25));
+        assert!(jk.is_negative());
     }
 
     #[test]

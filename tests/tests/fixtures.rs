@@ -1,7 +1,7 @@
 //! Every shared fixture through the library: the reference engine in f64 and
 //! f32, and the density weights.
 
-use conr_cpu::Reference;
+use conr_cpu::{Fast, Reference};
 use conr_tests::budget::{F32_FIXTURE, F64_FIXTURE, Tol};
 use conr_tests::fixtures::{check_engine, loss_cases, weight_cases};
 
@@ -15,6 +15,19 @@ fn there_are_fixtures() {
 fn reference_engine_matches_every_loss_fixture() {
     let failures = check_engine(&Reference, &F64_FIXTURE, &F32_FIXTURE);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn fast_engine_matches_every_loss_fixture() {
+    for threads in [1, 2, 3] {
+        let fast = Fast::with_threads(threads).unwrap();
+        let failures = check_engine(&fast, &F64_FIXTURE, &F32_FIXTURE);
+        assert!(
+            failures.is_empty(),
+            "{threads} threads:\n{}",
+            failures.join("\n")
+        );
+    }
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use conr_cli::bench::{self, BenchOptions, BenchRow, parse_sizes};
 use conr_cli::input::{LossCase, WeightsCase, read_json};
 use conr_cli::output::{self, Backend, Precision};
 
@@ -36,6 +37,32 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Precision::F64)]
         precision: Precision,
     },
+    /// Time forward plus backward on random AgeDB-like batches, next to one M×M×D f32 GEMM.
+    ///
+    /// Reports the median time, the time in GEMM-equivalents (ConR time over GEMM time,
+    /// measured in the same run with the same GEMM kernels and threads), and the peak
+    /// heap memory the engine allocated above its inputs.
+    Bench {
+        /// The engine: `reference` or `cpu`.
+        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        backend: Backend,
+        /// Comma-separated sizes, MxD.
+        #[arg(long, default_value = "1024x512,4096x512")]
+        sizes: String,
+        /// Timed repetitions per size; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Untimed repetitions before timing.
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Threads for ConR and the GEMM; 0 means one per core.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print one JSON object per size (backend, m, d, threads, fwd_bwd_s, gemm_s,
+        /// gemm_equivalents, peak_bytes) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compute per-sample density weights (inverse, sqrt_inv, LDS) from labels.
     ///
     /// Prints {"weights": [...]}.
@@ -47,11 +74,14 @@ enum Command {
     },
 }
 
+#[global_allocator]
+static ALLOCATOR: conr_cli::memory::Counting = conr_cli::memory::Counting;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(json) => {
-            println!("{json}");
+        Ok(text) => {
+            println!("{text}");
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -75,9 +105,55 @@ fn run(cli: Cli) -> Result<String> {
                 &case, backend, precision,
             )?)?)
         }
+        Command::Bench {
+            backend,
+            sizes,
+            reps,
+            warmup,
+            threads,
+            json,
+        } => {
+            let options = BenchOptions {
+                backend,
+                sizes: parse_sizes(&sizes)?,
+                reps,
+                warmup,
+                threads,
+            };
+            let rows = bench::run(&options, |line| eprint!("\r\x1b[2K{line}"))?;
+            eprint!("\r\x1b[2K");
+            if json {
+                let lines: Result<Vec<String>, _> =
+                    rows.iter().map(serde_json::to_string).collect();
+                Ok(lines?.join("\n"))
+            } else {
+                Ok(table(&rows))
+            }
+        }
         Command::Weights { input } => {
             let case: WeightsCase = read_json(&input)?;
             Ok(serde_json::to_string(&output::weights(&case)?)?)
         }
     }
+}
+
+/// The human-readable bench table.
+fn table(rows: &[BenchRow]) -> String {
+    let mut out = String::from(
+        "backend     M      D     threads  fwd+bwd (s)  GEMM (s)   GEMM-equivalents  peak extra memory\n",
+    );
+    for r in rows {
+        out += &format!(
+            "{:<10} {:>6} {:>5} {:>8}  {:>11.4}  {:>9.4}  {:>16.2}  {:>10.1} MiB\n",
+            format!("{:?}", r.backend).to_lowercase(),
+            r.m,
+            r.d,
+            r.threads,
+            r.fwd_bwd_s,
+            r.gemm_s,
+            r.gemm_equivalents,
+            r.peak_bytes as f64 / (1024.0 * 1024.0)
+        );
+    }
+    out.trim_end().to_string()
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{Result, bail};
 use conr_core::{Batch, Scalar};
-use conr_cpu::{Engine, Output, Reference, density_weights};
+use conr_cpu::{Engine, Fast, Output, Reference, density_weights};
 use serde::Serialize;
 
 use crate::input::{LossCase, WeightsCase};
@@ -83,7 +83,8 @@ fn run<T: Scalar>(
     let weights = case.weights.as_deref().map(convert);
     let batch = Batch::new(case.shape(), &features, &labels, &preds, weights.as_deref())?;
     let out = match backend {
-        Backend::Reference | Backend::Cpu => Reference.compute(&batch, config)?,
+        Backend::Reference => Reference.compute(&batch, config)?,
+        Backend::Cpu => Fast::new().compute(&batch, config)?,
     };
     let widen = |x: T| x.to_f64().unwrap_or(f64::NAN);
     Ok(Output {

@@ -190,3 +190,43 @@ fn help_explains_every_option() {
         assert!(top.contains(command), "--help lacks {command}");
     }
 }
+
+#[test]
+fn bench_json_has_one_line_per_size() {
+    let out = conr(&[
+        "bench",
+        "--sizes",
+        "64x16,96x8",
+        "--reps",
+        "2",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (row, (m, d)) in rows.iter().zip([(64, 16), (96, 8)]) {
+        assert_eq!((row["m"].as_u64(), row["d"].as_u64()), (Some(m), Some(d)));
+        for key in ["backend", "threads", "fwd_bwd_s", "gemm_s", "peak_bytes"] {
+            assert!(row.get(key).is_some(), "missing {key}");
+        }
+        assert!(row["fwd_bwd_s"].as_f64().unwrap() > 0.0);
+        assert!(
+            row["peak_bytes"].as_u64().unwrap() > 0,
+            "the counting allocator is installed"
+        );
+    }
+    let bad = conr(&["bench", "--sizes", "64by16"]);
+    assert_one_line_error(&bad, "is not MxD");
+}

@@ -1,7 +1,8 @@
 //! # conr-cpu
 //!
 //! CPU engines for ConR. [`Reference`] is plain, obviously correct code over
-//! `conr-core`: the oracle every other backend is tested against. Every engine
+//! `conr-core`: the oracle every other backend is tested against. [`Fast`] is
+//! the same math in tiles, multi-threaded, with GEMM micro-kernels. Every engine
 //! returns the same [`Output`]: the loss, its gradient with respect to the
 //! (un-normalised) features, the anchors, and the positive and negative counts.
 //!
@@ -21,15 +22,19 @@
 //! assert_eq!(out.grad_features.len(), 12);
 //! # Ok::<(), conr_cpu::Error>(())
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod density;
+mod fast;
+mod matmul;
 mod output;
 mod reference;
 
 pub use conr_core::{self as core, Batch, Config, Error, Scalar, Shape};
 pub use density::density_weights;
+pub use fast::Fast;
+pub use matmul::gram;
 pub use output::Output;
 pub use reference::Reference;
 

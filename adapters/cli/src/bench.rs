@@ -1,0 +1,235 @@
+//! `conr bench`: forward plus backward on random AgeDB-like batches, timed
+//! next to one M×M×D f32 GEMM of the same shape on the same threads, so the
+//! result reads as GEMM-equivalents, a ratio that survives noisy machines.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use conr_core::density::DensityConfig;
+use conr_core::{Batch, Config, Shape};
+use conr_cpu::{Engine, Fast, Reference, density_weights, gram};
+use serde::Serialize;
+
+use crate::memory;
+use crate::output::Backend;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The engine.
+    pub backend: Backend,
+    /// (M, D) pairs.
+    pub sizes: Vec<(usize, usize)>,
+    /// Timed repetitions per size (the median is reported).
+    pub reps: usize,
+    /// Untimed repetitions first.
+    pub warmup: usize,
+    /// Threads for the engine and the GEMM (0: one per core).
+    pub threads: usize,
+}
+
+/// One size's result; `--json` prints one per line.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    /// The engine.
+    pub backend: Backend,
+    /// Rows.
+    pub m: usize,
+    /// Feature width.
+    pub d: usize,
+    /// Threads used.
+    pub threads: usize,
+    /// Median seconds of one forward plus backward pass (f32).
+    pub fwd_bwd_s: f64,
+    /// Median seconds of one M×M×D f32 GEMM.
+    pub gemm_s: f64,
+    /// `fwd_bwd_s / gemm_s`.
+    pub gemm_equivalents: f64,
+    /// Peak heap bytes allocated by the engine above the inputs (0 when not measured).
+    pub peak_bytes: usize,
+}
+
+/// Parses `1024x512,4096x512`.
+pub fn parse_sizes(text: &str) -> Result<Vec<(usize, usize)>> {
+    text.split(',')
+        .map(|item| {
+            let (m, d) = item
+                .trim()
+                .split_once(['x', 'X'])
+                .with_context(|| format!("size {item:?} is not MxD, e.g. 1024x512"))?;
+            let m: usize = m.parse().with_context(|| format!("bad M in {item:?}"))?;
+            let d: usize = d.parse().with_context(|| format!("bad D in {item:?}"))?;
+            if m < 2 || d == 0 {
+                bail!("size {item:?}: M must be >= 2 and D >= 1");
+            }
+            Ok((m, d))
+        })
+        .collect()
+}
+
+/// A small, seedable generator (SplitMix64) with normal deviates.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+}
+
+/// A random AgeDB-like batch in f32: integer ages ~ N(35, 15) in [0, 100],
+/// predictions within N(0, 7) years, N(0, 1) features, `sqrt_inv` weights.
+pub struct RandomBatch {
+    /// The sizes.
+    pub shape: Shape,
+    /// M·D features.
+    pub features: Vec<f32>,
+    /// M labels.
+    pub labels: Vec<f32>,
+    /// M predictions.
+    pub preds: Vec<f32>,
+    /// M weights.
+    pub weights: Vec<f32>,
+}
+
+impl RandomBatch {
+    /// Draws a batch from `seed`.
+    pub fn new(m: usize, d: usize, seed: u64) -> Result<Self> {
+        let mut rng = Rng(seed);
+        let labels: Vec<f32> = (0..m)
+            .map(|_| (35.0 + 15.0 * rng.normal()).round().clamp(0.0, 100.0) as f32)
+            .collect();
+        let preds = labels
+            .iter()
+            .map(|&y| y + (7.0 * rng.normal()) as f32)
+            .collect();
+        let features = (0..m * d).map(|_| rng.normal() as f32).collect();
+        let weights = density_weights(&DensityConfig::default(), &labels)?;
+        Ok(Self {
+            shape: Shape {
+                rows: m,
+                dim: d,
+                label_dim: 1,
+            },
+            features,
+            labels,
+            preds,
+            weights,
+        })
+    }
+
+    /// The batch view.
+    pub fn batch(&self) -> Result<Batch<'_, f32>> {
+        Ok(Batch::new(
+            self.shape,
+            &self.features,
+            &self.labels,
+            &self.preds,
+            Some(&self.weights),
+        )?)
+    }
+}
+
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Seconds of one M×M×D f32 GEMM. Above 1 GiB of output it runs in row slabs
+/// into one reused buffer: the same flops, without an M×M allocation.
+fn time_gemm(z: &[f32], m: usize, d: usize, threads: usize) -> Result<f64> {
+    let slab = ((1usize << 28) / m).clamp(1, m);
+    let mut out = vec![0.0f32; slab * m];
+    let start = Instant::now();
+    for r in (0..m).step_by(slab) {
+        let rows = slab.min(m - r);
+        // Z[r..r+rows] · Zᵀ: the slab's rows against every row.
+        gram(
+            &z[r * d..(r + rows) * d],
+            z,
+            rows,
+            m,
+            d,
+            &mut out[..rows * m],
+            threads,
+        )?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Runs the benchmark, calling `progress` with a line per step.
+pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
+    if options.reps == 0 {
+        bail!("--reps must be at least 1");
+    }
+    let fast = Fast::with_threads(options.threads)?;
+    let threads = match options.backend {
+        Backend::Reference => 1,
+        Backend::Cpu => fast.threads(),
+    };
+    let config = Config::official_agedb();
+    let mut rows = Vec::new();
+    for &(m, d) in &options.sizes {
+        let data = RandomBatch::new(m, d, 0x5EED ^ (m as u64) << 20 ^ d as u64)?;
+        let batch = data.batch()?;
+        let mut times = Vec::new();
+        let mut peak = 0;
+        for rep in 0..options.warmup + options.reps {
+            let timed = rep >= options.warmup;
+            progress(&format!(
+                "M={m} D={d}: {} {}/{}",
+                if timed { "rep" } else { "warmup" },
+                if timed {
+                    rep - options.warmup + 1
+                } else {
+                    rep + 1
+                },
+                if timed { options.reps } else { options.warmup }
+            ));
+            let baseline = memory::start();
+            let start = Instant::now();
+            let out = match options.backend {
+                Backend::Reference => Reference.compute(&batch, &config)?,
+                Backend::Cpu => fast.compute(&batch, &config)?,
+            };
+            let elapsed = start.elapsed().as_secs_f64();
+            peak = peak.max(memory::peak_since(baseline));
+            if !out.loss.is_finite() {
+                bail!("M={m} D={d}: the loss is not finite");
+            }
+            drop(out);
+            if timed {
+                times.push(elapsed);
+            }
+        }
+        progress(&format!("M={m} D={d}: GEMM"));
+        let mut gemm_times = Vec::new();
+        for _ in 0..options.reps.min(3) {
+            gemm_times.push(time_gemm(&data.features, m, d, threads)?);
+        }
+        let (fwd_bwd_s, gemm_s) = (median(times), median(gemm_times));
+        rows.push(BenchRow {
+            backend: options.backend,
+            m,
+            d,
+            threads,
+            fwd_bwd_s,
+            gemm_s,
+            gemm_equivalents: fwd_bwd_s / gemm_s,
+            peak_bytes: peak,
+        });
+    }
+    Ok(rows)
+}

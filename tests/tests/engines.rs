@@ -1,0 +1,79 @@
+//! Every engine agrees with the reference on random batches and every config knob.
+
+use conr_cpu::{Engine, Fast, Output, Reference};
+use conr_tests::budget::{Budget, F32_VS_F64, F64_VS_F64, scaled_by_inv_temperature};
+use conr_tests::fixtures::widen;
+use conr_tests::random::{RandomBatch, any_batch};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use std::sync::OnceLock;
+
+/// The fast engine on three threads, built once.
+fn fast() -> &'static Fast {
+    static FAST: OnceLock<Fast> = OnceLock::new();
+    FAST.get_or_init(|| Fast::with_threads(3).expect("a pool starts"))
+}
+
+fn agree(budget: &Budget, got: &Output<f64>, want: &Output<f64>) -> Result<(), TestCaseError> {
+    budget
+        .loss
+        .scalar("loss", got.loss, want.loss)
+        .map_err(TestCaseError::fail)?;
+    budget
+        .grad
+        .vector("grad", &got.grad_features, &want.grad_features)
+        .map_err(TestCaseError::fail)?;
+    prop_assert_eq!(&got.anchors, &want.anchors);
+    prop_assert_eq!(&got.positives, &want.positives);
+    prop_assert_eq!(&got.negatives, &want.negatives);
+    Ok(())
+}
+
+fn row_norms_above(b: &RandomBatch, floor: f64) -> bool {
+    b.features
+        .chunks_exact(b.shape.dim)
+        .all(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt() > floor)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, max_global_rejects: 100_000, ..ProptestConfig::default() })]
+
+    /// f64: the fast engine (tiles of 64×256, three threads) equals the reference up to summation order.
+    /// Up to 300 rows, so batches span several row blocks and column tiles.
+    #[test]
+    fn fast_f64_matches_reference(b in any_batch(300, 24)) {
+        let want = Reference.compute(&b.batch(), &b.config).unwrap();
+        let got = fast().compute(&b.batch(), &b.config).unwrap();
+        agree(&F64_VS_F64, &got, &want)?;
+    }
+
+    /// f32: the fast engine agrees with the f64 reference.
+    #[test]
+    fn fast_f32_matches_f64_reference(b in any_batch(300, 24)) {
+        prop_assume!(row_norms_above(&b, 0.05));
+        let want = Reference.compute(&b.batch(), &b.config).unwrap();
+        let small = b.convert::<f32>();
+        let got = widen(fast().compute(&small.batch(), &b.config).unwrap());
+        agree(&scaled_by_inv_temperature(F32_VS_F64, b.config.temperature), &got, &want)?;
+    }
+}
+
+/// Results are bit-identical across thread counts: each row block sums in a fixed order.
+#[test]
+fn fast_is_deterministic_across_thread_counts() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for _ in 0..8 {
+        let b = any_batch(400, 32).new_tree(&mut runner).unwrap().current();
+        let one = Fast::with_threads(1)
+            .unwrap()
+            .compute(&b.batch(), &b.config)
+            .unwrap();
+        let two = Fast::with_threads(2)
+            .unwrap()
+            .compute(&b.batch(), &b.config)
+            .unwrap();
+        let again = fast().compute(&b.batch(), &b.config).unwrap();
+        assert_eq!(one, two);
+        assert_eq!(one, again);
+    }
+}
