@@ -141,25 +141,76 @@ pub fn compare(budget: &Budget, got: &Output<f64>, want: &Expected) -> Result<()
     Ok(())
 }
 
-/// The shared checker: runs `engine` on every loss fixture in f64 and f32 and
-/// returns one line per failure (empty when all pass).
+/// The shared checker: runs `run` on every loss fixture and compares it with
+/// the expected results within `budget`. Returns one line per failure.
+pub fn check_runner(
+    name: &str,
+    budget: &Budget,
+    run: impl Fn(&LossCase) -> Result<Output<f64>, String>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (file, case) in loss_cases() {
+        let want = Expected::of(&case);
+        if let Err(e) = run(&case).and_then(|got| compare(budget, &got, &want)) {
+            failures.push(format!("{name} {file}: {e}"));
+        }
+    }
+    failures
+}
+
+/// [`check_runner`] for a CPU engine, in f64 and in f32.
 pub fn check_engine<E: Engine>(
     engine: &E,
     f64_budget: &Budget,
     f32_budget: &Budget,
 ) -> Vec<String> {
-    let mut failures = Vec::new();
-    for (name, case) in loss_cases() {
-        let want = Expected::of(&case);
-        let f64_result =
-            run::<f64, _>(engine, &case).and_then(|got| compare(f64_budget, &got, &want));
-        let f32_result =
-            run::<f32, _>(engine, &case).and_then(|got| compare(f32_budget, &got, &want));
-        for (precision, result) in [("f64", f64_result), ("f32", f32_result)] {
-            if let Err(e) = result {
-                failures.push(format!("{} {name} {precision}: {e}", engine.name()));
-            }
+    let mut failures = check_runner(&format!("{} f64", engine.name()), f64_budget, |c| {
+        run::<f64, _>(engine, c)
+    });
+    failures.extend(check_runner(
+        &format!("{} f32", engine.name()),
+        f32_budget,
+        |c| run::<f32, _>(engine, c),
+    ));
+    failures
+}
+
+/// A fixture's batch in f32, owned.
+pub struct F32Case {
+    /// The sizes.
+    pub shape: conr_core::Shape,
+    /// Features.
+    pub features: Vec<f32>,
+    /// Labels.
+    pub labels: Vec<f32>,
+    /// Predictions.
+    pub preds: Vec<f32>,
+    /// Weights.
+    pub weights: Option<Vec<f32>>,
+}
+
+impl F32Case {
+    /// Converts a fixture.
+    pub fn of(case: &LossCase) -> Self {
+        let c = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        Self {
+            shape: case.shape(),
+            features: c(&case.features),
+            labels: c(&case.labels),
+            preds: c(&case.preds),
+            weights: case.weights.as_deref().map(c),
         }
     }
-    failures
+
+    /// The batch view.
+    pub fn batch(&self) -> Result<Batch<'_, f32>, String> {
+        Batch::new(
+            self.shape,
+            &self.features,
+            &self.labels,
+            &self.preds,
+            self.weights.as_deref(),
+        )
+        .map_err(|e| e.to_string())
+    }
 }

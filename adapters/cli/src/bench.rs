@@ -41,12 +41,15 @@ pub struct BenchRow {
     pub threads: usize,
     /// Median seconds of one forward plus backward pass (f32).
     pub fwd_bwd_s: f64,
-    /// Median seconds of one M×M×D f32 GEMM.
-    pub gemm_s: f64,
+    /// Median seconds of one M×M×D f32 GEMM on the CPU with the fast engine's
+    /// kernels; `null` for the GPU, whose GEMM yardstick comes from
+    /// `bench/torch_conr.py` run beside it.
+    pub gemm_s: Option<f64>,
     /// `fwd_bwd_s / gemm_s`.
-    pub gemm_equivalents: f64,
-    /// Peak heap bytes allocated by the engine above the inputs (0 when not measured).
-    pub peak_bytes: usize,
+    pub gemm_equivalents: Option<f64>,
+    /// CPU: peak heap bytes allocated by the engine above the inputs. GPU: device
+    /// bytes of the working buffers and the gradient, beyond the inputs.
+    pub peak_bytes: u64,
 }
 
 /// Parses `1024x512,4096x512`.
@@ -175,8 +178,15 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
         bail!("--reps must be at least 1");
     }
     let fast = Fast::with_threads(options.threads)?;
+    let gpu = match options.backend {
+        Backend::Gpu => Some(conr_wgpu::GpuConr::new()?),
+        _ => None,
+    };
+    if let Some(gpu) = &gpu {
+        progress(&format!("GPU: {}", gpu.adapter_name()));
+    }
     let threads = match options.backend {
-        Backend::Reference => 1,
+        Backend::Reference | Backend::Gpu => 1,
         Backend::Cpu => fast.threads(),
     };
     let config = Config::official_agedb();
@@ -200,12 +210,16 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             ));
             let baseline = memory::start();
             let start = Instant::now();
-            let out = match options.backend {
-                Backend::Reference => Reference.compute(&batch, &config)?,
-                Backend::Cpu => fast.compute(&batch, &config)?,
+            let out = match (&gpu, options.backend) {
+                (Some(gpu), _) => gpu.compute(&batch, &config)?,
+                (None, Backend::Reference) => Reference.compute(&batch, &config)?,
+                (None, _) => fast.compute(&batch, &config)?,
             };
             let elapsed = start.elapsed().as_secs_f64();
-            peak = peak.max(memory::peak_since(baseline));
+            peak = peak.max(match &gpu {
+                Some(gpu) => gpu.working_bytes(),
+                None => memory::peak_since(baseline) as u64,
+            });
             if !out.loss.is_finite() {
                 bail!("M={m} D={d}: the loss is not finite");
             }
@@ -214,12 +228,17 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
                 times.push(elapsed);
             }
         }
-        progress(&format!("M={m} D={d}: GEMM"));
-        let mut gemm_times = Vec::new();
-        for _ in 0..options.reps.min(3) {
-            gemm_times.push(time_gemm(&data.features, m, d, threads)?);
-        }
-        let (fwd_bwd_s, gemm_s) = (median(times), median(gemm_times));
+        let fwd_bwd_s = median(times);
+        let gemm_s = if gpu.is_some() {
+            None
+        } else {
+            progress(&format!("M={m} D={d}: GEMM"));
+            let mut gemm_times = Vec::new();
+            for _ in 0..options.reps.min(3) {
+                gemm_times.push(time_gemm(&data.features, m, d, threads)?);
+            }
+            Some(median(gemm_times))
+        };
         rows.push(BenchRow {
             backend: options.backend,
             m,
@@ -227,7 +246,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             threads,
             fwd_bwd_s,
             gemm_s,
-            gemm_equivalents: fwd_bwd_s / gemm_s,
+            gemm_equivalents: gemm_s.map(|g| fwd_bwd_s / g),
             peak_bytes: peak,
         });
     }

@@ -1,5 +1,6 @@
 //! `conr`: ConR, the contrastive regularizer for deep imbalanced regression, from the command line.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,12 +31,13 @@ enum Command {
         /// labels, preds and optional weights. An `expected` field is ignored.
         #[arg(long, short)]
         input: PathBuf,
-        /// The engine: `reference` (plain loops, the oracle) or `cpu` (the fast engine).
+        /// The engine: `reference` (plain loops, the oracle), `cpu` (the fast engine)
+        /// or `gpu` (WGSL through wgpu; honours WGPU_BACKEND).
         #[arg(long, value_enum, default_value_t = Backend::Cpu)]
         backend: Backend,
-        /// The precision to compute in.
-        #[arg(long, value_enum, default_value_t = Precision::F64)]
-        precision: Precision,
+        /// The precision to compute in: f64 by default on the CPU; the GPU computes in f32.
+        #[arg(long, value_enum)]
+        precision: Option<Precision>,
     },
     /// Time forward plus backward on random AgeDB-like batches, next to one M×M×D f32 GEMM.
     ///
@@ -43,7 +45,7 @@ enum Command {
     /// measured in the same run with the same GEMM kernels and threads), and the peak
     /// heap memory the engine allocated above its inputs.
     Bench {
-        /// The engine: `reference` or `cpu`.
+        /// The engine: `reference`, `cpu` or `gpu` (upload and readback included).
         #[arg(long, value_enum, default_value_t = Backend::Cpu)]
         backend: Backend,
         /// Comma-separated sizes, MxD.
@@ -63,6 +65,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the GPU adapters wgpu can see, with their backend, type, driver and key limits.
+    ///
+    /// Prints {"adapters": [...]}. Honours WGPU_BACKEND.
+    Info,
     /// Compute per-sample density weights (inverse, sqrt_inv, LDS) from labels.
     ///
     /// Prints {"weights": [...]}.
@@ -81,7 +87,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(text) => {
-            println!("{text}");
+            // A closed pipe (`conr ... | head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{text}");
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -120,8 +127,16 @@ fn run(cli: Cli) -> Result<String> {
                 warmup,
                 threads,
             };
-            let rows = bench::run(&options, |line| eprint!("\r\x1b[2K{line}"))?;
-            eprint!("\r\x1b[2K");
+            // Progress on one self-erasing line, when a person is watching.
+            let live = std::io::stderr().is_terminal();
+            let rows = bench::run(&options, |line| {
+                if live {
+                    eprint!("\r\x1b[2K{line}");
+                }
+            })?;
+            if live {
+                eprint!("\r\x1b[2K");
+            }
             if json {
                 let lines: Result<Vec<String>, _> =
                     rows.iter().map(serde_json::to_string).collect();
@@ -129,6 +144,28 @@ fn run(cli: Cli) -> Result<String> {
             } else {
                 Ok(table(&rows))
             }
+        }
+        Command::Info => {
+            let adapters: Vec<serde_json::Value> = conr_wgpu::adapters()
+                .into_iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "name": a.name,
+                        "backend": a.backend,
+                        "device_type": a.device_type,
+                        "driver": a.driver,
+                        "max_storage_buffer_binding_size": a.max_storage_buffer_binding_size,
+                        "max_buffer_size": a.max_buffer_size,
+                        "max_compute_workgroup_storage_size": a.max_compute_workgroup_storage_size,
+                        "max_compute_invocations_per_workgroup": a.max_compute_invocations_per_workgroup,
+                        "max_compute_workgroups_per_dimension": a.max_compute_workgroups_per_dimension,
+                        "max_storage_buffers_per_shader_stage": a.max_storage_buffers_per_shader_stage,
+                        "shader_f16": a.shader_f16,
+                        "subgroups": a.subgroups,
+                    })
+                })
+                .collect();
+            Ok(serde_json::json!({ "adapters": adapters }).to_string())
         }
         Command::Weights { input } => {
             let case: WeightsCase = read_json(&input)?;
@@ -142,16 +179,18 @@ fn table(rows: &[BenchRow]) -> String {
     let mut out = String::from(
         "backend     M      D     threads  fwd+bwd (s)  GEMM (s)   GEMM-equivalents  peak extra memory\n",
     );
+    let or_dash =
+        |x: Option<f64>, digits: usize| x.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     for r in rows {
         out += &format!(
-            "{:<10} {:>6} {:>5} {:>8}  {:>11.4}  {:>9.4}  {:>16.2}  {:>10.1} MiB\n",
+            "{:<10} {:>6} {:>5} {:>8}  {:>11.4}  {:>9}  {:>16}  {:>10.1} MiB\n",
             format!("{:?}", r.backend).to_lowercase(),
             r.m,
             r.d,
             r.threads,
             r.fwd_bwd_s,
-            r.gemm_s,
-            r.gemm_equivalents,
+            or_dash(r.gemm_s, 4),
+            or_dash(r.gemm_equivalents, 2),
             r.peak_bytes as f64 / (1024.0 * 1024.0)
         );
     }

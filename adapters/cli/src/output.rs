@@ -15,6 +15,8 @@ pub enum Backend {
     Reference,
     /// The fast CPU engine.
     Cpu,
+    /// The WGSL engine on a GPU through wgpu (f32 only).
+    Gpu,
 }
 
 /// The floating-point precision of the computation.
@@ -46,9 +48,20 @@ pub struct ComputeReport {
     pub precision: Precision,
 }
 
-/// Runs one loss case on `backend` in `precision`.
-pub fn compute(case: &LossCase, backend: Backend, precision: Precision) -> Result<ComputeReport> {
+/// Runs one loss case on `backend` in `precision` (default: f64 on the CPU, f32 on the GPU).
+pub fn compute(
+    case: &LossCase,
+    backend: Backend,
+    precision: Option<Precision>,
+) -> Result<ComputeReport> {
     let config = case.config.to_config()?;
+    let precision = match (backend, precision) {
+        (Backend::Gpu, Some(Precision::F64)) => {
+            bail!("the gpu backend computes in f32 only: use --precision f32")
+        }
+        (Backend::Gpu, _) => Precision::F32,
+        (_, p) => p.unwrap_or(Precision::F64),
+    };
     let output = match precision {
         Precision::F64 => run::<f64>(case, &config, backend)?,
         Precision::F32 => run::<f32>(case, &config, backend)?,
@@ -85,8 +98,32 @@ fn run<T: Scalar>(
     let out = match backend {
         Backend::Reference => Reference.compute(&batch, config)?,
         Backend::Cpu => Fast::new().compute(&batch, config)?,
+        Backend::Gpu => gpu_compute(&batch, config)?,
     };
     let widen = |x: T| x.to_f64().unwrap_or(f64::NAN);
+    Ok(Output {
+        loss: widen(out.loss),
+        grad_features: out.grad_features.into_iter().map(widen).collect(),
+        anchors: out.anchors,
+        positives: out.positives,
+        negatives: out.negatives,
+    })
+}
+
+/// Runs a batch on a new GPU context. Only f32 batches reach the GPU.
+fn gpu_compute<T: Scalar>(batch: &Batch<'_, T>, config: &conr_core::Config) -> Result<Output<T>> {
+    let narrow =
+        |v: &[T]| -> Vec<f32> { v.iter().map(|x| x.to_f32().unwrap_or(f32::NAN)).collect() };
+    let (f, y, p) = (
+        narrow(batch.features()),
+        narrow(batch.labels()),
+        narrow(batch.preds()),
+    );
+    let w = batch.weights().map(narrow);
+    let small = Batch::new(batch.shape(), &f, &y, &p, w.as_deref())?;
+    let gpu = conr_wgpu::GpuConr::new()?;
+    let out = gpu.compute(&small, config)?;
+    let widen = |x: f32| T::from(x).unwrap_or_else(T::nan);
     Ok(Output {
         loss: widen(out.loss),
         grad_features: out.grad_features.into_iter().map(widen).collect(),

@@ -38,7 +38,7 @@ const DENSE_SHARE: f64 = 0.25;
 /// ```
 /// use conr_cpu::{Batch, Config, Engine, Fast, Reference, Shape};
 /// let shape = Shape { rows: 3, dim: 2, label_dim: 1 };
-/// let (f, y, p) = ([1.0, 0.0, 0.8, 0.6, 0.0, 1.0], [10.0, 10.5, 40.0], [20.0, 20.0, 20.5]);
+/// let (f, y, p): ([f64; 6], _, _) = ([1.0, 0.0, 0.8, 0.6, 0.0, 1.0], [10.0, 10.5, 40.0], [20.0, 20.0, 20.5]);
 /// let batch = Batch::new(shape, &f, &y, &p, None)?;
 /// let fast = Fast::with_threads(2)?.compute(&batch, &Config::paper())?;
 /// let reference = Reference.compute(&batch, &Config::paper())?;

@@ -1,0 +1,196 @@
+//! The compute pipelines, and the recording of one forward-plus-backward pass.
+
+use wgpu::{BindingResource, BufferBinding};
+
+use crate::params::{FLAG_ACCUMULATE, Params};
+use crate::workspace::Workspace;
+use crate::{LINEAR_WORKGROUP, SHADER, TILE};
+
+/// One entry point with its bind group layout and the bindings it uses.
+pub(crate) struct Kernel {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+    bindings: &'static [u32],
+    name: &'static str,
+}
+
+/// Every kernel of `shaders/conr.wgsl`, created once per device.
+pub(crate) struct Pipelines {
+    normalize: Kernel,
+    row_stats: Kernel,
+    finish_rows: Kernel,
+    reduce_loss: Kernel,
+    backward: Kernel,
+    normalize_backward: Kernel,
+}
+
+// Binding numbers, as declared in the shader.
+const PARAMS: u32 = 0;
+const FEATURES: u32 = 1;
+const Z_OUT: u32 = 2;
+const Z_ROWS: u32 = 3;
+const Z_COLS: u32 = 4;
+const LABELS: u32 = 5;
+const PREDS: u32 = 6;
+const WEIGHTS: u32 = 7;
+const LENGTHS: u32 = 8;
+const STATS: u32 = 10;
+const OUTCOMES: u32 = 11;
+const TOTALS: u32 = 13;
+const DZ: u32 = 15;
+
+impl Pipelines {
+    pub fn new(device: &wgpu::Device) -> Self {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("conr.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+        });
+        let kernel = |name: &'static str, bindings: &'static [u32]| {
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some(name),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            let layout = pipeline.get_bind_group_layout(0);
+            Kernel {
+                pipeline,
+                layout,
+                bindings,
+                name,
+            }
+        };
+        Self {
+            normalize: kernel("normalize", &[PARAMS, FEATURES, Z_OUT, LENGTHS]),
+            row_stats: kernel(
+                "row_stats",
+                &[PARAMS, Z_ROWS, Z_COLS, LABELS, PREDS, WEIGHTS, STATS],
+            ),
+            finish_rows: kernel("finish_rows", &[PARAMS, WEIGHTS, STATS, OUTCOMES]),
+            reduce_loss: kernel("reduce_loss", &[PARAMS, OUTCOMES, TOTALS]),
+            backward: kernel(
+                "backward",
+                &[
+                    PARAMS, Z_ROWS, Z_COLS, LABELS, PREDS, WEIGHTS, OUTCOMES, TOTALS, DZ,
+                ],
+            ),
+            normalize_backward: kernel("normalize_backward", &[PARAMS, Z_ROWS, LENGTHS, DZ]),
+        }
+    }
+}
+
+/// The caller's (or the host API's) input and output buffers.
+pub(crate) struct Sources<'a> {
+    /// Features, one binding per chunk.
+    pub features: Vec<BufferBinding<'a>>,
+    /// The gradient output, one binding per chunk (it holds ∂L/∂z until the last kernel).
+    pub grad: Vec<BufferBinding<'a>>,
+    pub labels: BufferBinding<'a>,
+    pub preds: BufferBinding<'a>,
+    /// `None`: every weight is 1.
+    pub weights: Option<BufferBinding<'a>>,
+}
+
+/// Writes every dispatch's uniform block and records the whole pass into `encoder`.
+pub(crate) fn record(
+    pipelines: &Pipelines,
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    encoder: &mut wgpu::CommandEncoder,
+    ws: &Workspace,
+    src: &Sources<'_>,
+    base: Params,
+) {
+    let plan = ws.plan;
+    let chunks = plan.chunks();
+    for a in 0..chunks {
+        for b in 0..chunks {
+            let (row_offset, row_count) = plan.chunk(a);
+            let (col_offset, col_count) = plan.chunk(b);
+            let accumulate = if b > 0 { FLAG_ACCUMULATE } else { 0 };
+            let p = Params {
+                row_offset: row_offset as u32,
+                row_count: row_count as u32,
+                col_offset: col_offset as u32,
+                col_count: col_count as u32,
+                flags: base.flags | accumulate,
+                ..base
+            };
+            queue.write_buffer(&ws.params[a * chunks + b], 0, bytemuck::bytes_of(&p));
+        }
+    }
+    for g in &src.grad {
+        encoder.clear_buffer(g.buffer, g.offset, g.size.map(|s| s.get()));
+    }
+
+    fn whole(buffer: &wgpu::Buffer) -> BindingResource<'_> {
+        buffer.as_entire_binding()
+    }
+    let bind = |kernel: &Kernel, a: usize, b: usize| {
+        let resource = |binding: u32| -> BindingResource<'_> {
+            match binding {
+                PARAMS => whole(&ws.params[a * chunks + b]),
+                FEATURES => BindingResource::Buffer(src.features[a].clone()),
+                Z_OUT | Z_ROWS => whole(&ws.z[a]),
+                Z_COLS => whole(&ws.z[b]),
+                LABELS => BindingResource::Buffer(src.labels.clone()),
+                PREDS => BindingResource::Buffer(src.preds.clone()),
+                WEIGHTS => match &src.weights {
+                    Some(w) => BindingResource::Buffer(w.clone()),
+                    None => whole(&ws.no_weights),
+                },
+                LENGTHS => whole(&ws.lengths),
+                STATS => whole(&ws.stats),
+                OUTCOMES => whole(&ws.outcomes),
+                TOTALS => whole(&ws.totals),
+                _ => BindingResource::Buffer(src.grad[a].clone()),
+            }
+        };
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = kernel
+            .bindings
+            .iter()
+            .map(|&binding| wgpu::BindGroupEntry {
+                binding,
+                resource: resource(binding),
+            })
+            .collect();
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &kernel.layout,
+            entries: &entries,
+        })
+    };
+
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some("conr forward and backward"),
+        timestamp_writes: None,
+    });
+    let mut dispatch = |kernel: &Kernel, a: usize, b: usize, groups: usize| {
+        let group = bind(kernel, a, b);
+        pass.set_pipeline(&kernel.pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(groups as u32, 1, 1);
+    };
+    let linear = |rows: usize| rows.div_ceil(LINEAR_WORKGROUP as usize);
+    let tiles = |rows: usize| rows.div_ceil(TILE as usize);
+    for a in 0..chunks {
+        dispatch(&pipelines.normalize, a, a, linear(plan.chunk(a).1));
+    }
+    for a in 0..chunks {
+        for b in 0..chunks {
+            dispatch(&pipelines.row_stats, a, b, tiles(plan.chunk(a).1));
+        }
+    }
+    dispatch(&pipelines.finish_rows, 0, 0, linear(plan.rows));
+    dispatch(&pipelines.reduce_loss, 0, 0, 1);
+    for a in 0..chunks {
+        for b in 0..chunks {
+            dispatch(&pipelines.backward, a, b, tiles(plan.chunk(a).1));
+        }
+    }
+    for a in 0..chunks {
+        dispatch(&pipelines.normalize_backward, a, a, linear(plan.chunk(a).1));
+    }
+}

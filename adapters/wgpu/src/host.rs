@@ -1,0 +1,320 @@
+//! The two ways in: host slices ([`GpuConr::compute`]) and caller-owned
+//! buffers recorded into the caller's encoder ([`GpuConr::record`]).
+
+use std::sync::mpsc;
+
+use conr_core::{Batch, Config, Shape};
+use conr_cpu::Output;
+use wgpu::BufferBinding;
+
+use crate::dispatch::{Sources, record};
+use crate::params::Params;
+use crate::plan::Plan;
+use crate::workspace::{HostBuffers, Workspace};
+use crate::{GpuConr, GpuError};
+
+/// Caller-owned buffers for [`GpuConr::record`], all f32, row-major.
+#[derive(Debug, Clone, Copy)]
+pub struct GpuBuffers<'a> {
+    /// M×D features; usage `STORAGE`.
+    pub features: &'a wgpu::Buffer,
+    /// M×L labels; usage `STORAGE`.
+    pub labels: &'a wgpu::Buffer,
+    /// M×L predictions; usage `STORAGE`.
+    pub preds: &'a wgpu::Buffer,
+    /// M weights, or `None` for all ones; usage `STORAGE`.
+    pub weights: Option<&'a wgpu::Buffer>,
+    /// Receives ∂L/∂features (M×D); usage `STORAGE | COPY_DST`.
+    pub grad_features: &'a wgpu::Buffer,
+    /// Receives the loss as one f32 at offset 0; usage `COPY_DST`.
+    pub loss: &'a wgpu::Buffer,
+}
+
+fn check(
+    what: &'static str,
+    buffer: &wgpu::Buffer,
+    needed: u64,
+    usage: wgpu::BufferUsages,
+) -> Result<(), GpuError> {
+    if buffer.size() < needed {
+        return Err(GpuError::BadBuffer {
+            what,
+            why: format!("has {} bytes, needs {needed}", buffer.size()),
+        });
+    }
+    if !buffer.usage().contains(usage) {
+        return Err(GpuError::BadBuffer {
+            what,
+            why: format!("needs usage {usage:?}, has {:?}", buffer.usage()),
+        });
+    }
+    Ok(())
+}
+
+fn chunked<'a>(buffer: &'a wgpu::Buffer, plan: &Plan) -> Vec<BufferBinding<'a>> {
+    (0..plan.chunks())
+        .map(|a| BufferBinding {
+            buffer,
+            offset: plan.chunk_offset(a),
+            size: wgpu::BufferSize::new(plan.chunk_bytes(a)),
+        })
+        .collect()
+}
+
+impl GpuConr {
+    /// Takes the cached workspace for `plan`, or builds a new one.
+    fn workspace(&self, cache: &mut crate::Cache, plan: Plan) -> Result<(), GpuError> {
+        if cache.workspace.as_ref().map(|w| w.plan) != Some(plan) {
+            cache.workspace = None;
+            cache.host = None;
+            cache.workspace = Some(self.scoped(|| Workspace::new(&self.device, plan))?);
+        }
+        Ok(())
+    }
+
+    /// ConR's loss, gradient, anchors and counts for a batch of host slices.
+    ///
+    /// Uploads the batch, runs the forward and backward passes, and reads the
+    /// results back. Buffers are reused while the shape repeats.
+    pub fn compute(
+        &self,
+        batch: &Batch<'_, f32>,
+        config: &Config,
+    ) -> Result<Output<f32>, GpuError> {
+        self.check_lost()?;
+        let params = batch.check(config)?;
+        let shape = batch.shape();
+        let plan = self.plan(shape)?;
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| GpuError::Device("a previous call panicked".into()))?;
+        let result = self.compute_locked(
+            &mut cache,
+            batch,
+            plan,
+            Params::new(
+                &params,
+                shape.rows as u32,
+                shape.dim as u32,
+                shape.label_dim as u32,
+                batch.weights().is_some(),
+            ),
+        );
+        if result.is_err() {
+            // The buffers may be in any state after a failure: start afresh next time.
+            *cache = crate::Cache::default();
+        }
+        result
+    }
+
+    fn compute_locked(
+        &self,
+        cache: &mut crate::Cache,
+        batch: &Batch<'_, f32>,
+        plan: Plan,
+        base: Params,
+    ) -> Result<Output<f32>, GpuError> {
+        self.workspace(cache, plan)?;
+        if cache.host.is_none() {
+            cache.host = Some(self.scoped(|| HostBuffers::new(&self.device, plan))?);
+        }
+        let (Some(ws), Some(host)) = (cache.workspace.as_ref(), cache.host.as_ref()) else {
+            return Err(GpuError::Device("the working buffers are missing".into()));
+        };
+        let rows = plan.rows;
+        self.scoped(|| {
+            let d = plan.dim;
+            for (a, buffer) in host.features.iter().enumerate() {
+                let (start, count) = plan.chunk(a);
+                let data = &batch.features()[start * d..(start + count) * d];
+                self.queue
+                    .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+            }
+            self.queue
+                .write_buffer(&host.labels, 0, bytemuck::cast_slice(batch.labels()));
+            self.queue
+                .write_buffer(&host.preds, 0, bytemuck::cast_slice(batch.preds()));
+            if let Some(w) = batch.weights() {
+                self.queue
+                    .write_buffer(&host.weights, 0, bytemuck::cast_slice(w));
+            }
+            fn whole(b: &wgpu::Buffer) -> BufferBinding<'_> {
+                b.as_entire_buffer_binding()
+            }
+            let sources = Sources {
+                features: host.features.iter().map(|b| whole(b)).collect(),
+                grad: host.grad.iter().map(|b| whole(b)).collect(),
+                labels: whole(&host.labels),
+                preds: whole(&host.preds),
+                weights: batch.weights().map(|_| whole(&host.weights)),
+            };
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("conr compute"),
+                });
+            record(
+                &self.pipelines,
+                &self.device,
+                &self.queue,
+                &mut encoder,
+                ws,
+                &sources,
+                base,
+            );
+            for (grad, readback) in host.grad.iter().zip(&host.grad_readback) {
+                encoder.copy_buffer_to_buffer(grad, 0, readback, 0, grad.size());
+            }
+            let stats_bytes = rows as u64 * 32;
+            encoder.copy_buffer_to_buffer(&ws.stats, 0, &host.stats_readback, 0, stats_bytes);
+            encoder.copy_buffer_to_buffer(&ws.totals, 0, &host.stats_readback, stats_bytes, 16);
+            self.queue.submit([encoder.finish()]);
+        })?;
+
+        let (sender, receiver) = mpsc::channel();
+        let readbacks: Vec<&wgpu::Buffer> = host
+            .grad_readback
+            .iter()
+            .chain([&host.stats_readback])
+            .collect();
+        for (i, buffer) in readbacks.iter().enumerate() {
+            let sender = sender.clone();
+            buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = sender.send((i, r));
+            });
+        }
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        self.check_lost()?;
+        for _ in 0..readbacks.len() {
+            let (_, result) = receiver
+                .recv()
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
+            result.map_err(|e| GpuError::Readback(e.to_string()))?;
+        }
+
+        let mut grad_features = Vec::with_capacity(rows * plan.dim);
+        for buffer in &host.grad_readback {
+            let view = buffer
+                .get_mapped_range(..)
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
+            grad_features.extend_from_slice(bytemuck::cast_slice::<u8, f32>(&view));
+        }
+        let (loss, anchors, positives, negatives) = {
+            let view = host
+                .stats_readback
+                .get_mapped_range(..)
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
+            let words: &[u32] = bytemuck::cast_slice(&view);
+            let stat = |j: usize, field: usize| words[j * 8 + field];
+            let positives: Vec<u32> = (0..rows).map(|j| stat(j, 5)).collect();
+            let negatives: Vec<u32> = (0..rows).map(|j| stat(j, 6)).collect();
+            let loss = f32::from_bits(words[rows * 8]);
+            (
+                loss,
+                negatives.iter().map(|&n| n > 0).collect(),
+                positives,
+                negatives,
+            )
+        };
+        for buffer in readbacks {
+            buffer.unmap();
+        }
+        Ok(Output {
+            loss,
+            grad_features,
+            anchors,
+            positives,
+            negatives,
+        })
+    }
+
+    /// Records ConR's forward and backward passes into `encoder`, on
+    /// caller-owned buffers, with no copy of the inputs. After the caller
+    /// submits the encoder, `buffers.grad_features` holds ∂L/∂features and
+    /// `buffers.loss` holds the loss.
+    ///
+    /// The uniform blocks are written through `queue.write_buffer`: submit the
+    /// encoder before recording another call on this `GpuConr`. The data in the
+    /// buffers is not validated (NaNs give NaNs); [`GpuConr::compute`] validates.
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: Shape,
+        buffers: GpuBuffers<'_>,
+        config: &Config,
+    ) -> Result<(), GpuError> {
+        use wgpu::BufferUsages as U;
+        self.check_lost()?;
+        let params = config.params::<f32>()?;
+        if shape.rows == 0 {
+            return Err(conr_core::Error::EmptyBatch.into());
+        }
+        if shape.dim == 0 || shape.label_dim == 0 {
+            let what = if shape.dim == 0 { "features" } else { "labels" };
+            return Err(conr_core::Error::ZeroWidth { what }.into());
+        }
+        let (m, d, l) = (shape.rows as u64, shape.dim as u64, shape.label_dim as u64);
+        check("features", buffers.features, m * d * 4, U::STORAGE)?;
+        check("labels", buffers.labels, m * l * 4, U::STORAGE)?;
+        check("preds", buffers.preds, m * l * 4, U::STORAGE)?;
+        if let Some(w) = buffers.weights {
+            check("weights", w, m * 4, U::STORAGE)?;
+        }
+        check(
+            "grad_features",
+            buffers.grad_features,
+            m * d * 4,
+            U::STORAGE | U::COPY_DST,
+        )?;
+        check("loss", buffers.loss, 4, U::COPY_DST)?;
+        let plan = self.plan(shape)?;
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| GpuError::Device("a previous call panicked".into()))?;
+        self.workspace(&mut cache, plan)?;
+        let Some(ws) = cache.workspace.as_ref() else {
+            return Err(GpuError::Device("the working buffers are missing".into()));
+        };
+        fn part(buffer: &wgpu::Buffer, bytes: u64) -> BufferBinding<'_> {
+            BufferBinding {
+                buffer,
+                offset: 0,
+                size: wgpu::BufferSize::new(bytes),
+            }
+        }
+        let sources = Sources {
+            features: chunked(buffers.features, &plan),
+            grad: chunked(buffers.grad_features, &plan),
+            labels: part(buffers.labels, m * l * 4),
+            preds: part(buffers.preds, m * l * 4),
+            weights: buffers.weights.map(|w| part(w, m * 4)),
+        };
+        let base = Params::new(
+            &params,
+            m as u32,
+            d as u32,
+            l as u32,
+            buffers.weights.is_some(),
+        );
+        let result = self.scoped(|| {
+            record(
+                &self.pipelines,
+                &self.device,
+                &self.queue,
+                encoder,
+                ws,
+                &sources,
+                base,
+            );
+            encoder.copy_buffer_to_buffer(&ws.totals, 0, buffers.loss, 0, 4);
+        });
+        if result.is_err() {
+            *cache = crate::Cache::default();
+        }
+        result
+    }
+}

@@ -1,0 +1,310 @@
+//! # conr-wgpu
+//!
+//! ConR on any GPU through wgpu: WGSL compute shaders (`shaders/conr.wgsl`)
+//! that mirror `conr-core` function by function in f32, and are held to the
+//! CPU reference by property tests.
+//!
+//! - The forward pass computes logit tiles in workgroup memory with an online
+//!   log-sum-exp per row; the backward pass recomputes them, forms
+//!   `G_jk + G_kj`, and accumulates `∂z`. No M×M buffer exists: GPU memory is
+//!   O(M·D + M·L).
+//! - [`GpuConr::compute`] takes host slices and returns the same
+//!   [`Output`](conr_cpu::Output) as the CPU engines.
+//! - [`GpuConr::record`] records into the caller's command encoder on
+//!   caller-owned buffers, for frameworks that keep tensors on the GPU.
+//! - Pipelines are created once per `GpuConr`; working buffers are reused
+//!   while the batch shape repeats.
+//! - Batches larger than one storage binding run in row chunks.
+//! - Out-of-memory, validation and device-loss conditions become
+//!   [`GpuError`]s through error scopes, never a panic.
+//!
+//! ```no_run
+//! use conr_core::{Batch, Config, Shape};
+//! use conr_wgpu::GpuConr;
+//!
+//! let gpu = GpuConr::new()?; // honours WGPU_BACKEND
+//! let shape = Shape { rows: 4, dim: 2, label_dim: 1 };
+//! let features = [1.0, 0.1, 0.9, 0.2, 0.1, 1.0, 0.2, 0.8];
+//! let batch = Batch::new(shape, &features, &[20.0, 20.5, 60.0, 60.5], &[40.0, 40.2, 40.4, 40.1], None)?;
+//! let out = gpu.compute(&batch, &Config::official_agedb())?;
+//! println!("loss {} on {}", out.loss, gpu.adapter_name());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod dispatch;
+mod error;
+mod host;
+mod info;
+mod params;
+mod plan;
+mod workspace;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub use error::GpuError;
+pub use host::GpuBuffers;
+pub use info::{AdapterSummary, adapters};
+
+use dispatch::Pipelines;
+use workspace::{HostBuffers, Workspace};
+
+/// The WGSL source of every kernel.
+pub const SHADER: &str = include_str!("../../../shaders/conr.wgsl");
+/// Rows (and columns) of a logit tile in the tiled kernels.
+pub const TILE: u32 = 32;
+/// The workgroup size of the tiled kernels (16×16 threads, 2×2 logits each).
+pub const TILE_WORKGROUP: [u32; 3] = [16, 16, 1];
+/// The workgroup size of the per-row kernels.
+pub const LINEAR_WORKGROUP: u32 = 64;
+/// The workgroup size of the loss reduction (one workgroup).
+pub const REDUCE_WORKGROUP: u32 = 256;
+
+/// A GPU context for ConR: a device, its queue, the compiled pipelines, and
+/// reusable working buffers. Build it once and call it for every batch.
+///
+/// `GpuConr` is `Send + Sync`. Calls from several threads are safe: they take
+/// turns on an internal lock that guards the working buffers.
+pub struct GpuConr {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: Option<wgpu::AdapterInfo>,
+    pipelines: Pipelines,
+    cache: Mutex<Cache>,
+    max_binding: u64,
+    lost: Arc<LostFlag>,
+}
+
+#[derive(Default)]
+struct Cache {
+    workspace: Option<Workspace>,
+    host: Option<HostBuffers>,
+}
+
+#[derive(Default)]
+struct LostFlag {
+    lost: AtomicBool,
+    reason: Mutex<String>,
+}
+
+impl std::fmt::Debug for GpuConr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuConr")
+            .field("adapter", &self.adapter_name())
+            .field("max_binding", &self.max_binding)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GpuConr {
+    /// Picks a high-performance adapter (honouring `WGPU_BACKEND` and
+    /// `WGPU_POWER_PREF`) and opens a device on it.
+    pub fn new() -> Result<Self, GpuError> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// The async form of [`GpuConr::new`].
+    pub async fn new_async() -> Result<Self, GpuError> {
+        let descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let tried = format!("{:?}", descriptor.backends);
+        let instance = wgpu::Instance::new(descriptor);
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::from_env()
+                .unwrap_or(wgpu::PowerPreference::HighPerformance),
+            ..Default::default()
+        };
+        let adapter =
+            instance
+                .request_adapter(&options)
+                .await
+                .map_err(|e| GpuError::NoAdapter {
+                    tried,
+                    reason: e.to_string(),
+                })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("conr"),
+                required_features: wgpu::Features::empty(),
+                // The adapter's own limits: storage bindings of up to 2 GiB on large GPUs.
+                required_limits: adapter.limits(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        let mut gpu = Self::from_device(device, queue);
+        gpu.adapter = Some(adapter.get_info());
+        Ok(gpu)
+    }
+
+    /// Uses a device the caller already owns. Pipelines are compiled here, once.
+    ///
+    /// Errors on this device that escape conr's error scopes go to the
+    /// caller's uncaptured-error handler.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let lost = Arc::new(LostFlag::default());
+        let flag = Arc::clone(&lost);
+        device.set_device_lost_callback(move |_, message| {
+            if let Ok(mut reason) = flag.reason.lock() {
+                *reason = message;
+            }
+            flag.lost.store(true, Ordering::SeqCst);
+        });
+        let limits = device.limits();
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        Self {
+            pipelines: Pipelines::new(&device),
+            device,
+            queue,
+            adapter: None,
+            cache: Mutex::new(Cache::default()),
+            max_binding,
+            lost,
+        }
+    }
+
+    /// Lowers the largest storage binding conr uses (bytes), so that batches
+    /// split into more row chunks. For tests of the chunked path; the device's
+    /// own limit always applies too.
+    pub fn with_max_binding_bytes(mut self, bytes: u64) -> Self {
+        self.max_binding = self.max_binding.min(bytes);
+        self
+    }
+
+    /// The device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The adapter's description, when this context picked the adapter itself.
+    pub fn adapter_info(&self) -> Option<&wgpu::AdapterInfo> {
+        self.adapter.as_ref()
+    }
+
+    /// The adapter's name and backend, or `"caller's device"`.
+    pub fn adapter_name(&self) -> String {
+        match &self.adapter {
+            Some(info) => format!("{} ({:?})", info.name, info.backend),
+            None => "caller's device".into(),
+        }
+    }
+
+    /// Bytes of device memory conr holds for the current shape, beyond the
+    /// inputs: normalised features, per-row statistics, uniforms, and (after a
+    /// [`GpuConr::compute`]) the gradient. Host-visible readback buffers are
+    /// not counted.
+    pub fn working_bytes(&self) -> u64 {
+        let Ok(cache) = self.cache.lock() else {
+            return 0;
+        };
+        let ws = cache.workspace.as_ref().map_or(0, |w| {
+            let buffers =
+                w.z.iter()
+                    .chain(&w.params)
+                    .chain([&w.lengths, &w.stats, &w.outcomes, &w.totals]);
+            buffers.map(wgpu::Buffer::size).sum()
+        });
+        let grad = cache
+            .host
+            .as_ref()
+            .map_or(0, |h| h.grad.iter().map(wgpu::Buffer::size).sum());
+        ws + grad
+    }
+
+    fn check_lost(&self) -> Result<(), GpuError> {
+        if self.lost.lost.load(Ordering::SeqCst) {
+            let reason = self
+                .lost
+                .reason
+                .lock()
+                .map(|r| r.clone())
+                .unwrap_or_default();
+            return Err(GpuError::Lost(reason));
+        }
+        Ok(())
+    }
+
+    fn plan(&self, shape: conr_core::Shape) -> Result<plan::Plan, GpuError> {
+        let max_groups = self.device.limits().max_compute_workgroups_per_dimension;
+        plan::Plan::new(
+            shape.rows,
+            shape.dim,
+            shape.label_dim,
+            self.max_binding,
+            max_groups,
+        )
+    }
+
+    /// Runs `work` inside out-of-memory, validation and internal error scopes,
+    /// and turns anything they catch into [`GpuError::Device`].
+    fn scoped<R>(&self, work: impl FnOnce() -> R) -> Result<R, GpuError> {
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = work();
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(memory.pop()),
+            pollster::block_on(internal.pop()),
+        ];
+        match errors.into_iter().flatten().next() {
+            Some(e) => Err(GpuError::Device(e.to_string().replace('\n', " "))),
+            None => Ok(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod shader_tests {
+    use super::*;
+
+    /// Every `shaders/*.wgsl` parses and validates with naga (no GPU needed), and
+    /// the workgroup sizes equal the Rust constants.
+    #[test]
+    fn shaders_validate_and_match_the_rust_constants() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shaders");
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
+                continue;
+            }
+            files += 1;
+            let source = std::fs::read_to_string(&path).unwrap();
+            let module = naga::front::wgsl::parse_str(&source)
+                .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::default(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            for ep in &module.entry_points {
+                let expected = match ep.name.as_str() {
+                    "row_stats" | "backward" => TILE_WORKGROUP,
+                    "reduce_loss" => [REDUCE_WORKGROUP, 1, 1],
+                    _ => [LINEAR_WORKGROUP, 1, 1],
+                };
+                assert_eq!(ep.workgroup_size, expected, "entry point {}", ep.name);
+            }
+        }
+        assert!(files > 0, "no shaders found in {}", dir.display());
+        assert_eq!(
+            SHADER,
+            std::fs::read_to_string(dir.join("conr.wgsl")).unwrap()
+        );
+        // The tile the shader uses must be the Rust one.
+        assert!(SHADER.contains(&format!("const TILE: u32 = {TILE}u;")));
+        assert_eq!(TILE_WORKGROUP[0] * 2, TILE);
+    }
+}

@@ -1,0 +1,151 @@
+use wgpu::util::DeviceExt;
+
+use crate::params::PARAMS_SIZE;
+use crate::plan::Plan;
+
+/// The working buffers of one batch shape, reused while the shape repeats.
+/// Everything is O(M·D + M·L): no M×M buffer exists.
+pub(crate) struct Workspace {
+    pub plan: Plan,
+    /// Normalised features, one buffer per chunk.
+    pub z: Vec<wgpu::Buffer>,
+    /// |f_j| per row.
+    pub lengths: wgpu::Buffer,
+    /// RowStats per row (32 bytes).
+    pub stats: wgpu::Buffer,
+    /// RowOutcome per row (32 bytes).
+    pub outcomes: wgpu::Buffer,
+    /// Loss, reduction factor, anchor count.
+    pub totals: wgpu::Buffer,
+    /// One uniform block per (row chunk, column chunk).
+    pub params: Vec<wgpu::Buffer>,
+    /// Bound as `weights` when the batch has none (never read then).
+    pub no_weights: wgpu::Buffer,
+}
+
+/// Buffers for the host-slice API: uploads, the gradient, and readback.
+pub(crate) struct HostBuffers {
+    pub features: Vec<wgpu::Buffer>,
+    pub labels: wgpu::Buffer,
+    pub preds: wgpu::Buffer,
+    pub weights: wgpu::Buffer,
+    pub grad: Vec<wgpu::Buffer>,
+    /// Readback of each gradient chunk.
+    pub grad_readback: Vec<wgpu::Buffer>,
+    /// Readback of the row statistics, then the totals.
+    pub stats_readback: wgpu::Buffer,
+}
+
+fn buffer(
+    device: &wgpu::Device,
+    label: &str,
+    size: u64,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: size.max(4),
+        usage,
+        mapped_at_creation: false,
+    })
+}
+
+impl Workspace {
+    pub fn new(device: &wgpu::Device, plan: Plan) -> Self {
+        use wgpu::BufferUsages as U;
+        let rows = plan.rows as u64;
+        let chunks = plan.chunks();
+        Self {
+            plan,
+            z: (0..chunks)
+                .map(|a| {
+                    buffer(
+                        device,
+                        &format!("conr z chunk {a}"),
+                        plan.chunk_bytes(a),
+                        U::STORAGE,
+                    )
+                })
+                .collect(),
+            lengths: buffer(device, "conr lengths", rows * 4, U::STORAGE),
+            stats: buffer(
+                device,
+                "conr row stats",
+                rows * 32,
+                U::STORAGE | U::COPY_SRC,
+            ),
+            outcomes: buffer(device, "conr row outcomes", rows * 32, U::STORAGE),
+            totals: buffer(device, "conr totals", 16, U::STORAGE | U::COPY_SRC),
+            params: (0..chunks * chunks)
+                .map(|i| {
+                    buffer(
+                        device,
+                        &format!("conr params {i}"),
+                        PARAMS_SIZE,
+                        U::UNIFORM | U::COPY_DST,
+                    )
+                })
+                .collect(),
+            no_weights: device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("conr no weights"),
+                contents: bytemuck::bytes_of(&1.0f32),
+                usage: U::STORAGE,
+            }),
+        }
+    }
+}
+
+impl HostBuffers {
+    pub fn new(device: &wgpu::Device, plan: Plan) -> Self {
+        use wgpu::BufferUsages as U;
+        let rows = plan.rows as u64;
+        let labels = rows * plan.label_dim as u64 * 4;
+        let chunks = 0..plan.chunks();
+        Self {
+            features: chunks
+                .clone()
+                .map(|a| {
+                    let label = format!("conr features chunk {a}");
+                    buffer(
+                        device,
+                        &label,
+                        plan.chunk_bytes(a),
+                        U::STORAGE | U::COPY_DST,
+                    )
+                })
+                .collect(),
+            labels: buffer(device, "conr labels", labels, U::STORAGE | U::COPY_DST),
+            preds: buffer(device, "conr preds", labels, U::STORAGE | U::COPY_DST),
+            weights: buffer(device, "conr weights", rows * 4, U::STORAGE | U::COPY_DST),
+            grad: chunks
+                .clone()
+                .map(|a| {
+                    let label = format!("conr grad chunk {a}");
+                    buffer(
+                        device,
+                        &label,
+                        plan.chunk_bytes(a),
+                        U::STORAGE | U::COPY_DST | U::COPY_SRC,
+                    )
+                })
+                .collect(),
+            grad_readback: chunks
+                .map(|a| {
+                    let label = format!("conr grad readback {a}");
+                    buffer(
+                        device,
+                        &label,
+                        plan.chunk_bytes(a),
+                        U::MAP_READ | U::COPY_DST,
+                    )
+                })
+                .collect(),
+            stats_readback: buffer(
+                device,
+                "conr stats readback",
+                rows * 32 + 16,
+                U::MAP_READ | U::COPY_DST,
+            ),
+        }
+    }
+}

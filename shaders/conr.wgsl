@@ -1,0 +1,646 @@
+// ConR on the GPU: the streaming forward and backward passes of DESIGN §2 in f32.
+//
+// Every function here mirrors a function of conr-core with the same name (see
+// the comment on each); the property tests hold the two to each other. Memory
+// is O(M·D): logits are recomputed tile by tile and never stored.
+//
+// Dispatch order (adapters/wgpu/src/dispatch.rs):
+//   normalize → row_stats → finish_rows → reduce_loss → backward → normalize_backward
+// Large batches run in row chunks: a dispatch sees rows [row_offset, +row_count)
+// through `z_rows` and columns [col_offset, +col_count) through `z_cols`.
+
+// Rows and columns of a logit tile; must equal conr_wgpu::TILE.
+const TILE: u32 = 32u;
+// Threads per side of a workgroup (16×16, each owning a 2×2 block of the tile).
+const SIDE: u32 = 16u;
+// Threads of the one-dimensional kernels; must equal conr_wgpu::LINEAR_WORKGROUP.
+const LINEAR: u32 = 64u;
+// Threads of the loss reduction; must equal conr_wgpu::REDUCE_WORKGROUP.
+const REDUCE: u32 = 256u;
+// ε of the normalisation, as in conr_core::normalize::EPSILON.
+const EPSILON: f32 = 1e-12;
+// The ceiling on a log pushing weight, as in conr_core::pairs::log_pushing_weight (f32::MAX / 8).
+const LOG_WEIGHT_CEILING: f32 = 4.2535295e37;
+
+const FLAG_PADDING: u32 = 1u;
+const FLAG_OUTER_WEIGHT: u32 = 2u;
+const FLAG_SELF_COUNT: u32 = 4u;
+const FLAG_ACCUMULATE: u32 = 8u;
+const FLAG_WEIGHTS: u32 = 16u;
+
+const METRIC_L1: u32 = 0u;
+const METRIC_L2: u32 = 1u;
+const METRIC_LINF: u32 = 2u;
+const METRIC_ANGULAR: u32 = 3u;
+
+const PUSH_EXP: u32 = 0u;
+const PUSH_LINEAR: u32 = 1u;
+
+const AGG_MEAN_OF_LOGS: u32 = 0u;
+
+const REDUCTION_MEAN: u32 = 0u;
+const REDUCTION_MEAN_ANCHORS: u32 = 1u;
+
+const NEITHER: u32 = 0u;
+const POSITIVE: u32 = 1u;
+const NEGATIVE: u32 = 2u;
+
+// Mirrors conr_wgpu::Params (#[repr(C)]).
+struct Params {
+    rows: u32,
+    dim: u32,
+    label_dim: u32,
+    metric: u32,
+    row_offset: u32,
+    row_count: u32,
+    col_offset: u32,
+    col_count: u32,
+    threshold: f32,
+    pred_threshold: f32,
+    inv_temperature: f32,
+    scale: f32,
+    log_scale: f32,
+    pushing: u32,
+    aggregation: u32,
+    flags: u32,
+    reduction: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// A running log-sum-exp: conr_core::stats::LogSumExp. Empty when sum == 0.
+struct Lse {
+    max: f32,
+    sum: f32,
+}
+
+// conr_core::stats::RowStats.
+struct RowStats {
+    pos_max: f32,
+    pos_sum: f32,
+    neg_max: f32,
+    neg_sum: f32,
+    positive_logit_sum: f32,
+    positives: u32,
+    negatives: u32,
+    _pad: u32,
+}
+
+// conr_core::stats::RowOutcome.
+struct RowOutcome {
+    loss: f32,
+    anchor: u32,
+    contributes: u32,
+    log_denominator: f32,
+    log_positive_sum: f32,
+    positive_share: f32,
+    inv_count: f32,
+    weight: f32,
+}
+
+struct Totals {
+    loss: f32,
+    factor: f32,
+    anchors: u32,
+    _pad: u32,
+}
+
+// What row k is to row j: conr_core::pairs::Pair.
+struct Pair {
+    kind: u32,
+    // ln S_jk; meaningful for NEGATIVE with has_weight.
+    log_weight: f32,
+    // False for a zero weight (linear pushing with e = 0).
+    has_weight: bool,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> features: array<f32>;
+@group(0) @binding(2) var<storage, read_write> z_out: array<f32>;
+@group(0) @binding(3) var<storage, read> z_rows: array<f32>;
+@group(0) @binding(4) var<storage, read> z_cols: array<f32>;
+@group(0) @binding(5) var<storage, read> labels: array<f32>;
+@group(0) @binding(6) var<storage, read> preds: array<f32>;
+@group(0) @binding(7) var<storage, read> weights: array<f32>;
+@group(0) @binding(8) var<storage, read_write> lengths: array<f32>;
+@group(0) @binding(10) var<storage, read_write> stats: array<RowStats>;
+@group(0) @binding(11) var<storage, read_write> outcomes: array<RowOutcome>;
+@group(0) @binding(13) var<storage, read_write> totals: Totals;
+@group(0) @binding(15) var<storage, read_write> dz: array<f32>;
+
+var<workgroup> tile_a: array<f32, 1024>;
+var<workgroup> tile_b: array<f32, 1024>;
+var<workgroup> tile_h: array<f32, 1024>;
+var<workgroup> merged: array<RowStats, 32>;
+var<workgroup> partial_loss: array<f32, 256>;
+var<workgroup> partial_anchors: array<u32, 256>;
+
+fn has_flag(flag: u32) -> bool {
+    return (params.flags & flag) != 0u;
+}
+
+// ---------------------------------------------------------------- metric.rs
+
+// conr_core::metric::norm over a label vector at `base` of `data`.
+fn label_norm(is_pred: bool, base: u32) -> f32 {
+    var big = 0.0;
+    for (var i = 0u; i < params.label_dim; i++) {
+        big = max(big, abs(label_at(is_pred, base + i)));
+    }
+    if (big == 0.0) {
+        return 0.0;
+    }
+    var sum = 0.0;
+    for (var i = 0u; i < params.label_dim; i++) {
+        let r = label_at(is_pred, base + i) / big;
+        sum += r * r;
+    }
+    return big * sqrt(sum);
+}
+
+fn label_at(is_pred: bool, index: u32) -> f32 {
+    if (is_pred) {
+        return preds[index];
+    }
+    return labels[index];
+}
+
+// conr_core::metric::distance between rows j and k of labels (or predictions).
+fn distance(is_pred: bool, j: u32, k: u32) -> f32 {
+    let l = params.label_dim;
+    let a = j * l;
+    let b = k * l;
+    if (l == 1u && params.metric != METRIC_ANGULAR) {
+        return abs(label_at(is_pred, a) - label_at(is_pred, b));
+    }
+    if (params.metric == METRIC_ANGULAR) {
+        let na = label_norm(is_pred, a);
+        let nb = label_norm(is_pred, b);
+        if (na == 0.0 || nb == 0.0) {
+            return 0.0;
+        }
+        var diff = 0.0;
+        var sum = 0.0;
+        for (var i = 0u; i < l; i++) {
+            let u = label_at(is_pred, a + i) / na;
+            let v = label_at(is_pred, b + i) / nb;
+            diff += (u - v) * (u - v);
+            sum += (u + v) * (u + v);
+        }
+        return 2.0 * atan2(sqrt(diff), sqrt(sum));
+    }
+    var big = 0.0;
+    var total = 0.0;
+    for (var i = 0u; i < l; i++) {
+        let d = abs(label_at(is_pred, a + i) - label_at(is_pred, b + i));
+        big = max(big, d);
+        total += d;
+    }
+    if (params.metric == METRIC_L1) {
+        return total;
+    }
+    if (params.metric == METRIC_LINF || big == 0.0) {
+        return big;
+    }
+    var sum = 0.0;
+    for (var i = 0u; i < l; i++) {
+        let r = (label_at(is_pred, a + i) - label_at(is_pred, b + i)) / big;
+        sum += r * r;
+    }
+    return big * sqrt(sum);
+}
+
+// ----------------------------------------------------------------- pairs.rs
+
+// ln eta_j (0 without weights).
+fn log_eta(j: u32) -> f32 {
+    if (has_flag(FLAG_WEIGHTS)) {
+        return log(weights[j]);
+    }
+    return 0.0;
+}
+
+// conr_core::pairs::log_pushing_weight, with the zero weight of linear pushing
+// (e <= 0) reported as has_weight = false instead of −∞.
+fn log_pushing_weight(log_eta_j: f32, label_distance: f32) -> Pair {
+    var log_g = 0.0;
+    if (params.pushing == PUSH_EXP) {
+        log_g = params.scale * label_distance;
+    } else if (params.pushing == PUSH_LINEAR) {
+        if (params.scale <= 0.0) {
+            return Pair(NEGATIVE, 0.0, false);
+        }
+        log_g = params.log_scale + log(label_distance);
+    }
+    return Pair(NEGATIVE, min(log_eta_j + log_g, LOG_WEIGHT_CEILING), true);
+}
+
+// conr_core::pairs::Pair::classify_both: what k is to j, and what j is to k.
+// Returns the pair for j; the pair for k only differs in its weight, written to `kj`.
+fn classify_both(j: u32, k: u32, kj: ptr<function, Pair>) -> Pair {
+    let neither = Pair(NEITHER, 0.0, false);
+    *kj = neither;
+    if (j == k) {
+        return neither;
+    }
+    let label_distance = distance(false, j, k);
+    if (label_distance <= params.threshold) {
+        *kj = Pair(POSITIVE, 0.0, false);
+        return Pair(POSITIVE, 0.0, false);
+    }
+    if (distance(true, j, k) <= params.pred_threshold) {
+        *kj = log_pushing_weight(log_eta(k), label_distance);
+        return log_pushing_weight(log_eta(j), label_distance);
+    }
+    return neither;
+}
+
+// ----------------------------------------------------------------- stats.rs
+
+// conr_core::stats::LogSumExp::push.
+fn lse_push(acc: Lse, x: f32) -> Lse {
+    if (acc.sum == 0.0) {
+        return Lse(x, 1.0);
+    }
+    if (x > acc.max) {
+        return Lse(x, acc.sum * exp(acc.max - x) + 1.0);
+    }
+    return Lse(acc.max, acc.sum + exp(x - acc.max));
+}
+
+// conr_core::stats::LogSumExp::merge.
+fn lse_merge(a: Lse, b: Lse) -> Lse {
+    if (b.sum == 0.0) {
+        return a;
+    }
+    if (a.sum == 0.0) {
+        return b;
+    }
+    let m = max(a.max, b.max);
+    return Lse(m, a.sum * exp(a.max - m) + b.sum * exp(b.max - m));
+}
+
+fn empty_stats() -> RowStats {
+    return RowStats(0.0, 0.0, 0.0, 0.0, 0.0, 0u, 0u, 0u);
+}
+
+// conr_core::stats::RowStats::push.
+fn stats_push(s: RowStats, pair: Pair, logit: f32) -> RowStats {
+    var out = s;
+    if (pair.kind == POSITIVE) {
+        let p = lse_push(Lse(s.pos_max, s.pos_sum), logit);
+        out.pos_max = p.max;
+        out.pos_sum = p.sum;
+        out.positive_logit_sum += logit;
+        out.positives += 1u;
+    } else if (pair.kind == NEGATIVE) {
+        out.negatives += 1u;
+        if (pair.has_weight) {
+            let n = lse_push(Lse(s.neg_max, s.neg_sum), logit + pair.log_weight);
+            out.neg_max = n.max;
+            out.neg_sum = n.sum;
+        }
+    }
+    return out;
+}
+
+// conr_core::stats::RowStats::merge.
+fn stats_merge(a: RowStats, b: RowStats) -> RowStats {
+    var out = a;
+    let p = lse_merge(Lse(a.pos_max, a.pos_sum), Lse(b.pos_max, b.pos_sum));
+    let n = lse_merge(Lse(a.neg_max, a.neg_sum), Lse(b.neg_max, b.neg_sum));
+    out.pos_max = p.max;
+    out.pos_sum = p.sum;
+    out.neg_max = n.max;
+    out.neg_sum = n.sum;
+    out.positive_logit_sum = a.positive_logit_sum + b.positive_logit_sum;
+    out.positives = a.positives + b.positives;
+    out.negatives = a.negatives + b.negatives;
+    return out;
+}
+
+// conr_core::stats::RowStats::finish.
+fn finish(s: RowStats, eta: f32) -> RowOutcome {
+    var o = RowOutcome(0.0, u32(s.negatives > 0u), 0u, 0.0, 0.0, 0.0, 0.0, 1.0);
+    if (has_flag(FLAG_OUTER_WEIGHT)) {
+        o.weight = eta;
+    }
+    if (s.negatives == 0u || s.positives == 0u) {
+        return o;
+    }
+    o.contributes = 1u;
+    var d = lse_merge(Lse(s.pos_max, s.pos_sum), Lse(s.neg_max, s.neg_sum));
+    if (has_flag(FLAG_PADDING)) {
+        let padding = max(params.rows - min(s.positives, params.rows), 1u);
+        d = lse_merge(d, Lse(log(f32(padding)), 1.0));
+    }
+    let positives = f32(s.positives);
+    var count = positives;
+    if (has_flag(FLAG_SELF_COUNT)) {
+        count += 1.0;
+    }
+    o.log_denominator = d.max + log(d.sum);
+    o.log_positive_sum = s.pos_max + log(s.pos_sum);
+    o.positive_share = positives / count;
+    o.inv_count = 1.0 / count;
+    var row_loss: f32;
+    if (params.aggregation == AGG_MEAN_OF_LOGS) {
+        let mean_logit = s.positive_logit_sum / positives;
+        row_loss = o.positive_share * ((d.max - mean_logit) + log(d.sum));
+    } else {
+        row_loss = ((d.max - o.log_positive_sum) + log(d.sum)) + log(count);
+    }
+    o.loss = o.weight * row_loss;
+    return o;
+}
+
+// conr_core::stats::RowOutcome::gradient then RowGrad::coefficient: G_jk.
+fn coefficient(o: RowOutcome, factor: f32, pair: Pair, logit: f32) -> f32 {
+    if (o.contributes == 0u || pair.kind == NEITHER) {
+        return 0.0;
+    }
+    let c = factor * o.weight;
+    var push = c;
+    var pull = c;
+    if (params.aggregation == AGG_MEAN_OF_LOGS) {
+        push = c * o.positive_share;
+        pull = c * o.inv_count;
+    }
+    if (pair.kind == POSITIVE) {
+        let softmax = push * exp(logit - o.log_denominator);
+        if (params.aggregation == AGG_MEAN_OF_LOGS) {
+            return softmax - pull;
+        }
+        return softmax - pull * exp(logit - o.log_positive_sum);
+    }
+    if (!pair.has_weight) {
+        return 0.0;
+    }
+    return push * exp(logit + pair.log_weight - o.log_denominator);
+}
+
+// conr_core::stats::reduction_factor.
+fn reduction_factor(anchors: u32) -> f32 {
+    if (params.reduction == REDUCTION_MEAN) {
+        return 1.0 / f32(max(params.rows, 1u));
+    }
+    if (params.reduction == REDUCTION_MEAN_ANCHORS) {
+        return 1.0 / f32(max(anchors, 1u));
+    }
+    return 1.0;
+}
+
+// ------------------------------------------------------------- normalize.rs
+
+// conr_core::normalize::normalize, one thread per row of the row chunk.
+@compute @workgroup_size(64)
+fn normalize(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.x;
+    if (row >= params.row_count) {
+        return;
+    }
+    let base = row * params.dim;
+    var big = 0.0;
+    for (var i = 0u; i < params.dim; i++) {
+        big = max(big, abs(features[base + i]));
+    }
+    var length = 0.0;
+    if (big > 0.0) {
+        var sum = 0.0;
+        for (var i = 0u; i < params.dim; i++) {
+            let r = features[base + i] / big;
+            sum += r * r;
+        }
+        length = big * sqrt(sum);
+    }
+    let divisor = max(length, EPSILON);
+    for (var i = 0u; i < params.dim; i++) {
+        z_out[base + i] = features[base + i] / divisor;
+    }
+    lengths[params.row_offset + row] = length;
+}
+
+// conr_core::normalize::normalize_backward, in place on dz.
+@compute @workgroup_size(64)
+fn normalize_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.x;
+    if (row >= params.row_count) {
+        return;
+    }
+    let base = row * params.dim;
+    let length = lengths[params.row_offset + row];
+    if (length > EPSILON) {
+        var radial = 0.0;
+        for (var i = 0u; i < params.dim; i++) {
+            radial += z_rows[base + i] * dz[base + i];
+        }
+        let inv = 1.0 / length;
+        for (var i = 0u; i < params.dim; i++) {
+            dz[base + i] = (dz[base + i] - z_rows[base + i] * radial) * inv;
+        }
+    } else {
+        for (var i = 0u; i < params.dim; i++) {
+            dz[base + i] = dz[base + i] / EPSILON;
+        }
+    }
+}
+
+// ------------------------------------------------------------- logit tiles
+
+// The thread's 2×2 block of z_j·z_k for the tile at (row_base, col_base) of
+// the chunks, staged through workgroup memory 32 features at a time. Every
+// thread of the workgroup must call it (it has barriers).
+fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array<f32, 4> {
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    let dim = params.dim;
+    for (var k0 = 0u; k0 < dim; k0 += TILE) {
+        for (var e = 0u; e < 4u; e++) {
+            let index = flat + e * SIDE * SIDE;
+            let r = index / TILE;
+            let kk = index % TILE;
+            var a = 0.0;
+            var b = 0.0;
+            if (k0 + kk < dim) {
+                if (row_base + r < params.row_count) {
+                    a = z_rows[(row_base + r) * dim + k0 + kk];
+                }
+                if (col_base + r < params.col_count) {
+                    b = z_cols[(col_base + r) * dim + k0 + kk];
+                }
+            }
+            tile_a[index] = a;
+            tile_b[index] = b;
+        }
+        workgroupBarrier();
+        let ra = local.y * 2u * TILE;
+        let cb = local.x * 2u * TILE;
+        for (var kk = 0u; kk < TILE; kk++) {
+            let a0 = tile_a[ra + kk];
+            let a1 = tile_a[ra + TILE + kk];
+            let b0 = tile_b[cb + kk];
+            let b1 = tile_b[cb + TILE + kk];
+            acc[0] += a0 * b0;
+            acc[1] += a0 * b1;
+            acc[2] += a1 * b0;
+            acc[3] += a1 * b1;
+        }
+        workgroupBarrier();
+    }
+    return acc;
+}
+
+// The forward pass: conr_core::stats::RowStats over every column of the
+// column chunk, for one tile of rows. Each thread keeps partial statistics for
+// its two rows; the 16 threads of a row merge them in a fixed order.
+@compute @workgroup_size(16, 16)
+fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let flat = lid.y * SIDE + lid.x;
+    let row_base = wid.x * TILE;
+    var mine = array<RowStats, 2>(empty_stats(), empty_stats());
+    for (var col_base = 0u; col_base < params.col_count; col_base += TILE) {
+        let s = gram_tile(row_base, col_base, lid.xy, flat);
+        for (var e = 0u; e < 4u; e++) {
+            let r = lid.y * 2u + e / 2u;
+            let c = lid.x * 2u + e % 2u;
+            if (row_base + r < params.row_count && col_base + c < params.col_count) {
+                let j = params.row_offset + row_base + r;
+                let k = params.col_offset + col_base + c;
+                var kj: Pair;
+                let pair = classify_both(j, k, &kj);
+                if (pair.kind != NEITHER) {
+                    mine[e / 2u] = stats_push(mine[e / 2u], pair, s[e] * params.inv_temperature);
+                }
+            }
+        }
+    }
+    for (var t = 0u; t < SIDE; t++) {
+        if (lid.x == t) {
+            for (var i = 0u; i < 2u; i++) {
+                let r = lid.y * 2u + i;
+                if (t == 0u) {
+                    merged[r] = mine[i];
+                } else {
+                    merged[r] = stats_merge(merged[r], mine[i]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if (flat < TILE && row_base + flat < params.row_count) {
+        let j = params.row_offset + row_base + flat;
+        if (has_flag(FLAG_ACCUMULATE)) {
+            stats[j] = stats_merge(stats[j], merged[flat]);
+        } else {
+            stats[j] = merged[flat];
+        }
+    }
+}
+
+// conr_core::stats::RowStats::finish for every row.
+@compute @workgroup_size(64)
+fn finish_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    if (j >= params.rows) {
+        return;
+    }
+    var eta = 1.0;
+    if (has_flag(FLAG_WEIGHTS)) {
+        eta = weights[j];
+    }
+    outcomes[j] = finish(stats[j], eta);
+}
+
+// Σ_j l_j and the anchor count in one workgroup, summed in a fixed order; then
+// the reduction factor and the loss.
+@compute @workgroup_size(256)
+fn reduce_loss(@builtin(local_invocation_index) t: u32) {
+    var loss = 0.0;
+    var anchors = 0u;
+    for (var j = t; j < params.rows; j += REDUCE) {
+        loss += outcomes[j].loss;
+        anchors += outcomes[j].anchor;
+    }
+    partial_loss[t] = loss;
+    partial_anchors[t] = anchors;
+    workgroupBarrier();
+    for (var width = REDUCE / 2u; width > 0u; width /= 2u) {
+        if (t < width) {
+            partial_loss[t] += partial_loss[t + width];
+            partial_anchors[t] += partial_anchors[t + width];
+        }
+        workgroupBarrier();
+    }
+    if (t == 0u) {
+        let factor = reduction_factor(partial_anchors[0]);
+        totals = Totals(factor * partial_loss[0], factor, partial_anchors[0], 0u);
+    }
+}
+
+// The backward pass for one tile of rows over the column chunk: recompute the
+// logits, form H_jk = (G_jk + G_kj)/τ, and accumulate dz_J += H Z_K. The
+// workgroup owns its rows of dz, so there are no atomics.
+@compute @workgroup_size(16, 16)
+fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let flat = lid.y * SIDE + lid.x;
+    let row_base = wid.x * TILE;
+    let dim = params.dim;
+    let inv_t = params.inv_temperature;
+    let factor = totals.factor;
+    for (var col_base = 0u; col_base < params.col_count; col_base += TILE) {
+        let s = gram_tile(row_base, col_base, lid.xy, flat);
+        for (var e = 0u; e < 4u; e++) {
+            let r = lid.y * 2u + e / 2u;
+            let c = lid.x * 2u + e % 2u;
+            var h = 0.0;
+            if (row_base + r < params.row_count && col_base + c < params.col_count) {
+                let j = params.row_offset + row_base + r;
+                let k = params.col_offset + col_base + c;
+                var kj: Pair;
+                let jk = classify_both(j, k, &kj);
+                if (jk.kind != NEITHER) {
+                    let logit = s[e] * inv_t;
+                    h = (coefficient(outcomes[j], factor, jk, logit) + coefficient(outcomes[k], factor, kj, logit)) * inv_t;
+                }
+            }
+            tile_h[r * TILE + c] = h;
+        }
+        workgroupBarrier();
+        for (var d0 = 0u; d0 < dim; d0 += TILE) {
+            // Stage Z_K[:, d0..d0+32] as tile_b[k][d].
+            for (var e = 0u; e < 4u; e++) {
+                let index = flat + e * SIDE * SIDE;
+                let kk = index / TILE;
+                let dd = index % TILE;
+                var v = 0.0;
+                if (col_base + kk < params.col_count && d0 + dd < dim) {
+                    v = z_cols[(col_base + kk) * dim + d0 + dd];
+                }
+                tile_b[index] = v;
+            }
+            workgroupBarrier();
+            var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+            let r0 = lid.y * 2u;
+            let c0 = lid.x * 2u;
+            for (var kk = 0u; kk < TILE; kk++) {
+                let h0 = tile_h[r0 * TILE + kk];
+                let h1 = tile_h[(r0 + 1u) * TILE + kk];
+                let b0 = tile_b[kk * TILE + c0];
+                let b1 = tile_b[kk * TILE + c0 + 1u];
+                acc[0] += h0 * b0;
+                acc[1] += h0 * b1;
+                acc[2] += h1 * b0;
+                acc[3] += h1 * b1;
+            }
+            for (var e = 0u; e < 4u; e++) {
+                let r = r0 + e / 2u;
+                let c = c0 + e % 2u;
+                if (row_base + r < params.row_count && d0 + c < dim) {
+                    let index = (row_base + r) * dim + d0 + c;
+                    dz[index] += acc[e];
+                }
+            }
+            workgroupBarrier();
+        }
+    }
+}

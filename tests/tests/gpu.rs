@@ -1,0 +1,282 @@
+//! The WGSL engine against the fixtures and the CPU reference. On CI this runs
+//! on lavapipe (Mesa's software Vulkan), about a thousand times slower than a
+//! real GPU, so the batches stay small.
+
+use conr_core::{Batch, Config, Shape};
+use conr_cpu::{Engine, Output, Reference};
+use conr_tests::budget::{F32_FIXTURE, GPU_VS_CPU, scaled_by_inv_temperature};
+use conr_tests::fixtures::{F32Case, check_runner, widen};
+use conr_tests::gpu::gpu;
+use conr_tests::random::{RandomBatch, any_batch};
+use conr_wgpu::{GpuBuffers, GpuConr, GpuError};
+use proptest::prelude::*;
+use wgpu::util::DeviceExt;
+
+fn row_norms_above(b: &RandomBatch, floor: f64) -> bool {
+    b.features
+        .chunks_exact(b.shape.dim)
+        .all(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt() > floor)
+}
+
+fn agree(got: &Output<f64>, want: &Output<f64>, temperature: f64) -> Result<(), TestCaseError> {
+    let budget = scaled_by_inv_temperature(GPU_VS_CPU, temperature);
+    budget
+        .loss
+        .scalar("loss", got.loss, want.loss)
+        .map_err(TestCaseError::fail)?;
+    budget
+        .grad
+        .vector("grad", &got.grad_features, &want.grad_features)
+        .map_err(TestCaseError::fail)?;
+    prop_assert_eq!(&got.anchors, &want.anchors);
+    prop_assert_eq!(&got.positives, &want.positives);
+    prop_assert_eq!(&got.negatives, &want.negatives);
+    Ok(())
+}
+
+fn on_gpu(gpu: &GpuConr, b: &RandomBatch) -> Output<f64> {
+    let small = b.convert::<f32>();
+    widen(
+        gpu.compute(&small.batch(), &b.config)
+            .expect("the GPU computes"),
+    )
+}
+
+#[test]
+fn gpu_matches_every_loss_fixture() {
+    let Some(gpu) = gpu() else { return };
+    let failures = check_runner("gpu f32", &F32_FIXTURE, |case| {
+        let data = F32Case::of(case);
+        let config = case.config.to_config().map_err(|e| format!("{e:#}"))?;
+        gpu.compute(&data.batch()?, &config)
+            .map(widen)
+            .map_err(|e| e.to_string())
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, max_global_rejects: 100_000, ..ProptestConfig::default() })]
+
+    /// Random shapes (M up to 300, D up to 256, label width 1–3), labels and every config knob.
+    #[test]
+    fn gpu_matches_reference(b in any_batch(300, 256)) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        prop_assume!(row_norms_above(&b, 0.05));
+        let want = Reference.compute(&b.batch(), &b.config).unwrap();
+        agree(&on_gpu(gpu, &b), &want, b.config.temperature)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, max_global_rejects: 100_000, ..ProptestConfig::default() })]
+
+    /// Many small batches: every knob, more often.
+    #[test]
+    fn gpu_matches_reference_on_small_batches(b in any_batch(40, 12)) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        prop_assume!(row_norms_above(&b, 0.05));
+        let want = Reference.compute(&b.batch(), &b.config).unwrap();
+        agree(&on_gpu(gpu, &b), &want, b.config.temperature)?;
+    }
+}
+
+/// A batch split into several row chunks (a deliberately small binding limit)
+/// gives the same result as one chunk.
+#[test]
+fn chunked_batches_match_the_reference() {
+    let Some(shared) = gpu() else { return };
+    let _ = shared;
+    // 128 rows of 24 features per chunk: every batch below splits in two or more.
+    let small = GpuConr::new().unwrap().with_max_binding_bytes(128 * 24 * 4);
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for _ in 0..6 {
+        let mut b = proptest::strategy::ValueTree::current(
+            &any_batch(200, 24).new_tree(&mut runner).unwrap(),
+        );
+        b.shape.rows = b.shape.rows.max(130);
+        b.shape.dim = 24;
+        let (m, d, l) = (b.shape.rows, b.shape.dim, b.shape.label_dim);
+        b.features = (0..m * d)
+            .map(|i| ((i * 7919) % 97) as f64 / 48.0 - 1.0)
+            .collect();
+        b.labels.resize(m * l, 3.0);
+        b.preds.resize(m * l, 3.25);
+        if let Some(w) = &mut b.weights {
+            w.resize(m, 1.5);
+        }
+        let want = Reference.compute(&b.batch(), &b.config).unwrap();
+        agree(&on_gpu(&small, &b), &want, b.config.temperature).unwrap();
+    }
+}
+
+/// The buffer-level API records into the caller's encoder on caller-owned
+/// buffers and leaves the gradient and the loss there.
+#[test]
+fn record_on_caller_buffers() {
+    let Some(gpu) = gpu() else { return };
+    let shape = Shape {
+        rows: 6,
+        dim: 3,
+        label_dim: 1,
+    };
+    let features: [f32; 18] = [
+        1.0, 0.1, 0.0, 0.9, 0.2, 0.1, 0.2, 1.0, 0.0, 1.0, 0.0, 0.1, 0.8, 0.3, 0.0, 0.1, 0.9, 0.2,
+    ];
+    let labels = [20.0f32, 21.0, 60.0, 20.0, 21.0, 60.0];
+    let preds = [30.0f32, 30.4, 30.8, 30.1, 30.5, 30.9];
+    let config = Config::official_agedb();
+    let want = Reference
+        .compute(
+            &Batch::new(shape, &features, &labels, &preds, None).unwrap(),
+            &config,
+        )
+        .unwrap();
+
+    let device = gpu.device();
+    use wgpu::BufferUsages as U;
+    let init = |label, data: &[f32], usage| {
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage,
+        })
+    };
+    let f = init("features", &features, U::STORAGE);
+    let y = init("labels", &labels, U::STORAGE);
+    let p = init("preds", &preds, U::STORAGE);
+    let grad = init("grad", &[7.0; 18], U::STORAGE | U::COPY_DST | U::COPY_SRC);
+    let loss = init("loss", &[0.0], U::COPY_DST | U::COPY_SRC);
+    let read = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("read"),
+        size: 76,
+        usage: U::MAP_READ | U::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    let buffers = GpuBuffers {
+        features: &f,
+        labels: &y,
+        preds: &p,
+        weights: None,
+        grad_features: &grad,
+        loss: &loss,
+    };
+    gpu.record(&mut encoder, shape, buffers, &config).unwrap();
+    encoder.copy_buffer_to_buffer(&grad, 0, &read, 0, 72);
+    encoder.copy_buffer_to_buffer(&loss, 0, &read, 72, 4);
+    gpu.queue().submit([encoder.finish()]);
+    read.map_async(wgpu::MapMode::Read, .., |r| r.unwrap());
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let view = read.get_mapped_range(..).unwrap();
+    let got: &[f32] = bytemuck::cast_slice(&view);
+    assert!(
+        (got[18] - want.loss).abs() <= 1e-5 * want.loss.abs().max(1.0),
+        "{} vs {}",
+        got[18],
+        want.loss
+    );
+    let scale = want
+        .grad_features
+        .iter()
+        .fold(0.0f32, |a, b| a.max(b.abs()));
+    for (g, w) in got[..18].iter().zip(&want.grad_features) {
+        assert!((g - w).abs() <= 2e-3 * scale + 1e-6, "{g} vs {w}");
+    }
+
+    // A buffer without the needed usage is refused before anything is recorded.
+    let bad = GpuBuffers {
+        grad_features: &f,
+        ..buffers
+    };
+    let err = gpu.record(
+        &mut device.create_command_encoder(&Default::default()),
+        shape,
+        bad,
+        &config,
+    );
+    assert!(
+        matches!(
+            err,
+            Err(GpuError::BadBuffer {
+                what: "grad_features",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+}
+
+/// Errors leave the context usable, and absurd sizes are refused up front.
+#[test]
+fn errors_do_not_poison_the_context() {
+    let Some(gpu) = gpu() else { return };
+    let shape = Shape {
+        rows: 2,
+        dim: 1,
+        label_dim: 1,
+    };
+    let batch = Batch::new(shape, &[1.0f32, 2.0], &[1.0, 5.0], &[1.0, 1.5], None).unwrap();
+    let cold = Config {
+        temperature: 0.0,
+        ..Config::paper()
+    };
+    assert!(matches!(
+        gpu.compute(&batch, &cold),
+        Err(GpuError::Input(_))
+    ));
+    let huge = Shape {
+        rows: 100_000_000,
+        dim: 512,
+        label_dim: 1,
+    };
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    let dummy = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("dummy"),
+        size: 4,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let buffers = GpuBuffers {
+        features: &dummy,
+        labels: &dummy,
+        preds: &dummy,
+        weights: None,
+        grad_features: &dummy,
+        loss: &dummy,
+    };
+    let err = gpu.record(&mut encoder, huge, buffers, &Config::paper());
+    assert!(matches!(err, Err(GpuError::BadBuffer { .. })), "{err:?}");
+    let out = gpu.compute(&batch, &Config::paper()).unwrap();
+    assert!(out.loss.is_finite());
+}
+
+/// `GpuConr` is shared across threads; calls take turns and agree.
+#[test]
+fn calls_from_several_threads_agree() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<GpuConr>();
+    let Some(gpu) = gpu() else { return };
+    let shape = Shape {
+        rows: 8,
+        dim: 4,
+        label_dim: 1,
+    };
+    let features: Vec<f32> = (0..32).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+    let labels: Vec<f32> = (0..8).map(|i| (i % 4) as f32).collect();
+    let preds: Vec<f32> = (0..8).map(|i| 1.5 + (i % 2) as f32 * 0.5).collect();
+    let results: Vec<Output<f32>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let batch = Batch::new(shape, &features, &labels, &preds, None).unwrap();
+                    gpu.compute(&batch, &Config::paper()).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in &results[1..] {
+        assert_eq!(r, &results[0]);
+    }
+}
