@@ -10,9 +10,11 @@
 // through `z_rows` and columns [col_offset, +col_count) through `z_cols`.
 
 // Rows and columns of a logit tile; must equal conr_wgpu::TILE.
-const TILE: u32 = 32u;
-// Threads per side of a workgroup (16×16, each owning a 2×2 block of the tile).
+const TILE: u32 = 64u;
+// Threads per side of a workgroup (16×16, each owning a 4×4 block of the tile).
 const SIDE: u32 = 16u;
+// Features per staged slice of a tile.
+const DEPTH: u32 = 16u;
 // Threads of the one-dimensional kernels; must equal conr_wgpu::LINEAR_WORKGROUP.
 const LINEAR: u32 = 64u;
 // Threads of the loss reduction; must equal conr_wgpu::REDUCE_WORKGROUP.
@@ -129,10 +131,12 @@ struct Pair {
 @group(0) @binding(13) var<storage, read_write> totals: Totals;
 @group(0) @binding(15) var<storage, read_write> dz: array<f32>;
 
-var<workgroup> tile_a: array<f32, 1024>;
-var<workgroup> tile_b: array<f32, 1024>;
-var<workgroup> tile_h: array<f32, 1024>;
-var<workgroup> merged: array<RowStats, 32>;
+// 16 features × 64 rows, four rows per vec4: 4 KiB each.
+var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_b: array<vec4<f32>, 256>;
+// The 64×64 tile of H in the backward pass: 16 KiB.
+var<workgroup> tile_h: array<f32, 4096>;
+var<workgroup> merged: array<RowStats, 64>;
 var<workgroup> partial_loss: array<f32, 256>;
 var<workgroup> partial_anchors: array<u32, 256>;
 
@@ -234,6 +238,21 @@ fn log_pushing_weight(log_eta_j: f32, label_distance: f32) -> Pair {
         log_g = params.log_scale + log(label_distance);
     }
     return Pair(NEGATIVE, min(log_eta_j + log_g, LOG_WEIGHT_CEILING), true);
+}
+
+// conr_core::pairs::Pair::classify: what row k is to row j.
+fn classify(j: u32, k: u32, log_eta_j: f32) -> Pair {
+    if (j == k) {
+        return Pair(NEITHER, 0.0, false);
+    }
+    let label_distance = distance(false, j, k);
+    if (label_distance <= params.threshold) {
+        return Pair(POSITIVE, 0.0, false);
+    }
+    if (distance(true, j, k) <= params.pred_threshold) {
+        return log_pushing_weight(log_eta_j, label_distance);
+    }
+    return Pair(NEITHER, 0.0, false);
 }
 
 // conr_core::pairs::Pair::classify_both: what k is to j, and what j is to k.
@@ -448,17 +467,19 @@ fn normalize_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // ------------------------------------------------------------- logit tiles
 
-// The thread's 2×2 block of z_j·z_k for the tile at (row_base, col_base) of
-// the chunks, staged through workgroup memory 32 features at a time. Every
-// thread of the workgroup must call it (it has barriers).
-fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array<f32, 4> {
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+// The thread's 4×4 block of z_j·z_k for the tile at (row_base, col_base) of
+// the chunks. 16-feature slices of both row sets are staged transposed in
+// workgroup memory (tile_a[k][row], tile_b[k][col], four rows per vec4), so
+// each step is two vec4 loads and four vec4 multiply-adds. Every thread of the
+// workgroup must call it (it has barriers).
+fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array<vec4<f32>, 4> {
+    var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     let dim = params.dim;
-    for (var k0 = 0u; k0 < dim; k0 += TILE) {
+    for (var k0 = 0u; k0 < dim; k0 += DEPTH) {
         for (var e = 0u; e < 4u; e++) {
             let index = flat + e * SIDE * SIDE;
-            let r = index / TILE;
-            let kk = index % TILE;
+            let r = index / DEPTH;
+            let kk = index % DEPTH;
             var a = 0.0;
             var b = 0.0;
             if (k0 + kk < dim) {
@@ -469,21 +490,17 @@ fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array
                     b = z_cols[(col_base + r) * dim + k0 + kk];
                 }
             }
-            tile_a[index] = a;
-            tile_b[index] = b;
+            tile_a[kk * SIDE + r / 4u][r % 4u] = a;
+            tile_b[kk * SIDE + r / 4u][r % 4u] = b;
         }
         workgroupBarrier();
-        let ra = local.y * 2u * TILE;
-        let cb = local.x * 2u * TILE;
-        for (var kk = 0u; kk < TILE; kk++) {
-            let a0 = tile_a[ra + kk];
-            let a1 = tile_a[ra + TILE + kk];
-            let b0 = tile_b[cb + kk];
-            let b1 = tile_b[cb + TILE + kk];
-            acc[0] += a0 * b0;
-            acc[1] += a0 * b1;
-            acc[2] += a1 * b0;
-            acc[3] += a1 * b1;
+        for (var kk = 0u; kk < DEPTH; kk++) {
+            let a = tile_a[kk * SIDE + local.y];
+            let b = tile_b[kk * SIDE + local.x];
+            acc[0] += a.x * b;
+            acc[1] += a.y * b;
+            acc[2] += a.z * b;
+            acc[3] += a.w * b;
         }
         workgroupBarrier();
     }
@@ -492,32 +509,38 @@ fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array
 
 // The forward pass: conr_core::stats::RowStats over every column of the
 // column chunk, for one tile of rows. Each thread keeps partial statistics for
-// its two rows; the 16 threads of a row merge them in a fixed order.
+// its four rows; the 16 threads of a row merge them in a fixed order.
 @compute @workgroup_size(16, 16)
 fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let flat = lid.y * SIDE + lid.x;
     let row_base = wid.x * TILE;
-    var mine = array<RowStats, 2>(empty_stats(), empty_stats());
+    var mine = array<RowStats, 4>(empty_stats(), empty_stats(), empty_stats(), empty_stats());
+    var log_eta_rows = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let r = row_base + lid.y * 4u + i;
+        if (r < params.row_count) {
+            log_eta_rows[i] = log_eta(params.row_offset + r);
+        }
+    }
     for (var col_base = 0u; col_base < params.col_count; col_base += TILE) {
         let s = gram_tile(row_base, col_base, lid.xy, flat);
-        for (var e = 0u; e < 4u; e++) {
-            let r = lid.y * 2u + e / 2u;
-            let c = lid.x * 2u + e % 2u;
-            if (row_base + r < params.row_count && col_base + c < params.col_count) {
-                let j = params.row_offset + row_base + r;
-                let k = params.col_offset + col_base + c;
-                var kj: Pair;
-                let pair = classify_both(j, k, &kj);
-                if (pair.kind != NEITHER) {
-                    mine[e / 2u] = stats_push(mine[e / 2u], pair, s[e] * params.inv_temperature);
+        for (var i = 0u; i < 4u; i++) {
+            let r = row_base + lid.y * 4u + i;
+            for (var c = 0u; c < 4u; c++) {
+                let col = col_base + lid.x * 4u + c;
+                if (r < params.row_count && col < params.col_count) {
+                    let pair = classify(params.row_offset + r, params.col_offset + col, log_eta_rows[i]);
+                    if (pair.kind != NEITHER) {
+                        mine[i] = stats_push(mine[i], pair, s[i][c] * params.inv_temperature);
+                    }
                 }
             }
         }
     }
     for (var t = 0u; t < SIDE; t++) {
         if (lid.x == t) {
-            for (var i = 0u; i < 2u; i++) {
-                let r = lid.y * 2u + i;
+            for (var i = 0u; i < 4u; i++) {
+                let r = lid.y * 4u + i;
                 if (t == 0u) {
                     merged[r] = mine[i];
                 } else {
@@ -589,58 +612,60 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     let factor = totals.factor;
     for (var col_base = 0u; col_base < params.col_count; col_base += TILE) {
         let s = gram_tile(row_base, col_base, lid.xy, flat);
-        for (var e = 0u; e < 4u; e++) {
-            let r = lid.y * 2u + e / 2u;
-            let c = lid.x * 2u + e % 2u;
-            var h = 0.0;
-            if (row_base + r < params.row_count && col_base + c < params.col_count) {
-                let j = params.row_offset + row_base + r;
-                let k = params.col_offset + col_base + c;
-                var kj: Pair;
-                let jk = classify_both(j, k, &kj);
-                if (jk.kind != NEITHER) {
-                    let logit = s[e] * inv_t;
-                    h = (coefficient(outcomes[j], factor, jk, logit) + coefficient(outcomes[k], factor, kj, logit)) * inv_t;
+        for (var i = 0u; i < 4u; i++) {
+            let r = lid.y * 4u + i;
+            for (var c = 0u; c < 4u; c++) {
+                let col = lid.x * 4u + c;
+                var h = 0.0;
+                if (row_base + r < params.row_count && col_base + col < params.col_count) {
+                    let j = params.row_offset + row_base + r;
+                    let k = params.col_offset + col_base + col;
+                    var kj: Pair;
+                    let jk = classify_both(j, k, &kj);
+                    if (jk.kind != NEITHER) {
+                        let logit = s[i][c] * inv_t;
+                        h = (coefficient(outcomes[j], factor, jk, logit) + coefficient(outcomes[k], factor, kj, logit)) * inv_t;
+                    }
                 }
+                tile_h[r * TILE + col] = h;
             }
-            tile_h[r * TILE + c] = h;
         }
         workgroupBarrier();
         for (var d0 = 0u; d0 < dim; d0 += TILE) {
-            // Stage Z_K[:, d0..d0+32] as tile_b[k][d].
-            for (var e = 0u; e < 4u; e++) {
-                let index = flat + e * SIDE * SIDE;
-                let kk = index / TILE;
-                let dd = index % TILE;
-                var v = 0.0;
-                if (col_base + kk < params.col_count && d0 + dd < dim) {
-                    v = z_cols[(col_base + kk) * dim + d0 + dd];
+            var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+            for (var k0 = 0u; k0 < TILE; k0 += DEPTH) {
+                // Stage Z_K[k0..k0+16][d0..d0+64] as tile_b[k][d], four features per vec4.
+                for (var e = 0u; e < 4u; e++) {
+                    let index = flat + e * SIDE * SIDE;
+                    let kk = index / TILE;
+                    let dd = index % TILE;
+                    var v = 0.0;
+                    if (col_base + k0 + kk < params.col_count && d0 + dd < dim) {
+                        v = z_cols[(col_base + k0 + kk) * dim + d0 + dd];
+                    }
+                    tile_b[kk * SIDE + dd / 4u][dd % 4u] = v;
                 }
-                tile_b[index] = v;
+                workgroupBarrier();
+                for (var kk = 0u; kk < DEPTH; kk++) {
+                    let b = tile_b[kk * SIDE + lid.x];
+                    let r0 = lid.y * 4u;
+                    acc[0] += tile_h[r0 * TILE + k0 + kk] * b;
+                    acc[1] += tile_h[(r0 + 1u) * TILE + k0 + kk] * b;
+                    acc[2] += tile_h[(r0 + 2u) * TILE + k0 + kk] * b;
+                    acc[3] += tile_h[(r0 + 3u) * TILE + k0 + kk] * b;
+                }
+                workgroupBarrier();
             }
-            workgroupBarrier();
-            var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-            let r0 = lid.y * 2u;
-            let c0 = lid.x * 2u;
-            for (var kk = 0u; kk < TILE; kk++) {
-                let h0 = tile_h[r0 * TILE + kk];
-                let h1 = tile_h[(r0 + 1u) * TILE + kk];
-                let b0 = tile_b[kk * TILE + c0];
-                let b1 = tile_b[kk * TILE + c0 + 1u];
-                acc[0] += h0 * b0;
-                acc[1] += h0 * b1;
-                acc[2] += h1 * b0;
-                acc[3] += h1 * b1;
-            }
-            for (var e = 0u; e < 4u; e++) {
-                let r = r0 + e / 2u;
-                let c = c0 + e % 2u;
-                if (row_base + r < params.row_count && d0 + c < dim) {
-                    let index = (row_base + r) * dim + d0 + c;
-                    dz[index] += acc[e];
+            for (var i = 0u; i < 4u; i++) {
+                let r = row_base + lid.y * 4u + i;
+                for (var c = 0u; c < 4u; c++) {
+                    let d = d0 + lid.x * 4u + c;
+                    if (r < params.row_count && d < dim) {
+                        dz[r * dim + d] += acc[i][c];
+                    }
                 }
             }
-            workgroupBarrier();
         }
+        workgroupBarrier();
     }
 }

@@ -64,6 +64,30 @@ impl RandomBatch {
         .expect("random batches are valid")
     }
 
+    /// Whether some label or prediction distance lies within `margin` of its
+    /// threshold. Precisions and backends may then classify that pair
+    /// differently (an f32 angle near ω can round either way), so the
+    /// cross-precision properties hold away from such ties.
+    pub fn has_near_ties(&self, margin: f64) -> bool {
+        let (m, l) = (self.shape.rows, self.shape.label_dim);
+        let metric = self.config.label_metric;
+        let omega = self.config.threshold;
+        let omega_hat = self.config.effective_pred_threshold();
+        let row = |v: &[f64], j: usize| v[j * l..(j + 1) * l].to_vec();
+        (0..m).any(|j| {
+            (0..j).any(|k| {
+                let dy = conr_core::metric::distance(
+                    metric,
+                    &row(&self.labels, j),
+                    &row(&self.labels, k),
+                );
+                let dp =
+                    conr_core::metric::distance(metric, &row(&self.preds, j), &row(&self.preds, k));
+                (dy - omega).abs() < margin || (dp - omega_hat).abs() < margin
+            })
+        })
+    }
+
     /// The data in precision `T`.
     pub fn convert<T: conr_core::Scalar>(&self) -> Converted<T> {
         let c = |v: &[f64]| v.iter().map(|&x| T::from(x).unwrap()).collect::<Vec<T>>();

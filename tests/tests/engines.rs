@@ -50,7 +50,7 @@ proptest! {
     /// f32: the fast engine agrees with the f64 reference.
     #[test]
     fn fast_f32_matches_f64_reference(b in any_batch(300, 24)) {
-        prop_assume!(row_norms_above(&b, 0.05));
+        prop_assume!(row_norms_above(&b, 0.05) && !b.has_near_ties(1e-5));
         let want = Reference.compute(&b.batch(), &b.config).unwrap();
         let small = b.convert::<f32>();
         let got = widen(fast().compute(&small.batch(), &b.config).unwrap());

@@ -123,6 +123,7 @@ impl GpuConr {
             return Err(GpuError::Device("the working buffers are missing".into()));
         };
         let rows = plan.rows;
+        let pipelines = self.pipelines()?;
         self.scoped(|| {
             let d = plan.dim;
             for (a, buffer) in host.features.iter().enumerate() {
@@ -155,7 +156,7 @@ impl GpuConr {
                     label: Some("conr compute"),
                 });
             record(
-                &self.pipelines,
+                pipelines,
                 &self.device,
                 &self.queue,
                 &mut encoder,
@@ -300,9 +301,10 @@ impl GpuConr {
             l as u32,
             buffers.weights.is_some(),
         );
+        let pipelines = self.pipelines()?;
         let result = self.scoped(|| {
             record(
-                &self.pipelines,
+                pipelines,
                 &self.device,
                 &self.queue,
                 encoder,

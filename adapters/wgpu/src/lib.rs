@@ -54,9 +54,12 @@ use workspace::{HostBuffers, Workspace};
 /// The WGSL source of every kernel.
 pub const SHADER: &str = include_str!("../../../shaders/conr.wgsl");
 /// Rows (and columns) of a logit tile in the tiled kernels.
-pub const TILE: u32 = 32;
-/// The workgroup size of the tiled kernels (16×16 threads, 2×2 logits each).
+pub const TILE: u32 = 64;
+/// The workgroup size of the tiled kernels (16×16 threads, 4×4 logits each).
 pub const TILE_WORKGROUP: [u32; 3] = [16, 16, 1];
+/// Workgroup memory the backward kernel needs: two staged 16×64 slices and the
+/// 64×64 tile of H, in f32. Every mainstream GPU has at least 32 KiB.
+pub const WORKGROUP_MEMORY: u32 = 2 * 16 * 64 * 4 + 64 * 64 * 4;
 /// The workgroup size of the per-row kernels.
 pub const LINEAR_WORKGROUP: u32 = 64;
 /// The workgroup size of the loss reduction (one workgroup).
@@ -71,7 +74,7 @@ pub struct GpuConr {
     device: wgpu::Device,
     queue: wgpu::Queue,
     adapter: Option<wgpu::AdapterInfo>,
-    pipelines: Pipelines,
+    pipelines: Option<Pipelines>,
     cache: Mutex<Cache>,
     max_binding: u64,
     lost: Arc<LostFlag>,
@@ -135,16 +138,33 @@ impl GpuConr {
             })
             .await
             .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
-        let mut gpu = Self::from_device(device, queue);
+        let mut gpu = Self::from_device(device, queue)?;
         gpu.adapter = Some(adapter.get_info());
         Ok(gpu)
     }
 
     /// Uses a device the caller already owns. Pipelines are compiled here, once.
     ///
-    /// Errors on this device that escape conr's error scopes go to the
+    /// The device needs [`WORKGROUP_MEMORY`] bytes of workgroup memory
+    /// (`max_compute_workgroup_storage_size`) and 8 storage buffers per shader
+    /// stage. Errors on this device that escape conr's error scopes go to the
     /// caller's uncaptured-error handler.
-    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self, GpuError> {
+        let limits = device.limits();
+        if limits.max_compute_workgroup_storage_size < WORKGROUP_MEMORY {
+            return Err(GpuError::TooLarge {
+                what: "workgroup memory (bytes)",
+                needed: u64::from(WORKGROUP_MEMORY),
+                limit: u64::from(limits.max_compute_workgroup_storage_size),
+            });
+        }
+        if limits.max_storage_buffers_per_shader_stage < 8 {
+            return Err(GpuError::TooLarge {
+                what: "storage buffers per shader stage",
+                needed: 8,
+                limit: u64::from(limits.max_storage_buffers_per_shader_stage),
+            });
+        }
         let lost = Arc::new(LostFlag::default());
         let flag = Arc::clone(&lost);
         device.set_device_lost_callback(move |_, message| {
@@ -153,19 +173,26 @@ impl GpuConr {
             }
             flag.lost.store(true, Ordering::SeqCst);
         });
-        let limits = device.limits();
         let max_binding = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
-        Self {
-            pipelines: Pipelines::new(&device),
+        let mut gpu = Self {
+            pipelines: None,
             device,
             queue,
             adapter: None,
             cache: Mutex::new(Cache::default()),
             max_binding,
             lost,
-        }
+        };
+        gpu.pipelines = Some(gpu.scoped(|| Pipelines::new(&gpu.device))?);
+        Ok(gpu)
+    }
+
+    fn pipelines(&self) -> Result<&Pipelines, GpuError> {
+        self.pipelines
+            .as_ref()
+            .ok_or_else(|| GpuError::Device("the pipelines were not created".into()))
     }
 
     /// Lowers the largest storage binding conr uses (bytes), so that batches
@@ -305,6 +332,6 @@ mod shader_tests {
         );
         // The tile the shader uses must be the Rust one.
         assert!(SHADER.contains(&format!("const TILE: u32 = {TILE}u;")));
-        assert_eq!(TILE_WORKGROUP[0] * 2, TILE);
+        assert_eq!(TILE_WORKGROUP[0] * 4, TILE);
     }
 }
