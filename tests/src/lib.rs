@@ -7,3 +7,8 @@ pub mod gpu;
 pub mod random;
 
 pub use budget::Tol;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -49,8 +49,3 @@ pub trait Engine {
     fn compute<T: Scalar>(&self, batch: &Batch<'_, T>, config: &Config)
     -> Result<Output<T>, Error>;
 }
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
