@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use conr_core::density::DensityConfig;
 use conr_core::{Batch, Config, Shape};
+use conr_cpu::rng::Rng;
 use conr_cpu::{Engine, Fast, Reference, density_weights, gram};
 use serde::Serialize;
 
@@ -70,28 +71,6 @@ pub fn parse_sizes(text: &str) -> Result<Vec<(usize, usize)>> {
         .collect()
 }
 
-/// A small, seedable generator (SplitMix64) with normal deviates.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
-
 /// A random AgeDB-like batch in f32: integer ages ~ N(35, 15) in [0, 100],
 /// predictions within N(0, 7) years, N(0, 1) features, `sqrt_inv` weights.
 pub struct RandomBatch {
@@ -110,7 +89,7 @@ pub struct RandomBatch {
 impl RandomBatch {
     /// Draws a batch from `seed`.
     pub fn new(m: usize, d: usize, seed: u64) -> Result<Self> {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let labels: Vec<f32> = (0..m)
             .map(|_| (35.0 + 15.0 * rng.normal()).round().clamp(0.0, 100.0) as f32)
             .collect();

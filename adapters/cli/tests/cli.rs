@@ -230,3 +230,42 @@ fn bench_json_has_one_line_per_size() {
     let bad = conr(&["bench", "--sizes", "64by16"]);
     assert_one_line_error(&bad, "is not MxD");
 }
+
+#[test]
+fn demo_quick_writes_its_report_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = conr(&["demo", "--quick", "--out", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "baseline (L1)",
+        "L1 + ConR",
+        "L1 + ConR, LDS eta",
+        "many",
+        "medium",
+        "few",
+        "MAE",
+        "GM",
+    ] {
+        assert!(table.contains(name), "the table lacks {name}:\n{table}");
+    }
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    for method in ["baseline (L1)", "L1 + ConR", "L1 + ConR, LDS eta"] {
+        for region in ["all", "many", "medium", "few"] {
+            let s = &report["methods"][method][region];
+            for key in ["mae_mean", "mae_std", "gm_mean", "gm_std", "count"] {
+                assert!(s[key].is_number(), "{method}/{region}/{key} missing");
+            }
+            assert!(s["mae_mean"].as_f64().unwrap() > 0.0);
+        }
+    }
+    assert_eq!(report["methods"]["baseline (L1)"]["all"]["count"], 144);
+    let svg = std::fs::read_to_string(dir.path().join("per_label_mae.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("quality") && svg.contains("<polyline"));
+}

@@ -30,6 +30,7 @@ mod fast;
 mod matmul;
 mod output;
 mod reference;
+pub mod rng;
 
 pub use conr_core::{self as core, Batch, Config, Error, Scalar, Shape};
 pub use density::density_weights;

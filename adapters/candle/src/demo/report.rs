@@ -1,0 +1,177 @@
+//! Metrics over seeds, the table, `report.json` and `per_label_mae.svg`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::data::{LABELS, Splits};
+use super::train::Method;
+
+/// The shot regions of the DIR benchmarks, by training samples per label.
+pub const REGIONS: [&str; 4] = ["all", "many", "medium", "few"];
+
+/// Which region a label with `count` training samples is in: many (> 100),
+/// medium (20 to 100) or few (< 20).
+pub fn region_of(count: usize) -> &'static str {
+    if count > 100 {
+        "many"
+    } else if count >= 20 {
+        "medium"
+    } else {
+        "few"
+    }
+}
+
+/// Mean and standard deviation over seeds of one method in one region.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Summary {
+    /// Mean absolute error, averaged over seeds.
+    pub mae_mean: f64,
+    /// Its standard deviation over seeds.
+    pub mae_std: f64,
+    /// Geometric mean of the absolute errors (each floored at 1e-6), averaged over seeds.
+    pub gm_mean: f64,
+    /// Its standard deviation over seeds.
+    pub gm_std: f64,
+    /// Test wines in the region.
+    pub count: usize,
+}
+
+/// Everything a demo run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// method → region → summary.
+    pub methods: BTreeMap<String, BTreeMap<String, Summary>>,
+    /// method → MAE per quality label (3..8), averaged over seeds.
+    pub per_label_mae: BTreeMap<String, Vec<f64>>,
+    /// Training wines per quality label (3..8).
+    pub train_counts: Vec<usize>,
+    /// Test wines per quality label (3..8).
+    pub test_counts: Vec<usize>,
+    /// The seeds run.
+    pub seeds: Vec<u64>,
+    /// The settings, for the record.
+    pub settings: BTreeMap<String, String>,
+    /// method → best validation MAE, averaged over seeds (what tuning may look at).
+    pub val_mae: BTreeMap<String, f64>,
+}
+
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
+/// Summarises test predictions: `runs[method]` holds one prediction vector per seed.
+pub fn summarise(
+    splits: &Splits,
+    runs: &BTreeMap<Method, Vec<Vec<f32>>>,
+    seeds: Vec<u64>,
+    settings: BTreeMap<String, String>,
+) -> Report {
+    let train_counts = splits.train_counts();
+    let label_index = |y: f32| LABELS.iter().position(|&l| l as f32 == y).unwrap_or(0);
+    let test = &splits.test;
+    let region = |i: usize| region_of(train_counts[label_index(test.y[i])]);
+    let mut test_counts = vec![0; LABELS.len()];
+    for &y in &test.y {
+        test_counts[label_index(y)] += 1;
+    }
+    let mut methods = BTreeMap::new();
+    let mut per_label_mae = BTreeMap::new();
+    for (method, predictions) in runs {
+        let mut regions = BTreeMap::new();
+        for name in REGIONS {
+            let rows: Vec<usize> = (0..test.len())
+                .filter(|&i| name == "all" || region(i) == name)
+                .collect();
+            let (mut maes, mut gms) = (Vec::new(), Vec::new());
+            for pred in predictions {
+                let errors: Vec<f64> = rows
+                    .iter()
+                    .map(|&i| f64::from((pred[i] - test.y[i]).abs()))
+                    .collect();
+                let n = errors.len().max(1) as f64;
+                maes.push(errors.iter().sum::<f64>() / n);
+                gms.push((errors.iter().map(|e| e.max(1e-6).ln()).sum::<f64>() / n).exp());
+            }
+            let ((mae_mean, mae_std), (gm_mean, gm_std)) = (mean_std(&maes), mean_std(&gms));
+            regions.insert(
+                name.to_string(),
+                Summary {
+                    mae_mean,
+                    mae_std,
+                    gm_mean,
+                    gm_std,
+                    count: rows.len(),
+                },
+            );
+        }
+        methods.insert(method.name().to_string(), regions);
+        let per_label = LABELS
+            .iter()
+            .map(|&label| {
+                let rows: Vec<usize> = (0..test.len())
+                    .filter(|&i| test.y[i] == label as f32)
+                    .collect();
+                let per_seed: Vec<f64> = predictions
+                    .iter()
+                    .map(|pred| {
+                        rows.iter()
+                            .map(|&i| f64::from((pred[i] - test.y[i]).abs()))
+                            .sum::<f64>()
+                            / rows.len().max(1) as f64
+                    })
+                    .collect();
+                mean_std(&per_seed).0
+            })
+            .collect();
+        per_label_mae.insert(method.name().to_string(), per_label);
+    }
+    Report {
+        methods,
+        per_label_mae,
+        train_counts: train_counts.to_vec(),
+        test_counts,
+        seeds,
+        settings,
+        val_mae: BTreeMap::new(),
+    }
+}
+
+impl Report {
+    /// The table: MAE and GM, mean ± std over seeds, overall and per region.
+    pub fn table(&self) -> String {
+        let all = self.methods.values().next();
+        let count = |r: &str| all.and_then(|m| m.get(r)).map_or(0, |s| s.count);
+        let mut out = format!("{:<20}", "test wines:");
+        for r in REGIONS {
+            out += &format!(" | {:^31}", format!("{r} ({})", count(r)));
+        }
+        out += &format!("\n{:<20}", "method");
+        for _ in REGIONS {
+            out += &format!(" | {:^15} {:^15}", "MAE", "GM");
+        }
+        out += "\n";
+        // Report order: the baseline first.
+        let names = Method::ALL
+            .iter()
+            .map(|m| m.name())
+            .filter(|n| self.methods.contains_key(*n));
+        for name in names {
+            let regions = &self.methods[name];
+            out += &format!("{name:<20}");
+            for r in REGIONS {
+                let s = regions[r];
+                out += &format!(
+                    " | {:>15} {:>15}",
+                    format!("{:.3} ± {:.3}", s.mae_mean, s.mae_std),
+                    format!("{:.3} ± {:.3}", s.gm_mean, s.gm_std)
+                );
+            }
+            out += "\n";
+        }
+        out
+    }
+}
