@@ -21,8 +21,10 @@ const LINEAR: u32 = 64u;
 const REDUCE: u32 = 256u;
 // ε of the normalisation, as in conr_core::normalize::EPSILON.
 const EPSILON: f32 = 1e-12;
-// The ceiling on a log pushing weight, as in conr_core::pairs::log_pushing_weight (f32::MAX / 8).
-const LOG_WEIGHT_CEILING: f32 = 4.2535295e37;
+// The cap on a log pushing weight: conr_core::pairs::LOG_WEIGHT_CEILING.
+const LOG_WEIGHT_CEILING: f32 = 1e4;
+// The largest f32: distances saturate there, as in conr_core::metric::distance.
+const F32_MAX: f32 = 3.4028235e38;
 
 const FLAG_PADDING: u32 = 1u;
 const FLAG_OUTER_WEIGHT: u32 = 2u;
@@ -176,7 +178,7 @@ fn distance(is_pred: bool, j: u32, k: u32) -> f32 {
     let a = j * l;
     let b = k * l;
     if (l == 1u && params.metric != METRIC_ANGULAR) {
-        return abs(label_at(is_pred, a) - label_at(is_pred, b));
+        return min(abs(label_at(is_pred, a) - label_at(is_pred, b)), F32_MAX);
     }
     if (params.metric == METRIC_ANGULAR) {
         let na = label_norm(is_pred, a);
@@ -202,17 +204,17 @@ fn distance(is_pred: bool, j: u32, k: u32) -> f32 {
         total += d;
     }
     if (params.metric == METRIC_L1) {
-        return total;
+        return min(total, F32_MAX);
     }
     if (params.metric == METRIC_LINF || big == 0.0) {
-        return big;
+        return min(big, F32_MAX);
     }
     var sum = 0.0;
     for (var i = 0u; i < l; i++) {
         let r = (label_at(is_pred, a + i) - label_at(is_pred, b + i)) / big;
         sum += r * r;
     }
-    return big * sqrt(sum);
+    return min(big * sqrt(sum), F32_MAX);
 }
 
 // ----------------------------------------------------------------- pairs.rs

@@ -1,6 +1,10 @@
 use crate::pairs::RowView;
 use crate::{Config, Error, LabelMetric, Params, Scalar};
 
+/// The largest weight `eta_j` a batch may hold. Density weights are about 1
+/// (mean 1); the bound keeps every loss and gradient finite in f32.
+pub const MAX_WEIGHT: f64 = 1e6;
+
 /// The sizes of a batch: `rows` samples (M), `dim` features each (D), `label_dim`
 /// label values each (L). Predictions have the labels' shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +21,7 @@ pub struct Shape {
 /// and predictions (M×L), and optional per-sample weights `eta` (M).
 ///
 /// [`Batch::new`] checks the lengths and that every value is finite, and that
-/// weights are positive; [`Batch::check`] adds the checks that depend on the config.
+/// weights are positive and at most [`MAX_WEIGHT`]; [`Batch::check`] adds the checks that depend on the config.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a, T> {
     shape: Shape,
@@ -52,6 +56,10 @@ impl<'a, T: Scalar> Batch<'a, T> {
             check_rows("weights", w, shape.rows, 1)?;
             if let Some(row) = w.iter().position(|&x| x <= T::zero()) {
                 return Err(Error::NonPositiveWeight { row });
+            }
+            let most = crate::cast::<T>(MAX_WEIGHT);
+            if let Some(row) = w.iter().position(|&x| x > most) {
+                return Err(Error::WeightTooLarge { row });
             }
         }
         Ok(Self {

@@ -22,6 +22,9 @@
 
 use crate::{Error, Scalar, cast};
 
+/// The most bins a density config may ask for (the scratch is two arrays of bins).
+pub const MAX_BINS: usize = 10_000_000;
+
 /// How counts turn into the value a weight is the inverse of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Reweight {
@@ -89,8 +92,8 @@ impl DensityConfig {
     /// Checks every value's domain.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |field, why| Err(Error::InvalidConfig { field, why });
-        if self.bins == 0 {
-            return bad("bins", "must be >= 1");
+        if self.bins == 0 || self.bins > MAX_BINS {
+            return bad("bins", "must be in 1..=10000000");
         }
         if !(self.bin_width.is_finite() && self.bin_width > 0.0) {
             return bad("bin_width", "must be finite and > 0");
@@ -99,8 +102,8 @@ impl DensityConfig {
             return bad("min_label", "must be finite");
         }
         if let Some(kernel) = self.kernel {
-            if self.kernel_size == 0 {
-                return bad("kernel_size", "must be >= 1");
+            if self.kernel_size == 0 || self.kernel_size > 64 {
+                return bad("kernel_size", "must be in 1..=64");
             }
             if kernel == Kernel::Triang && self.kernel_size.is_multiple_of(2) {
                 return bad("kernel_size", "the triang window needs an odd size");
@@ -238,15 +241,9 @@ pub fn density_weights<T: Scalar>(
     let per_bin: &[T] = match config.kernel {
         None => counts,
         Some(kernel) => {
+            // validate() bounds the window to 64.
             let mut window64 = [0.0f64; 64];
-            let len = if config.kernel_size <= 64 {
-                kernel_window(kernel, config.kernel_size, config.sigma, &mut window64)?
-            } else {
-                return Err(Error::InvalidConfig {
-                    field: "kernel_size",
-                    why: "must be <= 64",
-                });
-            };
+            let len = kernel_window(kernel, config.kernel_size, config.sigma, &mut window64)?;
             for (w, &v) in window.iter_mut().zip(&window64[..len]) {
                 *w = cast(v);
             }

@@ -36,6 +36,11 @@ pub enum Error {
         /// The row that holds it.
         row: usize,
     },
+    /// A per-sample weight exceeds [`crate::MAX_WEIGHT`] (1e6).
+    WeightTooLarge {
+        /// The row that holds it.
+        row: usize,
+    },
     /// The `angular` metric needs label (and prediction) vectors of non-zero length.
     ZeroLengthLabel {
         /// `"labels"` or `"preds"`.
@@ -78,6 +83,12 @@ impl fmt::Display for Error {
                 write!(
                     f,
                     "weights row {row} is zero or negative: weights must be > 0"
+                )
+            }
+            Error::WeightTooLarge { row } => {
+                write!(
+                    f,
+                    "weights row {row} exceeds 1e6: weights must be in (0, 1e6]"
                 )
             }
             Error::ZeroLengthLabel { what, row } => write!(

@@ -54,7 +54,7 @@ pub mod normalize;
 pub mod pairs;
 pub mod stats;
 
-pub use batch::{Batch, Shape};
+pub use batch::{Batch, MAX_WEIGHT, Shape};
 pub use config::{Aggregation, Config, LabelMetric, Params, Pushing, PushingKind, Reduction};
 pub use error::Error;
 

@@ -10,7 +10,8 @@ use crate::{LabelMetric, Scalar};
 /// of a dot product does not.
 ///
 /// The `angular` distance of a zero vector is 0; [`crate::Batch::check`]
-/// rejects such labels before any engine gets here.
+/// rejects such labels before any engine gets here. A distance too large for
+/// `T` (labels near ±`T::MAX` of opposite signs) saturates at `T::MAX`.
 ///
 /// ```
 /// use conr_core::{LabelMetric, metric::distance};
@@ -24,7 +25,7 @@ use crate::{LabelMetric, Scalar};
 pub fn distance<T: Scalar>(metric: LabelMetric, a: &[T], b: &[T]) -> T {
     if a.len() == 1 && metric != LabelMetric::Angular {
         // Scalar labels, the common case: every norm is |a − b|.
-        return (a[0] - b[0]).abs();
+        return (a[0] - b[0]).abs().min(T::max_value());
     }
     match metric {
         LabelMetric::L1 => a
@@ -41,7 +42,7 @@ pub fn distance<T: Scalar>(metric: LabelMetric, a: &[T], b: &[T]) -> T {
                 let r = (x - y) / big;
                 acc + r * r
             });
-            big * sum.sqrt()
+            (big * sum.sqrt()).min(T::max_value())
         }
         LabelMetric::Angular => angle(a, b),
     }

@@ -106,8 +106,9 @@ impl<T: Scalar> Pair<T> {
 ///
 /// Kept in log space so that `e^{s_jk} S_jk` joins the log-sum-exp as one
 /// exponent, `s_jk + ln S_jk`, and a huge label distance cannot overflow.
-/// The result is clamped to a finite ceiling (`T::max_value() / 8`) so that
-/// `s + ln S` stays finite too.
+/// The result is capped at [`LOG_WEIGHT_CEILING`]: a weight of `e^10000` is
+/// already beyond any meaning, and the cap keeps every loss and gradient finite
+/// in f32 (see the README's guarantees).
 ///
 /// ```
 /// use conr_core::{Config, pairs::log_pushing_weight};
@@ -123,9 +124,11 @@ pub fn log_pushing_weight<T: Scalar>(params: &Params<T>, log_eta: T, label_dista
         PushingKind::Linear => params.log_scale + label_distance.ln(),
         PushingKind::Constant => T::zero(),
     };
-    let ceiling = T::max_value() / crate::cast(8.0);
-    (log_eta + log_g).min(ceiling)
+    (log_eta + log_g).min(crate::cast(LOG_WEIGHT_CEILING))
 }
+
+/// The cap on `ln S_jk`.
+pub const LOG_WEIGHT_CEILING: f64 = 1e4;
 
 #[cfg(test)]
 mod tests {

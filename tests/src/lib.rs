@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod fixtures;
+pub mod fuzzing;
 pub mod gpu;
 pub mod random;
 

@@ -249,7 +249,54 @@ fn errors_do_not_poison_the_context() {
         loss: &dummy,
     };
     let err = gpu.record(&mut encoder, huge, buffers, &Config::paper());
-    assert!(matches!(err, Err(GpuError::BadBuffer { .. })), "{err:?}");
+    assert!(matches!(err, Err(GpuError::TooLarge { .. })), "{err:?}");
+    let small = Shape {
+        rows: 8,
+        dim: 4,
+        label_dim: 1,
+    };
+    let err = gpu.record(&mut encoder, small, buffers, &Config::paper());
+    assert!(
+        matches!(
+            err,
+            Err(GpuError::BadBuffer {
+                what: "features",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    // A device that allows 64 KiB per binding cannot hold the per-row state of 4,096 rows.
+    let tight = GpuConr::new().unwrap().with_max_binding_bytes(1 << 16);
+    let rows = 4096;
+    let (f, y) = (vec![0.5f32; rows], vec![1.0f32; rows]);
+    let many = Batch::new(
+        Shape {
+            rows,
+            dim: 1,
+            label_dim: 1,
+        },
+        &f,
+        &y,
+        &y,
+        None,
+    )
+    .unwrap();
+    let err = tight.compute(&many, &Config::paper());
+    assert!(
+        matches!(
+            err,
+            Err(GpuError::TooLarge {
+                what: "the row statistics",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(
+        tight.compute(&batch, &Config::paper()).is_ok(),
+        "a refused call leaves the context usable"
+    );
     let out = gpu.compute(&batch, &Config::paper()).unwrap();
     assert!(out.loss.is_finite());
 }

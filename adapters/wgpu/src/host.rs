@@ -257,6 +257,8 @@ impl GpuConr {
             let what = if shape.dim == 0 { "features" } else { "labels" };
             return Err(conr_core::Error::ZeroWidth { what }.into());
         }
+        // What the device cannot hold is refused before the buffers are looked at.
+        let plan = self.plan(shape)?;
         let (m, d, l) = (shape.rows as u64, shape.dim as u64, shape.label_dim as u64);
         check("features", buffers.features, m * d * 4, U::STORAGE)?;
         check("labels", buffers.labels, m * l * 4, U::STORAGE)?;
@@ -271,7 +273,6 @@ impl GpuConr {
             U::STORAGE | U::COPY_DST,
         )?;
         check("loss", buffers.loss, 4, U::COPY_DST)?;
-        let plan = self.plan(shape)?;
         let mut cache = self
             .cache
             .lock()

@@ -1,0 +1,201 @@
+//! The bodies of the fuzz targets (`fuzz/fuzz_targets/*.rs`, run with
+//! `cargo fuzz` on nightly) and of their stable smoke run
+//! (`tests/tests/fuzz_smoke.rs`). Each takes arbitrary bytes and panics only
+//! when a written promise breaks.
+
+use conr_cli::input::{LossCase, WeightsCase};
+use conr_cli::output::{Backend, Precision};
+use conr_core::{
+    Aggregation, Batch, Config, LabelMetric, Pushing, PushingKind, Reduction, Scalar, Shape,
+};
+use conr_cpu::{Engine, Fast, Output, Reference};
+
+/// Reads typed values from fuzz bytes; past the end it yields zeros.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    fn bool(&mut self) -> bool {
+        self.u8() & 1 == 1
+    }
+
+    /// A float biased towards the values that break numeric code.
+    fn f64(&mut self) -> f64 {
+        const SPECIAL: [f64; 16] = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.5,
+            2.0,
+            1e-12,
+            1e-300,
+            1e30,
+            -1e30,
+            1e300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::NAN,
+            f64::INFINITY,
+            3.0,
+        ];
+        let tag = self.u8();
+        match tag % 4 {
+            0 => SPECIAL[usize::from(tag / 4) % SPECIAL.len()],
+            1 => f64::from(self.u8() as i8) / 8.0,
+            _ => {
+                let mut bits = [0u8; 8];
+                bits.iter_mut().for_each(|b| *b = self.u8());
+                f64::from_le_bytes(bits)
+            }
+        }
+    }
+
+    fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
+        choices[usize::from(self.u8()) % choices.len()]
+    }
+}
+
+fn config(r: &mut Reader<'_>) -> Config {
+    Config {
+        threshold: r.f64(),
+        pred_threshold: if r.bool() { Some(r.f64()) } else { None },
+        temperature: r.f64(),
+        pushing: Pushing {
+            kind: r.pick(&[PushingKind::Exp, PushingKind::Linear, PushingKind::Constant]),
+            scale: r.f64(),
+        },
+        label_metric: r.pick(&[
+            LabelMetric::L1,
+            LabelMetric::L2,
+            LabelMetric::Linf,
+            LabelMetric::Angular,
+        ]),
+        aggregation: r.pick(&[Aggregation::MeanOfLogs, Aggregation::LogOfMean]),
+        denominator_padding: r.bool(),
+        outer_weight: r.bool(),
+        self_in_positive_count: r.bool(),
+        reduction: r.pick(&[Reduction::Mean, Reduction::MeanAnchors, Reduction::Sum]),
+    }
+}
+
+/// The promise of every engine: a valid batch and config give finite outputs
+/// of the right lengths, and engines agree on anchors and counts exactly.
+fn check_outputs<T: Scalar>(shape: Shape, outputs: &[Output<T>]) {
+    for out in outputs {
+        assert!(out.loss.is_finite(), "non-finite loss {:?}", out.loss);
+        assert_eq!(out.grad_features.len(), shape.rows * shape.dim);
+        assert!(
+            out.grad_features.iter().all(|g| g.is_finite()),
+            "non-finite gradient"
+        );
+        assert_eq!(out.anchors.len(), shape.rows);
+    }
+    for pair in outputs.windows(2) {
+        assert_eq!(pair[0].anchors, pair[1].anchors);
+        assert_eq!(pair[0].positives, pair[1].positives);
+        assert_eq!(pair[0].negatives, pair[1].negatives);
+    }
+}
+
+fn run_engines<T: Scalar>(
+    shape: Shape,
+    f: &[f64],
+    y: &[f64],
+    p: &[f64],
+    w: Option<&[f64]>,
+    config: &Config,
+) {
+    let cast = |v: &[f64]| -> Vec<T> {
+        v.iter()
+            .map(|&x| T::from(x).unwrap_or_else(T::nan))
+            .collect()
+    };
+    let (f, y, p) = (cast(f), cast(y), cast(p));
+    let w = w.map(cast);
+    let Ok(batch) = Batch::new(shape, &f, &y, &p, w.as_deref()) else {
+        return;
+    };
+    let reference = Reference.compute(&batch, config);
+    let fast = Fast::new().compute(&batch, config);
+    match (reference, fast) {
+        (Ok(a), Ok(b)) => check_outputs(shape, &[a, b]),
+        (Err(a), Err(b)) => assert_eq!(a, b, "engines refuse differently"),
+        (a, b) => panic!(
+            "one engine accepts, the other refuses: {:?} / {:?}",
+            a.err(),
+            b.err()
+        ),
+    }
+}
+
+/// Fuzz target (a): the core API on arbitrary shapes, configs and values.
+pub fn core_api(data: &[u8]) {
+    let mut r = Reader(data);
+    let shape = Shape {
+        rows: usize::from(r.u8() % 13),
+        dim: usize::from(r.u8() % 7),
+        label_dim: usize::from(r.u8() % 4),
+    };
+    let config = config(&mut r);
+    let trim = usize::from(r.u8() % 16 == 0);
+    let with_weights = r.bool();
+    let mut values = |n: usize| -> Vec<f64> { (0..n).map(|_| r.f64()).collect() };
+    let mut features = values(shape.rows * shape.dim);
+    features.truncate(features.len().saturating_sub(trim));
+    let labels = values(shape.rows * shape.label_dim);
+    let preds = values(shape.rows * shape.label_dim);
+    let weights = if with_weights {
+        Some(values(shape.rows))
+    } else {
+        None
+    };
+    run_engines::<f64>(
+        shape,
+        &features,
+        &labels,
+        &preds,
+        weights.as_deref(),
+        &config,
+    );
+    run_engines::<f32>(
+        shape,
+        &features,
+        &labels,
+        &preds,
+        weights.as_deref(),
+        &config,
+    );
+}
+
+/// Fuzz target (b): `conr compute` and `conr weights` input parsing on
+/// arbitrary bytes: an error or a finite result, never a panic.
+pub fn cli_input(data: &[u8]) {
+    if let Ok(case) = serde_json::from_slice::<LossCase>(data)
+        && case.features.len() <= 4096
+    {
+        for backend in [Backend::Reference, Backend::Cpu] {
+            for precision in [Precision::F64, Precision::F32] {
+                if let Ok(report) = conr_cli::output::compute(&case, backend, Some(precision)) {
+                    assert!(report.loss.is_finite());
+                    assert!(report.grad_features.iter().all(|g| g.is_finite()));
+                }
+            }
+        }
+    }
+    if let Ok(case) = serde_json::from_slice::<WeightsCase>(data)
+        && case.labels.len() <= 4096
+        && let Ok(report) = conr_cli::output::weights(&case)
+    {
+        assert!(report.weights.iter().all(|w| w.is_finite() && *w > 0.0));
+    }
+}
