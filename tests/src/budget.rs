@@ -160,3 +160,25 @@ pub fn scaled_by_inv_temperature(budget: Budget, temperature: f64) -> Budget {
         },
     }
 }
+
+/// Checks two engines' outputs against each other within `budget`: the loss
+/// and gradient within tolerance, anchors and counts exactly.
+pub fn agree(
+    budget: &Budget,
+    got: &conr_cpu::Output<f64>,
+    want: &conr_cpu::Output<f64>,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::test_runner::TestCaseError;
+    budget
+        .loss
+        .scalar("loss", got.loss, want.loss)
+        .map_err(TestCaseError::fail)?;
+    budget
+        .grad
+        .vector("grad", &got.grad_features, &want.grad_features)
+        .map_err(TestCaseError::fail)?;
+    proptest::prop_assert_eq!(&got.anchors, &want.anchors);
+    proptest::prop_assert_eq!(&got.positives, &want.positives);
+    proptest::prop_assert_eq!(&got.negatives, &want.negatives);
+    Ok(())
+}

@@ -99,14 +99,7 @@ impl Expected {
 
 /// Widens an output to f64.
 pub fn widen<T: Scalar>(out: Output<T>) -> Output<f64> {
-    let w = |x: T| x.to_f64().unwrap();
-    Output {
-        loss: w(out.loss),
-        grad_features: out.grad_features.into_iter().map(w).collect(),
-        anchors: out.anchors,
-        positives: out.positives,
-        negatives: out.negatives,
-    }
+    out.cast()
 }
 
 /// Runs `engine` on a fixture in precision `T`, widened to f64.

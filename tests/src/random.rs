@@ -88,6 +88,14 @@ impl RandomBatch {
         })
     }
 
+    /// Whether every feature row is longer than `floor`. Near the origin the
+    /// gradient grows as 1/|f| and f32 rounding with it, without bound.
+    pub fn row_norms_above(&self, floor: f64) -> bool {
+        self.features
+            .chunks_exact(self.shape.dim)
+            .all(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt() > floor)
+    }
+
     /// The data in precision `T`.
     pub fn convert<T: conr_core::Scalar>(&self) -> Converted<T> {
         let c = |v: &[f64]| v.iter().map(|&x| T::from(x).unwrap()).collect::<Vec<T>>();

@@ -1,9 +1,9 @@
 //! Every engine agrees with the reference on random batches and every config knob.
 
-use conr_cpu::{Engine, Fast, Output, Reference};
-use conr_tests::budget::{Budget, F32_VS_F64, F64_VS_F64, scaled_by_inv_temperature};
+use conr_cpu::{Engine, Fast, Reference};
+use conr_tests::budget::{F32_VS_F64, F64_VS_F64, agree, scaled_by_inv_temperature};
 use conr_tests::fixtures::widen;
-use conr_tests::random::{RandomBatch, any_batch};
+use conr_tests::random::any_batch;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use std::sync::OnceLock;
@@ -12,27 +12,6 @@ use std::sync::OnceLock;
 fn fast() -> &'static Fast {
     static FAST: OnceLock<Fast> = OnceLock::new();
     FAST.get_or_init(|| Fast::with_threads(3).expect("a pool starts"))
-}
-
-fn agree(budget: &Budget, got: &Output<f64>, want: &Output<f64>) -> Result<(), TestCaseError> {
-    budget
-        .loss
-        .scalar("loss", got.loss, want.loss)
-        .map_err(TestCaseError::fail)?;
-    budget
-        .grad
-        .vector("grad", &got.grad_features, &want.grad_features)
-        .map_err(TestCaseError::fail)?;
-    prop_assert_eq!(&got.anchors, &want.anchors);
-    prop_assert_eq!(&got.positives, &want.positives);
-    prop_assert_eq!(&got.negatives, &want.negatives);
-    Ok(())
-}
-
-fn row_norms_above(b: &RandomBatch, floor: f64) -> bool {
-    b.features
-        .chunks_exact(b.shape.dim)
-        .all(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt() > floor)
 }
 
 proptest! {
@@ -50,7 +29,7 @@ proptest! {
     /// f32: the fast engine agrees with the f64 reference.
     #[test]
     fn fast_f32_matches_f64_reference(b in any_batch(300, 24)) {
-        prop_assume!(row_norms_above(&b, 0.05) && !b.has_near_ties(1e-5));
+        prop_assume!(b.row_norms_above(0.05) && !b.has_near_ties(1e-5));
         let want = Reference.compute(&b.batch(), &b.config).unwrap();
         let small = b.convert::<f32>();
         let got = widen(fast().compute(&small.batch(), &b.config).unwrap());

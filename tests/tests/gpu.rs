@@ -12,26 +12,12 @@ use conr_wgpu::{GpuBuffers, GpuConr, GpuError};
 use proptest::prelude::*;
 use wgpu::util::DeviceExt;
 
-fn row_norms_above(b: &RandomBatch, floor: f64) -> bool {
-    b.features
-        .chunks_exact(b.shape.dim)
-        .all(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt() > floor)
-}
-
 fn agree(got: &Output<f64>, want: &Output<f64>, temperature: f64) -> Result<(), TestCaseError> {
-    let budget = scaled_by_inv_temperature(GPU_VS_CPU, temperature);
-    budget
-        .loss
-        .scalar("loss", got.loss, want.loss)
-        .map_err(TestCaseError::fail)?;
-    budget
-        .grad
-        .vector("grad", &got.grad_features, &want.grad_features)
-        .map_err(TestCaseError::fail)?;
-    prop_assert_eq!(&got.anchors, &want.anchors);
-    prop_assert_eq!(&got.positives, &want.positives);
-    prop_assert_eq!(&got.negatives, &want.negatives);
-    Ok(())
+    conr_tests::budget::agree(
+        &scaled_by_inv_temperature(GPU_VS_CPU, temperature),
+        got,
+        want,
+    )
 }
 
 fn on_gpu(gpu: &GpuConr, b: &RandomBatch) -> Output<f64> {
@@ -62,7 +48,7 @@ proptest! {
     #[test]
     fn gpu_matches_reference(b in any_batch(300, 256)) {
         let Some(gpu) = gpu() else { return Ok(()) };
-        prop_assume!(row_norms_above(&b, 0.05) && !b.has_near_ties(1e-5));
+        prop_assume!(b.row_norms_above(0.05) && !b.has_near_ties(1e-5));
         let want = Reference.compute(&b.batch(), &b.config).unwrap();
         agree(&on_gpu(gpu, &b), &want, b.config.temperature)?;
     }
@@ -75,7 +61,7 @@ proptest! {
     #[test]
     fn gpu_matches_reference_on_small_batches(b in any_batch(40, 12)) {
         let Some(gpu) = gpu() else { return Ok(()) };
-        prop_assume!(row_norms_above(&b, 0.05) && !b.has_near_ties(1e-5));
+        prop_assume!(b.row_norms_above(0.05) && !b.has_near_ties(1e-5));
         let want = Reference.compute(&b.batch(), &b.config).unwrap();
         agree(&on_gpu(gpu, &b), &want, b.config.temperature)?;
     }

@@ -56,23 +56,7 @@ impl ConrOp {
             Batch::new(shape, features, &labels, &preds, weights.as_deref()).map_err(err)?;
         match &self.engine {
             ConrEngine::Cpu(fast) => fast.compute(&batch, &self.config).map_err(err),
-            ConrEngine::Gpu(gpu) => {
-                let narrow = |v: &[T]| -> Vec<f32> {
-                    v.iter().map(|x| x.to_f32().unwrap_or(f32::NAN)).collect()
-                };
-                let (f, y, p) = (narrow(features), narrow(&labels), narrow(&preds));
-                let w = weights.as_deref().map(narrow);
-                let small = Batch::new(shape, &f, &y, &p, w.as_deref()).map_err(err)?;
-                let out = gpu.compute(&small, &self.config).map_err(err)?;
-                let widen = |x: f32| T::from(x).unwrap_or_else(T::nan);
-                Ok(Output {
-                    loss: widen(out.loss),
-                    grad_features: out.grad_features.into_iter().map(widen).collect(),
-                    anchors: out.anchors,
-                    positives: out.positives,
-                    negatives: out.negatives,
-                })
-            }
+            ConrEngine::Gpu(gpu) => gpu.compute_any(&batch, &self.config).map_err(err),
         }
     }
 

@@ -98,39 +98,9 @@ fn run<T: Scalar>(
     let out = match backend {
         Backend::Reference => Reference.compute(&batch, config)?,
         Backend::Cpu => Fast::new().compute(&batch, config)?,
-        Backend::Gpu => gpu_compute(&batch, config)?,
+        Backend::Gpu => conr_wgpu::GpuConr::new()?.compute_any(&batch, config)?,
     };
-    let widen = |x: T| x.to_f64().unwrap_or(f64::NAN);
-    Ok(Output {
-        loss: widen(out.loss),
-        grad_features: out.grad_features.into_iter().map(widen).collect(),
-        anchors: out.anchors,
-        positives: out.positives,
-        negatives: out.negatives,
-    })
-}
-
-/// Runs a batch on a new GPU context. Only f32 batches reach the GPU.
-fn gpu_compute<T: Scalar>(batch: &Batch<'_, T>, config: &conr_core::Config) -> Result<Output<T>> {
-    let narrow =
-        |v: &[T]| -> Vec<f32> { v.iter().map(|x| x.to_f32().unwrap_or(f32::NAN)).collect() };
-    let (f, y, p) = (
-        narrow(batch.features()),
-        narrow(batch.labels()),
-        narrow(batch.preds()),
-    );
-    let w = batch.weights().map(narrow);
-    let small = Batch::new(batch.shape(), &f, &y, &p, w.as_deref())?;
-    let gpu = conr_wgpu::GpuConr::new()?;
-    let out = gpu.compute(&small, config)?;
-    let widen = |x: f32| T::from(x).unwrap_or_else(T::nan);
-    Ok(Output {
-        loss: widen(out.loss),
-        grad_features: out.grad_features.into_iter().map(widen).collect(),
-        anchors: out.anchors,
-        positives: out.positives,
-        negatives: out.negatives,
-    })
+    Ok(out.cast())
 }
 
 /// The JSON object `conr weights` prints.

@@ -49,13 +49,7 @@ fn library(
         floats(case, "weights"),
     );
     edit(&mut f, &mut y, &mut p, &mut w);
-    let widen = |o: Output<f32>| Output {
-        loss: f64::from(o.loss),
-        grad_features: o.grad_features.into_iter().map(f64::from).collect(),
-        anchors: o.anchors,
-        positives: o.positives,
-        negatives: o.negatives,
-    };
+    let widen = |o: Output<f32>| o.cast::<f64>();
     let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
     let (f32s, y32, p32, w32) = (narrow(&f), narrow(&y), narrow(&p), narrow(&w));
     let b64 = Batch::new(shape, &f, &y, &p, Some(&w));

@@ -1,3 +1,5 @@
+use conr_core::Scalar;
+
 /// What every engine returns for one batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output<T> {
@@ -11,4 +13,19 @@ pub struct Output<T> {
     pub positives: Vec<u32>,
     /// `|Q_j|`: each row's negatives.
     pub negatives: Vec<u32>,
+}
+
+impl<T: Scalar> Output<T> {
+    /// The same output in another precision (f32 results widened for
+    /// comparison with f64, say). A value that does not fit becomes NaN.
+    pub fn cast<U: Scalar>(self) -> Output<U> {
+        let convert = |x: T| x.to_f64().and_then(U::from).unwrap_or_else(U::nan);
+        Output {
+            loss: convert(self.loss),
+            grad_features: self.grad_features.into_iter().map(convert).collect(),
+            anchors: self.anchors,
+            positives: self.positives,
+            negatives: self.negatives,
+        }
+    }
 }

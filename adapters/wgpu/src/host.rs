@@ -108,6 +108,25 @@ impl GpuConr {
         result
     }
 
+    /// [`GpuConr::compute`] for a batch in any precision: the GPU computes in
+    /// f32, so the batch is rounded to f32 and the results converted back.
+    pub fn compute_any<T: conr_core::Scalar>(
+        &self,
+        batch: &Batch<'_, T>,
+        config: &Config,
+    ) -> Result<Output<T>, GpuError> {
+        let narrow =
+            |v: &[T]| -> Vec<f32> { v.iter().map(|x| x.to_f32().unwrap_or(f32::NAN)).collect() };
+        let (f, y, p) = (
+            narrow(batch.features()),
+            narrow(batch.labels()),
+            narrow(batch.preds()),
+        );
+        let w = batch.weights().map(narrow);
+        let small = Batch::new(batch.shape(), &f, &y, &p, w.as_deref())?;
+        Ok(self.compute(&small, config)?.cast())
+    }
+
     fn compute_locked(
         &self,
         cache: &mut crate::Cache,
