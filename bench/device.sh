@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check on a machine with an NVIDIA GPU and no Rust toolchain: run from
 # the repository root with the release `conr` binary and the GPU test binary in
-# .gl/bin and the Vulkan loader package in .gl (see ../shared/device/README.md).
-# Writes every log under $OUT.
+# .gl/bin, and in .gl the Debian packages libvulkan1, libglvnd0, libegl1 and
+# libgles2 (`apt-get download` them on the build machine). NVIDIA's Vulkan
+# driver fails to initialise (VK_ERROR_INITIALIZATION_FAILED) when glvnd's
+# libEGL is missing, as on these machines. Writes every log under $OUT.
 set -u
 OUT=${OUT:-/tmp/conr-device}
 mkdir -p "$OUT"
