@@ -2,9 +2,10 @@
 # The GPU check on a machine with an NVIDIA GPU and no Rust toolchain: run from
 # the repository root with the release `conr` binary and the GPU test binary in
 # .gl/bin, and in .gl the Debian packages libvulkan1, libglvnd0, libegl1 and
-# libgles2 (`apt-get download` them on the build machine). NVIDIA's Vulkan
-# driver fails to initialise (VK_ERROR_INITIALIZATION_FAILED) when glvnd's
-# libEGL is missing, as on these machines. Writes every log under $OUT.
+# libgles2 (`apt-get download` them on the build machine). On these machines
+# NVIDIA's Vulkan driver failed to initialise (VK_ERROR_INITIALIZATION_FAILED)
+# with libvulkan1 alone, and again with libglvnd0 added; with glvnd's EGL and
+# GLES libraries as well it worked. Writes every log under $OUT.
 set -u
 OUT=${OUT:-/tmp/conr-device}
 mkdir -p "$OUT"
