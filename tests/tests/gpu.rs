@@ -316,3 +316,24 @@ fn calls_from_several_threads_agree() {
         assert_eq!(r, &results[0]);
     }
 }
+
+/// Repeated calls reuse the cached bind groups; switching between batches with
+/// and without weights (same shape) rebinds them.
+#[test]
+fn repeated_calls_with_and_without_weights() {
+    let Some(gpu) = gpu() else { return };
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let b =
+        proptest::strategy::ValueTree::current(&any_batch(64, 8).new_tree(&mut runner).unwrap());
+    let mut with = b.clone();
+    with.weights = Some((0..b.shape.rows).map(|j| 0.5 + (j % 4) as f64).collect());
+    let mut without = b.clone();
+    without.weights = None;
+    for case in [&with, &without, &with, &with, &without] {
+        if case.has_near_ties(1e-5) || !case.row_norms_above(0.05) {
+            return;
+        }
+        let want = Reference.compute(&case.batch(), &case.config).unwrap();
+        agree(&on_gpu(gpu, case), &want, case.config.temperature).unwrap();
+    }
+}

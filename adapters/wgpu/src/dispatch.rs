@@ -94,6 +94,11 @@ pub(crate) struct Sources<'a> {
 }
 
 /// Writes every dispatch's uniform block and records the whole pass into `encoder`.
+///
+/// `groups` caches the bind groups, one per dispatch in order: pass the same
+/// vector while the buffers behind `ws` and `src` stay the same (the host API's
+/// own buffers), and an empty one otherwise.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
     pipelines: &Pipelines,
     device: &wgpu::Device,
@@ -102,6 +107,7 @@ pub(crate) fn record(
     ws: &Workspace,
     src: &Sources<'_>,
     base: Params,
+    groups: &mut Vec<wgpu::BindGroup>,
 ) {
     let plan = ws.plan;
     let chunks = plan.chunks();
@@ -167,11 +173,15 @@ pub(crate) fn record(
         label: Some("conr forward and backward"),
         timestamp_writes: None,
     });
-    let mut dispatch = |kernel: &Kernel, a: usize, b: usize, groups: usize| {
-        let group = bind(kernel, a, b);
+    let mut index = 0;
+    let mut dispatch = |kernel: &Kernel, a: usize, b: usize, workgroups: usize| {
+        if index == groups.len() {
+            groups.push(bind(kernel, a, b));
+        }
         pass.set_pipeline(&kernel.pipeline);
-        pass.set_bind_group(0, &group, &[]);
-        pass.dispatch_workgroups(groups as u32, 1, 1);
+        pass.set_bind_group(0, &groups[index], &[]);
+        pass.dispatch_workgroups(workgroups as u32, 1, 1);
+        index += 1;
     };
     let linear = |rows: usize| rows.div_ceil(LINEAR_WORKGROUP as usize);
     let tiles = |rows: usize| rows.div_ceil(TILE as usize);

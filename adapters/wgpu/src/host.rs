@@ -138,9 +138,14 @@ impl GpuConr {
         if cache.host.is_none() {
             cache.host = Some(self.scoped(|| HostBuffers::new(&self.device, plan))?);
         }
-        let (Some(ws), Some(host)) = (cache.workspace.as_ref(), cache.host.as_ref()) else {
+        let crate::Cache { workspace, host } = cache;
+        let (Some(ws), Some(host)) = (workspace.as_ref(), host.as_mut()) else {
             return Err(GpuError::Device("the working buffers are missing".into()));
         };
+        if host.bound_weights != batch.weights().is_some() {
+            host.bind_groups.clear();
+            host.bound_weights = batch.weights().is_some();
+        }
         let rows = plan.rows;
         let pipelines = self.pipelines()?;
         self.scoped(|| {
@@ -182,6 +187,7 @@ impl GpuConr {
                 ws,
                 &sources,
                 base,
+                &mut host.bind_groups,
             );
             for (grad, readback) in host.grad.iter().zip(&host.grad_readback) {
                 encoder.copy_buffer_to_buffer(grad, 0, readback, 0, grad.size());
@@ -331,6 +337,8 @@ impl GpuConr {
                 ws,
                 &sources,
                 base,
+                // Caller-owned buffers may differ on every call: no cache.
+                &mut Vec::new(),
             );
             encoder.copy_buffer_to_buffer(&ws.totals, 0, buffers.loss, 0, 4);
         });

@@ -34,6 +34,10 @@ pub(crate) struct HostBuffers {
     pub grad_readback: Vec<wgpu::Buffer>,
     /// Readback of the row statistics, then the totals.
     pub stats_readback: wgpu::Buffer,
+    /// Bind groups over these buffers, one per dispatch, built on first use.
+    pub bind_groups: Vec<wgpu::BindGroup>,
+    /// Whether `bind_groups` bind `weights` (a batch with weights) or the stand-in.
+    pub bound_weights: bool,
 }
 
 fn buffer(
@@ -146,6 +150,8 @@ impl HostBuffers {
                 rows * 32 + 16,
                 U::MAP_READ | U::COPY_DST,
             ),
+            bind_groups: Vec::new(),
+            bound_weights: false,
         }
     }
 }
