@@ -42,21 +42,7 @@ impl<T: Scalar> Pair<T> {
         k: RowView<'_, T>,
         log_eta_j: T,
     ) -> Self {
-        if j.index == k.index {
-            return Pair::Neither;
-        }
-        let metric = params.config.label_metric;
-        let label_distance = distance(metric, j.label, k.label);
-        if label_distance <= params.threshold {
-            return Pair::Positive;
-        }
-        if distance(metric, j.pred, k.pred) <= params.pred_threshold {
-            Pair::Negative {
-                log_weight: log_pushing_weight(params, log_eta_j, label_distance),
-            }
-        } else {
-            Pair::Neither
-        }
+        Self::classify_both(params, j, k, log_eta_j, log_eta_j).0
     }
 
     /// Classifies the pair both ways at once: what `k` is to `j`, and what `j`

@@ -169,41 +169,13 @@ pub fn check_engine<E: Engine>(
 }
 
 /// A fixture's batch in f32, owned.
-pub struct F32Case {
-    /// The sizes.
-    pub shape: conr_core::Shape,
-    /// Features.
-    pub features: Vec<f32>,
-    /// Labels.
-    pub labels: Vec<f32>,
-    /// Predictions.
-    pub preds: Vec<f32>,
-    /// Weights.
-    pub weights: Option<Vec<f32>>,
-}
-
-impl F32Case {
-    /// Converts a fixture.
-    pub fn of(case: &LossCase) -> Self {
-        let c = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        Self {
-            shape: case.shape(),
-            features: c(&case.features),
-            labels: c(&case.labels),
-            preds: c(&case.preds),
-            weights: case.weights.as_deref().map(c),
-        }
-    }
-
-    /// The batch view.
-    pub fn batch(&self) -> Result<Batch<'_, f32>, String> {
-        Batch::new(
-            self.shape,
-            &self.features,
-            &self.labels,
-            &self.preds,
-            self.weights.as_deref(),
-        )
-        .map_err(|e| e.to_string())
+pub fn f32_batch(case: &LossCase) -> crate::random::Converted<f32> {
+    let c = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    crate::random::Converted {
+        shape: case.shape(),
+        features: c(&case.features),
+        labels: c(&case.labels),
+        preds: c(&case.preds),
+        weights: case.weights.as_deref().map(c),
     }
 }

@@ -5,7 +5,7 @@
 use conr_core::{Batch, Config, Shape};
 use conr_cpu::{Engine, Output, Reference};
 use conr_tests::budget::{F32_FIXTURE, GPU_VS_CPU, scaled_by_inv_temperature};
-use conr_tests::fixtures::{F32Case, check_runner, widen};
+use conr_tests::fixtures::{check_runner, f32_batch, widen};
 use conr_tests::gpu::gpu;
 use conr_tests::random::{RandomBatch, any_batch};
 use conr_wgpu::{GpuBuffers, GpuConr, GpuError};
@@ -32,9 +32,9 @@ fn on_gpu(gpu: &GpuConr, b: &RandomBatch) -> Output<f64> {
 fn gpu_matches_every_loss_fixture() {
     let Some(gpu) = gpu() else { return };
     let failures = check_runner("gpu f32", &F32_FIXTURE, |case| {
-        let data = F32Case::of(case);
+        let data = f32_batch(case);
         let config = case.config.to_config().map_err(|e| format!("{e:#}"))?;
-        gpu.compute(&data.batch()?, &config)
+        gpu.compute(&data.batch(), &config)
             .map(widen)
             .map_err(|e| e.to_string())
     });
