@@ -242,21 +242,6 @@ fn log_pushing_weight(log_eta_j: f32, label_distance: f32) -> Pair {
     return Pair(NEGATIVE, min(log_eta_j + log_g, LOG_WEIGHT_CEILING), true);
 }
 
-// conr_core::pairs::Pair::classify: what row k is to row j.
-fn classify(j: u32, k: u32, log_eta_j: f32) -> Pair {
-    if (j == k) {
-        return Pair(NEITHER, 0.0, false);
-    }
-    let label_distance = distance(false, j, k);
-    if (label_distance <= params.threshold) {
-        return Pair(POSITIVE, 0.0, false);
-    }
-    if (distance(true, j, k) <= params.pred_threshold) {
-        return log_pushing_weight(log_eta_j, label_distance);
-    }
-    return Pair(NEITHER, 0.0, false);
-}
-
 // conr_core::pairs::Pair::classify_both: what k is to j, and what j is to k.
 // Returns the pair for j; the pair for k only differs in its weight, written to `kj`.
 fn classify_both(j: u32, k: u32, kj: ptr<function, Pair>) -> Pair {
@@ -275,6 +260,12 @@ fn classify_both(j: u32, k: u32, kj: ptr<function, Pair>) -> Pair {
         return log_pushing_weight(log_eta(j), label_distance);
     }
     return neither;
+}
+
+// conr_core::pairs::Pair::classify: what row k is to row j (classify_both's first half).
+fn classify(j: u32, k: u32) -> Pair {
+    var kj: Pair;
+    return classify_both(j, k, &kj);
 }
 
 // ----------------------------------------------------------------- stats.rs
@@ -517,13 +508,6 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     let flat = lid.y * SIDE + lid.x;
     let row_base = wid.x * TILE;
     var mine = array<RowStats, 4>(empty_stats(), empty_stats(), empty_stats(), empty_stats());
-    var log_eta_rows = vec4<f32>(0.0);
-    for (var i = 0u; i < 4u; i++) {
-        let r = row_base + lid.y * 4u + i;
-        if (r < params.row_count) {
-            log_eta_rows[i] = log_eta(params.row_offset + r);
-        }
-    }
     for (var col_base = 0u; col_base < params.col_count; col_base += TILE) {
         let s = gram_tile(row_base, col_base, lid.xy, flat);
         for (var i = 0u; i < 4u; i++) {
@@ -531,7 +515,7 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             for (var c = 0u; c < 4u; c++) {
                 let col = col_base + lid.x * 4u + c;
                 if (r < params.row_count && col < params.col_count) {
-                    let pair = classify(params.row_offset + r, params.col_offset + col, log_eta_rows[i]);
+                    let pair = classify(params.row_offset + r, params.col_offset + col);
                     if (pair.kind != NEITHER) {
                         mine[i] = stats_push(mine[i], pair, s[i][c] * params.inv_temperature);
                     }

@@ -111,6 +111,20 @@ fn ops_only(
     row.mul(&t(coef, (m, 1))?)?.sum_all()
 }
 
+/// ∂loss/∂var through candle's autograd, flattened to f64.
+fn grad_of(loss: &Tensor, var: &Var) -> Vec<f64> {
+    let grads = loss.backward().unwrap();
+    let grad = grads
+        .get(var.as_tensor())
+        .expect("a gradient for the features");
+    grad.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
 fn configs() -> Vec<Config> {
     vec![
         Config {
@@ -146,15 +160,7 @@ fn gradient_equals_autograd_of_the_ops_only_version_and_the_reference() {
             &config,
         )
         .unwrap();
-        let grad = loss
-            .backward()
-            .unwrap()
-            .get(features.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
+        let grad = grad_of(&loss, &features);
 
         let reference = Reference
             .compute(
@@ -174,15 +180,7 @@ fn gradient_equals_autograd_of_the_ops_only_version_and_the_reference() {
             )
             .unwrap();
         let ops = ops_only(features.as_tensor(), &y, &p, &w, &config).unwrap();
-        let ops_grad = ops
-            .backward()
-            .unwrap()
-            .get(features.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
+        let ops_grad = grad_of(&ops, &features);
         let loss = loss.to_scalar::<f64>().unwrap();
         assert!(reference.loss > 0.0, "the batch has anchors");
         assert!(
@@ -227,15 +225,7 @@ fn gradient_matches_finite_differences() {
         &config,
     )
     .unwrap();
-    let grad = loss
-        .backward()
-        .unwrap()
-        .get(features.as_tensor())
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
+    let grad = grad_of(&loss, &features);
     let scale = grad.iter().fold(0.0f64, |a, b| a.max(b.abs()));
     let mut x = f.clone();
     for i in 0..x.len() {

@@ -151,22 +151,31 @@ fn time_gemm(z: &[f32], m: usize, d: usize, threads: usize) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// The engine under test.
+enum Bench {
+    Reference,
+    Cpu(Fast),
+    Gpu(Box<conr_wgpu::GpuConr>),
+}
+
 /// Runs the benchmark, calling `progress` with a line per step.
 pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
     if options.reps == 0 {
         bail!("--reps must be at least 1");
     }
-    let fast = Fast::with_threads(options.threads)?;
-    let gpu = match options.backend {
-        Backend::Gpu => Some(conr_wgpu::GpuConr::new()?),
-        _ => None,
+    // One engine for the whole run: the pool or the GPU context is built once.
+    let engine = match options.backend {
+        Backend::Reference => Bench::Reference,
+        Backend::Cpu => Bench::Cpu(Fast::with_threads(options.threads)?),
+        Backend::Gpu => {
+            let gpu = conr_wgpu::GpuConr::new()?;
+            progress(&format!("GPU: {}", gpu.adapter_name()));
+            Bench::Gpu(Box::new(gpu))
+        }
     };
-    if let Some(gpu) = &gpu {
-        progress(&format!("GPU: {}", gpu.adapter_name()));
-    }
-    let threads = match options.backend {
-        Backend::Reference | Backend::Gpu => 1,
-        Backend::Cpu => fast.threads(),
+    let threads = match &engine {
+        Bench::Cpu(fast) => fast.threads(),
+        _ => 1,
     };
     let config = Config::official_agedb();
     let mut rows = Vec::new();
@@ -189,15 +198,15 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             ));
             let baseline = memory::start();
             let start = Instant::now();
-            let out = match (&gpu, options.backend) {
-                (Some(gpu), _) => gpu.compute(&batch, &config)?,
-                (None, Backend::Reference) => Reference.compute(&batch, &config)?,
-                (None, _) => fast.compute(&batch, &config)?,
+            let out = match &engine {
+                Bench::Reference => Reference.compute(&batch, &config)?,
+                Bench::Cpu(fast) => fast.compute(&batch, &config)?,
+                Bench::Gpu(gpu) => gpu.compute(&batch, &config)?,
             };
             let elapsed = start.elapsed().as_secs_f64();
-            peak = peak.max(match &gpu {
-                Some(gpu) => gpu.working_bytes(),
-                None => memory::peak_since(baseline) as u64,
+            peak = peak.max(match &engine {
+                Bench::Gpu(gpu) => gpu.working_bytes(),
+                _ => memory::peak_since(baseline) as u64,
             });
             if !out.loss.is_finite() {
                 bail!("M={m} D={d}: the loss is not finite");
@@ -208,7 +217,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             }
         }
         let fwd_bwd_s = median(times);
-        let gemm_s = if gpu.is_some() {
+        let gemm_s = if let Bench::Gpu(_) = engine {
             None
         } else {
             progress(&format!("M={m} D={d}: GEMM"));

@@ -7,7 +7,7 @@ use conr_core::stats::{RowGrad, RowOutcome, RowStats, reduction_factor};
 use conr_core::{Batch, Config, Error, Params, Scalar};
 use rayon::prelude::*;
 
-use crate::matmul::{Mat, matmul};
+use crate::matmul::{Mat, gram_into, matmul};
 use crate::{Engine, Output};
 
 /// Rows per block: each block is one parallel task and owns its rows' results.
@@ -164,22 +164,11 @@ impl<T: Scalar> Tiles<'_, '_, T> {
     /// `gram[(j − rows.start)·cols.len() + (k − cols.start)] = z_j · z_k`.
     fn gram(&self, rows: &Range<usize>, cols: &Range<usize>, gram: &mut [T]) {
         let d = self.dim;
-        let lhs = Mat {
-            data: &self.z[rows.start * d..rows.end * d],
-            rows: rows.len(),
-            cols: d,
-            row_stride: d,
-            col_stride: 1,
-        };
-        // Z_Kᵀ: element (i, k) is z_k[i].
-        let rhs = Mat {
-            data: &self.z[cols.start * d..cols.end * d],
-            rows: d,
-            cols: cols.len(),
-            row_stride: 1,
-            col_stride: d,
-        };
-        matmul(gram, cols.len(), lhs, rhs, false, 1);
+        let (a, z) = (
+            &self.z[rows.start * d..rows.end * d],
+            &self.z[cols.start * d..cols.end * d],
+        );
+        gram_into(a, z, rows.len(), cols.len(), d, gram, 1);
     }
 
     /// The forward pass of one block of rows: their statistics over every column tile.
@@ -304,20 +293,8 @@ impl<T: Scalar> Tiles<'_, '_, T> {
                 }
             }
             if dense {
-                let lhs = Mat {
-                    data: &h,
-                    rows: rows.len(),
-                    cols: width,
-                    row_stride: width,
-                    col_stride: 1,
-                };
-                let rhs = Mat {
-                    data: &self.z[cols.start * d..cols.end * d],
-                    rows: width,
-                    cols: d,
-                    row_stride: d,
-                    col_stride: 1,
-                };
+                let lhs = Mat::row_major(&h[..rows.len() * width], rows.len(), width);
+                let rhs = Mat::row_major(&self.z[cols.start * d..cols.end * d], width, d);
                 matmul(&mut dz, d, lhs, rhs, true, 1);
             }
         }

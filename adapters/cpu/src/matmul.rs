@@ -14,7 +14,29 @@ pub(crate) struct Mat<'a, T> {
     pub col_stride: usize,
 }
 
-impl<T> Mat<'_, T> {
+impl<'a, T> Mat<'a, T> {
+    /// A row-major `rows × cols` matrix.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a row-major `cols × rows` matrix, viewed as `rows × cols`.
+    pub fn transposed(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: 1,
+            col_stride: rows,
+        }
+    }
+
     /// One past the largest offset the view touches.
     fn span(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
         if rows == 0 || cols == 0 {
@@ -54,22 +76,30 @@ pub fn gram(
     if out.len() != r * m {
         return Err(shape("out", r * m, out.len()));
     }
-    let lhs = Mat {
-        data: a,
-        rows: r,
-        cols: d,
-        row_stride: d,
-        col_stride: 1,
-    };
-    let rhs = Mat {
-        data: z,
-        rows: d,
-        cols: m,
-        row_stride: 1,
-        col_stride: d,
-    };
-    matmul(out, m, lhs, rhs, false, threads);
+    gram_into(a, z, r, m, d, out, threads);
     Ok(())
+}
+
+/// `out = A Zᵀ` (R×M, row-major) for row-major `a` (R×D) and `z` (M×D): the
+/// logit tiles of the fast engine and the yardstick of [`gram`]. Lengths are
+/// the caller's invariant.
+pub(crate) fn gram_into<T: Scalar>(
+    a: &[T],
+    z: &[T],
+    r: usize,
+    m: usize,
+    d: usize,
+    out: &mut [T],
+    threads: usize,
+) {
+    matmul(
+        out,
+        m,
+        Mat::row_major(a, r, d),
+        Mat::transposed(z, d, m),
+        false,
+        threads,
+    );
 }
 
 /// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), with `dst`
