@@ -6,6 +6,9 @@
 //
 // Dispatch order (adapters/wgpu/src/dispatch.rs):
 //   normalize → row_stats → finish_rows → reduce_loss → backward → normalize_backward
+// The mixed-precision kernels (conr_mixed.wgsl, appended to this file with the
+// f16 and cooperative-matrix extensions enabled) replace row_stats, backward
+// and normalize_backward.
 // Large batches run in row chunks: a dispatch sees rows [row_offset, +row_count)
 // through `z_rows` and columns [col_offset, +col_count) through `z_cols`.
 
@@ -68,7 +71,8 @@ struct Params {
     aggregation: u32,
     flags: u32,
     reduction: u32,
-    _pad0: u32,
+    // The padded row length of the f16 features (a multiple of 16): the mixed kernels only.
+    stride: u32,
     _pad1: u32,
     _pad2: u32,
 }

@@ -8,9 +8,10 @@
 //! similar labels together, and pushes each anchor's confusing negatives away,
 //! weighted by label distance and by how rare the anchor's label is.
 //!
-//! This crate is `#![no_std]`, never allocates, and never panics on bad input:
-//! every entry point validates and returns [`Error`]. It holds the math as small
-//! pure functions over slices, generic over a [`Scalar`] (`f32` or `f64`):
+//! This crate is `#![no_std]`, never allocates in its math, and never panics on
+//! bad input: every entry point validates and returns [`Error`]. It holds the
+//! math as small pure functions over slices, generic over a [`Scalar`] (`f32`
+//! or `f64`):
 //!
 //! - [`Config`] with the presets of the official code ([`Config::official_agedb`],
 //!   [`Config::official_nyud2`]) and of the paper ([`Config::paper`], the default);
@@ -18,7 +19,13 @@
 //! - [`metric`]: the label distances; [`pairs`]: positives, negatives and pushing weights;
 //! - [`stats`]: the streaming per-row statistics (log-sum-exp) and gradient coefficients;
 //! - [`normalize`]: L2 normalisation and its backward pass;
-//! - [`density`]: label-density weights (inverse, square-root inverse, LDS smoothing).
+//! - [`density`]: label-density weights (inverse, square-root inverse, LDS smoothing);
+//! - `Output`, what every engine returns (with the `alloc` feature, on by default).
+//!
+//! # Features
+//!
+//! - `alloc` (default): the `Output` type, which owns its vectors. Without it
+//!   the crate needs neither `std` nor an allocator.
 //!
 //! Engines (the CPU reference, the fast CPU engine, the GPU kernels) compose these
 //! pieces in the same order; see `conr-cpu` for a complete, runnable engine.
@@ -42,6 +49,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
@@ -51,12 +60,16 @@ pub mod density;
 mod error;
 pub mod metric;
 pub mod normalize;
+#[cfg(feature = "alloc")]
+mod output;
 pub mod pairs;
 pub mod stats;
 
 pub use batch::{Batch, MAX_WEIGHT, Shape};
 pub use config::{Aggregation, Config, LabelMetric, Params, Pushing, PushingKind, Reduction};
 pub use error::Error;
+#[cfg(feature = "alloc")]
+pub use output::Output;
 
 /// The floating-point types the core computes in: `f32` and `f64`.
 ///

@@ -47,6 +47,6 @@ fn density_weights_match_every_fixture() {
             .collect();
         tol.vector(&name, &got, &want).unwrap();
         let mean = got.iter().sum::<f64>() / got.len() as f64;
-        assert!((mean - 1.0).abs() < 1e-12, "{name}: mean {mean}");
+        approx::assert_abs_diff_eq!(mean, 1.0, epsilon = 1e-12);
     }
 }

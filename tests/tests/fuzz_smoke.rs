@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use conr_cpu::rng::Rng;
 use conr_tests::fuzzing::{cli_input, core_api};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Seconds of random inputs per target after the corpus.
 const RANDOM_BUDGET: Duration = Duration::from_secs(10);
@@ -25,12 +26,12 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
 }
 
 fn random(run: fn(&[u8]), seed: u64, max_len: usize) -> usize {
-    let mut rng = Rng::new(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let start = Instant::now();
     let mut count = 0;
     while start.elapsed() < RANDOM_BUDGET {
-        let len = rng.below(max_len);
-        let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        let mut data = vec![0u8; rng.random_range(0..max_len)];
+        rng.fill_bytes(&mut data);
         run(&data);
         count += 1;
     }

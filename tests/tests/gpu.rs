@@ -159,18 +159,13 @@ fn record_on_caller_buffers() {
     device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
     let view = read.get_mapped_range(..).unwrap();
     let got: &[f32] = bytemuck::cast_slice(&view);
-    assert!(
-        (got[18] - want.loss).abs() <= 1e-5 * want.loss.abs().max(1.0),
-        "{} vs {}",
-        got[18],
-        want.loss
-    );
+    approx::assert_relative_eq!(got[18], want.loss, max_relative = 1e-5, epsilon = 1e-5);
     let scale = want
         .grad_features
         .iter()
         .fold(0.0f32, |a, b| a.max(b.abs()));
     for (g, w) in got[..18].iter().zip(&want.grad_features) {
-        assert!((g - w).abs() <= 2e-3 * scale + 1e-6, "{g} vs {w}");
+        approx::assert_abs_diff_eq!(g, w, epsilon = 2e-3 * scale + 1e-6);
     }
 
     // A buffer without the needed usage is refused before anything is recorded.

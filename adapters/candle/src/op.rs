@@ -1,9 +1,12 @@
-use std::sync::{Arc, Mutex};
+#[cfg(feature = "wgpu")]
+use std::sync::Arc;
+use std::sync::Mutex;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape as CandleShape, Tensor};
 use conr_core::{Batch, Config, Scalar, Shape};
 use conr_cpu::{Engine, Fast, Output};
+#[cfg(feature = "wgpu")]
 use conr_wgpu::GpuConr;
 
 /// Which conr engine computes the loss inside the op.
@@ -11,7 +14,9 @@ use conr_wgpu::GpuConr;
 pub enum ConrEngine {
     /// The fast CPU engine (f32 and f64).
     Cpu(Fast),
-    /// The GPU engine (f32; f64 features are rounded to f32 and the gradient widened).
+    /// The GPU engine (f32; f64 features are rounded to f32 and the gradient
+    /// widened). Needs the `wgpu` feature.
+    #[cfg(feature = "wgpu")]
     Gpu(Arc<GpuConr>),
 }
 
@@ -56,6 +61,7 @@ impl ConrOp {
             Batch::new(shape, features, &labels, &preds, weights.as_deref()).map_err(err)?;
         match &self.engine {
             ConrEngine::Cpu(fast) => fast.compute(&batch, &self.config).map_err(err),
+            #[cfg(feature = "wgpu")]
             ConrEngine::Gpu(gpu) => gpu.compute_any(&batch, &self.config).map_err(err),
         }
     }
@@ -173,7 +179,8 @@ pub fn conr_loss(
     )
 }
 
-/// [`conr_loss`] on a chosen engine (for example a shared [`GpuConr`]).
+/// [`conr_loss`] on a chosen engine (for example a shared `GpuConr`, with the
+/// `wgpu` feature).
 pub fn conr_loss_with(
     features: &Tensor,
     labels: &Tensor,

@@ -2,6 +2,7 @@
 //! the conr reference engine, and against finite differences; and a few
 //! optimizer steps that lower the loss.
 
+use approx::{assert_abs_diff_eq, assert_relative_eq};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 use conr_candle::{Config, conr_loss};
@@ -183,16 +184,12 @@ fn gradient_equals_autograd_of_the_ops_only_version_and_the_reference() {
         let ops_grad = grad_of(&ops, &features);
         let loss = loss.to_scalar::<f64>().unwrap();
         assert!(reference.loss > 0.0, "the batch has anchors");
-        assert!(
-            (loss - reference.loss).abs() <= 1e-12 * reference.loss.abs(),
-            "{loss} vs {}",
-            reference.loss
-        );
-        assert!((ops.to_scalar::<f64>().unwrap() - loss).abs() <= 1e-10 * loss.abs());
+        assert_relative_eq!(loss, reference.loss, max_relative = 1e-12);
+        assert_relative_eq!(ops.to_scalar::<f64>().unwrap(), loss, max_relative = 1e-10);
         let scale = ops_grad.iter().fold(0.0f64, |a, b| a.max(b.abs()));
         for ((g, r), o) in grad.iter().zip(&reference.grad_features).zip(&ops_grad) {
-            assert!((g - r).abs() <= 1e-12 * scale, "{g} vs reference {r}");
-            assert!((g - o).abs() <= 1e-9 * scale, "{g} vs candle autograd {o}");
+            assert_abs_diff_eq!(g, r, epsilon = 1e-12 * scale); // the reference
+            assert_abs_diff_eq!(g, o, epsilon = 1e-9 * scale); // candle's own autograd
         }
     }
 }
@@ -237,11 +234,7 @@ fn gradient_matches_finite_differences() {
         let down = loss_at(&x);
         x[i] = v;
         let numeric = (up - down) / (2.0 * h);
-        assert!(
-            (numeric - grad[i]).abs() <= 1e-6 * scale + 1e-8,
-            "element {i}: {numeric} vs {}",
-            grad[i]
-        );
+        assert_abs_diff_eq!(numeric, grad[i], epsilon = 1e-6 * scale + 1e-8);
     }
 }
 
@@ -281,13 +274,10 @@ fn f32_and_f64_agree() {
     };
     let (l32, g32) = run(DType::F32);
     let (l64, g64) = run(DType::F64);
-    assert!(
-        (l32 - l64).abs() <= 1e-4 * l64.abs() + 1e-6,
-        "{l32} vs {l64}"
-    );
+    assert_relative_eq!(l32, l64, max_relative = 1e-4, epsilon = 1e-6);
     let scale = g64.iter().fold(0.0f64, |a, b| a.max(b.abs()));
     for (a, b) in g32.iter().zip(&g64) {
-        assert!((a - b).abs() <= 2e-3 * scale + 1e-7);
+        assert_abs_diff_eq!(a, b, epsilon = 2e-3 * scale + 1e-7);
     }
 }
 

@@ -7,12 +7,33 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use conr_core::density::DensityConfig;
 use conr_core::{Batch, Config, Shape};
-use conr_cpu::rng::Rng;
 use conr_cpu::{Engine, Fast, Reference, density_weights, gram};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 use serde::Serialize;
 
 use crate::memory;
 use crate::output::Backend;
+use conr_wgpu::{GpuBuffers, GpuConr, GpuPrecision};
+
+/// The precision `conr bench` runs the GPU engine in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPrecision {
+    /// f32 tiles (every engine).
+    F32,
+    /// f16 tensor-core tiles with f32 accumulation (the GPU engine, where the adapter has them).
+    Mixed,
+}
+
+impl From<BenchPrecision> for GpuPrecision {
+    fn from(p: BenchPrecision) -> Self {
+        match p {
+            BenchPrecision::F32 => GpuPrecision::F32,
+            BenchPrecision::Mixed => GpuPrecision::Mixed,
+        }
+    }
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -27,6 +48,9 @@ pub struct BenchOptions {
     pub warmup: usize,
     /// Threads for the engine and the GEMM (0: one per core).
     pub threads: usize,
+    /// The GPU engine's precision (`--precision f32|mixed`); the CPU engines
+    /// compute in f32 here.
+    pub gpu_precision: GpuPrecision,
 }
 
 /// One size's result; `--json` prints one per line.
@@ -40,6 +64,8 @@ pub struct BenchRow {
     pub d: usize,
     /// Threads used.
     pub threads: usize,
+    /// `"f32"`, or `"mixed"` (the GPU's f16 tensor-core tiles).
+    pub precision: &'static str,
     /// Median seconds of one forward plus backward pass (f32).
     pub fwd_bwd_s: f64,
     /// Median seconds of one M×M×D f32 GEMM on the CPU with the fast engine's
@@ -51,6 +77,10 @@ pub struct BenchRow {
     /// CPU: peak heap bytes allocated by the engine above the inputs. GPU: device
     /// bytes of the working buffers and the gradient, beyond the inputs.
     pub peak_bytes: u64,
+    /// GPU only: median seconds of `GpuConr::record` on buffers already on the
+    /// device, with the submission and the wait for it, but no upload and no
+    /// readback: the cost a framework that keeps its tensors on the GPU pays.
+    pub record_s: Option<f64>,
 }
 
 /// Parses `1024x512,4096x512`.
@@ -89,15 +119,16 @@ pub struct RandomBatch {
 impl RandomBatch {
     /// Draws a batch from `seed`.
     pub fn new(m: usize, d: usize, seed: u64) -> Result<Self> {
-        let mut rng = Rng::new(seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut normal = || rng.sample::<f64, _>(StandardNormal);
         let labels: Vec<f32> = (0..m)
-            .map(|_| (35.0 + 15.0 * rng.normal()).round().clamp(0.0, 100.0) as f32)
+            .map(|_| (35.0 + 15.0 * normal()).round().clamp(0.0, 100.0) as f32)
             .collect();
         let preds = labels
             .iter()
-            .map(|&y| y + (7.0 * rng.normal()) as f32)
+            .map(|&y| y + (7.0 * normal()) as f32)
             .collect();
-        let features = (0..m * d).map(|_| rng.normal() as f32).collect();
+        let features = (0..m * d).map(|_| normal() as f32).collect();
         let weights = density_weights(&DensityConfig::default(), &labels)?;
         Ok(Self {
             shape: Shape {
@@ -155,7 +186,65 @@ fn time_gemm(z: &[f32], m: usize, d: usize, threads: usize) -> Result<f64> {
 enum Bench {
     Reference,
     Cpu(Fast),
-    Gpu(Box<conr_wgpu::GpuConr>),
+    Gpu(Box<GpuConr>),
+}
+
+/// Median seconds of the record path: the batch in device buffers, then
+/// per repetition one encoder, `record`, one submission, and the wait.
+fn time_record(
+    gpu: &GpuConr,
+    data: &RandomBatch,
+    config: &Config,
+    options: &BenchOptions,
+) -> Result<f64> {
+    use wgpu::BufferUsages as U;
+    use wgpu::util::DeviceExt;
+    let device = gpu.device();
+    let init = |label, values: &[f32], usage| {
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(values),
+            usage,
+        })
+    };
+    let features = init("bench features", &data.features, U::STORAGE);
+    let labels = init("bench labels", &data.labels, U::STORAGE);
+    let preds = init("bench preds", &data.preds, U::STORAGE);
+    let weights = init("bench weights", &data.weights, U::STORAGE);
+    let grad = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("bench grad"),
+        size: (data.features.len() * 4) as u64,
+        usage: U::STORAGE | U::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let loss = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("bench loss"),
+        size: 4,
+        usage: U::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let buffers = GpuBuffers {
+        features: &features,
+        labels: &labels,
+        preds: &preds,
+        weights: Some(&weights),
+        grad_features: &grad,
+        loss: &loss,
+    };
+    let mut times = Vec::new();
+    for rep in 0..options.warmup + options.reps {
+        let start = Instant::now();
+        let mut encoder = device.create_command_encoder(&Default::default());
+        gpu.record(&mut encoder, data.shape, buffers, config)?;
+        gpu.queue().submit([encoder.finish()]);
+        device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow::anyhow!("waiting for the GPU: {e}"))?;
+        if rep >= options.warmup {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(median(times))
 }
 
 /// Runs the benchmark, calling `progress` with a line per step.
@@ -168,8 +257,12 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
         Backend::Reference => Bench::Reference,
         Backend::Cpu => Bench::Cpu(Fast::with_threads(options.threads)?),
         Backend::Gpu => {
-            let gpu = conr_wgpu::GpuConr::new()?;
-            progress(&format!("GPU: {}", gpu.adapter_name()));
+            let gpu = GpuConr::with_precision(options.gpu_precision)?;
+            progress(&format!(
+                "GPU: {} ({})",
+                gpu.adapter_name(),
+                gpu.precision().name()
+            ));
             Bench::Gpu(Box::new(gpu))
         }
     };
@@ -227,15 +320,28 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             }
             Some(median(gemm_times))
         };
+        let record_s = match &engine {
+            Bench::Gpu(gpu) => {
+                progress(&format!("M={m} D={d}: record path"));
+                Some(time_record(gpu, &data, &config, options)?)
+            }
+            _ => None,
+        };
+        let precision = match &engine {
+            Bench::Gpu(gpu) => gpu.precision().name(),
+            _ => "f32",
+        };
         rows.push(BenchRow {
             backend: options.backend,
             m,
             d,
             threads,
+            precision,
             fwd_bwd_s,
             gemm_s,
             gemm_equivalents: gemm_s.map(|g| fwd_bwd_s / g),
             peak_bytes: peak,
+            record_s,
         });
     }
     Ok(rows)

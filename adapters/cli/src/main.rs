@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use conr_candle::ConrEngine;
-use conr_candle::demo::{self, DemoOptions};
-use conr_cli::bench::{self, BenchOptions, BenchRow, parse_sizes};
+use conr_cli::bench::{self, BenchOptions, BenchPrecision, BenchRow, parse_sizes};
+use conr_cli::demo::{self, DemoOptions};
 use conr_cli::input::{LossCase, WeightsCase, read_json};
 use conr_cli::output::{self, Backend, Precision};
 
@@ -62,8 +62,12 @@ enum Command {
         /// Threads for ConR and the GEMM; 0 means one per core.
         #[arg(long, default_value_t = 0)]
         threads: usize,
-        /// Print one JSON object per size (backend, m, d, threads, fwd_bwd_s, gemm_s,
-        /// gemm_equivalents, peak_bytes) instead of a table.
+        /// Print one JSON object per size (backend, m, d, threads, precision, fwd_bwd_s,
+        /// gemm_s, gemm_equivalents, peak_bytes, record_s) instead of a table.
+        /// The GPU engine's precision: `f32`, or `mixed` (f16 tensor-core tiles with f32
+        /// accumulation, where the adapter has cooperative matrices).
+        #[arg(long, value_enum, default_value_t = BenchPrecision::F32)]
+        precision: BenchPrecision,
         #[arg(long)]
         json: bool,
     },
@@ -152,14 +156,19 @@ fn run(cli: Cli) -> Result<String> {
             reps,
             warmup,
             threads,
+            precision,
             json,
         } => {
+            if precision == BenchPrecision::Mixed && backend != Backend::Gpu {
+                anyhow::bail!("--precision mixed needs --backend gpu (tensor-core tiles)");
+            }
             let options = BenchOptions {
                 backend,
                 sizes: parse_sizes(&sizes)?,
                 reps,
                 warmup,
                 threads,
+                gpu_precision: precision.into(),
             };
             // Progress on one self-erasing line, when a person is watching.
             let live = std::io::stderr().is_terminal();
@@ -257,18 +266,20 @@ fn run(cli: Cli) -> Result<String> {
 /// The human-readable bench table.
 fn table(rows: &[BenchRow]) -> String {
     let mut out = String::from(
-        "backend     M      D     threads  fwd+bwd (s)  GEMM (s)   GEMM-equivalents  peak extra memory\n",
+        "backend  precision      M      D  threads  fwd+bwd (s)  record (s)  GEMM (s)  GEMM-equivalents  peak extra memory\n",
     );
     let or_dash =
         |x: Option<f64>, digits: usize| x.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     for r in rows {
         out += &format!(
-            "{:<10} {:>6} {:>5} {:>8}  {:>11.4}  {:>9}  {:>16}  {:>10.1} MiB\n",
+            "{:<8} {:<9} {:>6} {:>6} {:>8}  {:>11.4}  {:>10}  {:>8}  {:>16}  {:>10.1} MiB\n",
             format!("{:?}", r.backend).to_lowercase(),
+            r.precision,
             r.m,
             r.d,
             r.threads,
             r.fwd_bwd_s,
+            or_dash(r.record_s, 5),
             or_dash(r.gemm_s, 4),
             or_dash(r.gemm_equivalents, 2),
             r.peak_bytes as f64 / (1024.0 * 1024.0)

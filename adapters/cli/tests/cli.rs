@@ -91,7 +91,7 @@ fn compute_prints_the_contract_fields() {
         assert_eq!(out["backend"], backend);
         assert_eq!(out["precision"], precision);
         let loss = out["loss"].as_f64().unwrap();
-        assert!((loss - 5.237397181559777).abs() < 1e-4 * 5.3, "{loss}");
+        approx::assert_relative_eq!(loss, 5.237397181559777, max_relative = 1e-4);
         assert_eq!(out["grad_features"].as_array().unwrap().len(), 64 * 64);
     }
 }
@@ -107,7 +107,7 @@ fn weights_prints_mean_one_weights() {
         .map(|x| x.as_f64().unwrap())
         .collect();
     assert_eq!(w.len(), 800);
-    assert!((w.iter().sum::<f64>() / 800.0 - 1.0).abs() < 1e-12);
+    approx::assert_abs_diff_eq!(w.iter().sum::<f64>() / 800.0, 1.0, epsilon = 1e-12);
 }
 
 #[test]

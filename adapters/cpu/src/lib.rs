@@ -25,18 +25,20 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+/// The crate README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod density;
 mod fast;
 mod matmul;
-mod output;
 mod reference;
-pub mod rng;
 
-pub use conr_core::{self as core, Batch, Config, Error, Scalar, Shape};
+pub use conr_core::{self as core, Batch, Config, Error, Output, Scalar, Shape};
 pub use density::density_weights;
 pub use fast::Fast;
 pub use matmul::gram;
-pub use output::Output;
 pub use reference::Reference;
 
 /// A ConR engine: computes the loss and its gradient for one batch.

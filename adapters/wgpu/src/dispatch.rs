@@ -4,7 +4,7 @@ use wgpu::{BindingResource, BufferBinding};
 
 use crate::params::{FLAG_ACCUMULATE, Params};
 use crate::workspace::Workspace;
-use crate::{LINEAR_WORKGROUP, SHADER, TILE};
+use crate::{GpuPrecision, LINEAR_WORKGROUP, SHADER, TILE, mixed_shader};
 
 /// One entry point with its bind group layout and the bindings it uses.
 pub(crate) struct Kernel {
@@ -14,12 +14,22 @@ pub(crate) struct Kernel {
     name: &'static str,
 }
 
-/// Every kernel of `shaders/conr.wgsl`, created once per device.
+/// Every kernel of `shaders/conr.wgsl`, created once per device, and the
+/// mixed-precision kernels when the context computes in mixed precision.
 pub(crate) struct Pipelines {
     normalize: Kernel,
     row_stats: Kernel,
     finish_rows: Kernel,
     reduce_loss: Kernel,
+    backward: Kernel,
+    normalize_backward: Kernel,
+    mixed: Option<MixedKernels>,
+}
+
+/// The kernels of `shaders/conr_mixed.wgsl` (compiled with `conr.wgsl`).
+struct MixedKernels {
+    to_half: Kernel,
+    row_stats: Kernel,
     backward: Kernel,
     normalize_backward: Kernel,
 }
@@ -38,18 +48,20 @@ const STATS: u32 = 10;
 const OUTCOMES: u32 = 11;
 const TOTALS: u32 = 13;
 const DZ: u32 = 15;
+const Z16: u32 = 16;
+const DZ32: u32 = 17;
 
 impl Pipelines {
-    pub fn new(device: &wgpu::Device) -> Self {
+    pub fn new(device: &wgpu::Device, precision: GpuPrecision) -> Self {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("conr.wgsl"),
             source: wgpu::ShaderSource::Wgsl(SHADER.into()),
         });
-        let kernel = |name: &'static str, bindings: &'static [u32]| {
+        let kernel = |module: &wgpu::ShaderModule, name: &'static str, bindings: &'static [u32]| {
             let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(name),
                 layout: None,
-                module: &module,
+                module,
                 entry_point: Some(name),
                 compilation_options: Default::default(),
                 cache: None,
@@ -62,21 +74,49 @@ impl Pipelines {
                 name,
             }
         };
+        let mixed = (precision == GpuPrecision::Mixed).then(|| {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("conr.wgsl + conr_mixed.wgsl"),
+                source: wgpu::ShaderSource::Wgsl(mixed_shader().into()),
+            });
+            MixedKernels {
+                to_half: kernel(&module, "to_half", &[PARAMS, Z_ROWS, Z16]),
+                row_stats: kernel(
+                    &module,
+                    "row_stats_mixed",
+                    &[PARAMS, Z16, LABELS, PREDS, WEIGHTS, STATS],
+                ),
+                backward: kernel(
+                    &module,
+                    "backward_mixed",
+                    &[PARAMS, Z16, DZ32, LABELS, PREDS, WEIGHTS, OUTCOMES],
+                ),
+                normalize_backward: kernel(
+                    &module,
+                    "normalize_backward_mixed",
+                    &[PARAMS, Z_ROWS, LENGTHS, TOTALS, DZ32, DZ],
+                ),
+            }
+        });
+        let m = &module;
         Self {
-            normalize: kernel("normalize", &[PARAMS, FEATURES, Z_OUT, LENGTHS]),
+            normalize: kernel(m, "normalize", &[PARAMS, FEATURES, Z_OUT, LENGTHS]),
             row_stats: kernel(
+                m,
                 "row_stats",
                 &[PARAMS, Z_ROWS, Z_COLS, LABELS, PREDS, WEIGHTS, STATS],
             ),
-            finish_rows: kernel("finish_rows", &[PARAMS, WEIGHTS, STATS, OUTCOMES]),
-            reduce_loss: kernel("reduce_loss", &[PARAMS, OUTCOMES, TOTALS]),
+            finish_rows: kernel(m, "finish_rows", &[PARAMS, WEIGHTS, STATS, OUTCOMES]),
+            reduce_loss: kernel(m, "reduce_loss", &[PARAMS, OUTCOMES, TOTALS]),
             backward: kernel(
+                m,
                 "backward",
                 &[
                     PARAMS, Z_ROWS, Z_COLS, LABELS, PREDS, WEIGHTS, OUTCOMES, TOTALS, DZ,
                 ],
             ),
-            normalize_backward: kernel("normalize_backward", &[PARAMS, Z_ROWS, LENGTHS, DZ]),
+            normalize_backward: kernel(m, "normalize_backward", &[PARAMS, Z_ROWS, LENGTHS, DZ]),
+            mixed,
         }
     }
 }
@@ -111,6 +151,10 @@ pub(crate) fn record(
 ) {
     let plan = ws.plan;
     let chunks = plan.chunks();
+    let base = Params {
+        stride: plan.stride() as u32,
+        ..base
+    };
     for a in 0..chunks {
         for b in 0..chunks {
             let (row_offset, row_count) = plan.chunk(a);
@@ -129,6 +173,9 @@ pub(crate) fn record(
     }
     for g in &src.grad {
         encoder.clear_buffer(g.buffer, g.offset, g.size.map(|s| s.get()));
+    }
+    if let Some(m) = &ws.mixed {
+        encoder.clear_buffer(&m.dz32, 0, None);
     }
 
     fn whole(buffer: &wgpu::Buffer) -> BindingResource<'_> {
@@ -151,6 +198,12 @@ pub(crate) fn record(
                 STATS => whole(&ws.stats),
                 OUTCOMES => whole(&ws.outcomes),
                 TOTALS => whole(&ws.totals),
+                Z16 | DZ32 => match &ws.mixed {
+                    Some(m) if binding == Z16 => whole(&m.z16),
+                    Some(m) => whole(&m.dz32),
+                    // Only the mixed kernels bind these, and only with mixed buffers.
+                    None => whole(&ws.no_weights),
+                },
                 _ => BindingResource::Buffer(src.grad[a].clone()),
             }
         };
@@ -185,6 +238,18 @@ pub(crate) fn record(
     };
     let linear = |rows: usize| rows.div_ceil(LINEAR_WORKGROUP as usize);
     let tiles = |rows: usize| rows.div_ceil(TILE as usize);
+    if let Some(mixed) = &pipelines.mixed {
+        // One chunk (Plan::check_mixed): the padded f16 features, the forward
+        // pass, then the backward pass into the padded f32 accumulator.
+        dispatch(&pipelines.normalize, 0, 0, linear(plan.rows));
+        dispatch(&mixed.to_half, 0, 0, linear(plan.padded_rows()));
+        dispatch(&mixed.row_stats, 0, 0, tiles(plan.rows));
+        dispatch(&pipelines.finish_rows, 0, 0, linear(plan.rows));
+        dispatch(&pipelines.reduce_loss, 0, 0, 1);
+        dispatch(&mixed.backward, 0, 0, tiles(plan.rows));
+        dispatch(&mixed.normalize_backward, 0, 0, linear(plan.rows));
+        return;
+    }
     for a in 0..chunks {
         dispatch(&pipelines.normalize, a, a, linear(plan.chunk(a).1));
     }

@@ -37,6 +37,14 @@ pub enum GpuError {
     Lost(String),
     /// Reading results back failed.
     Readback(String),
+    /// The device cannot do what was asked (mixed precision without tensor
+    /// cores, say). Nothing falls back silently.
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+        /// Why this device cannot.
+        why: String,
+    },
 }
 
 impl fmt::Display for GpuError {
@@ -61,6 +69,7 @@ impl fmt::Display for GpuError {
             GpuError::Device(e) => write!(f, "GPU error: {e}"),
             GpuError::Lost(e) => write!(f, "the GPU device was lost: {e}"),
             GpuError::Readback(e) => write!(f, "reading results from the GPU failed: {e}"),
+            GpuError::Unsupported { what, why } => write!(f, "{what} is not supported here: {why}"),
         }
     }
 }

@@ -3,8 +3,7 @@
 
 use std::sync::mpsc;
 
-use conr_core::{Batch, Config, Shape};
-use conr_cpu::Output;
+use conr_core::{Batch, Config, Output, Shape};
 use wgpu::BufferBinding;
 
 use crate::dispatch::{Sources, record};
@@ -67,7 +66,8 @@ impl GpuConr {
         if cache.workspace.as_ref().map(|w| w.plan) != Some(plan) {
             cache.workspace = None;
             cache.host = None;
-            cache.workspace = Some(self.scoped(|| Workspace::new(&self.device, plan))?);
+            cache.workspace =
+                Some(self.scoped(|| Workspace::new(&self.device, plan, self.precision))?);
         }
         Ok(())
     }

@@ -9,7 +9,7 @@
 //!   `G_jk + G_kj`, and accumulates `∂z`. No M×M buffer exists: GPU memory is
 //!   O(M·D + M·L).
 //! - [`GpuConr::compute`] takes host slices and returns the same
-//!   [`Output`](conr_cpu::Output) as the CPU engines.
+//!   [`Output`](conr_core::Output) as the CPU engines.
 //! - [`GpuConr::record`] records into the caller's command encoder on
 //!   caller-owned buffers, for frameworks that keep tensors on the GPU.
 //! - Pipelines are created once per `GpuConr`; working buffers are reused
@@ -33,10 +33,16 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+/// The crate README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod dispatch;
 mod error;
 mod host;
 mod info;
+mod mixed;
 mod params;
 mod plan;
 mod workspace;
@@ -47,12 +53,22 @@ use std::sync::{Arc, Mutex};
 pub use error::GpuError;
 pub use host::GpuBuffers;
 pub use info::{AdapterSummary, adapters};
+pub use mixed::{GpuPrecision, mixed_support};
 
 use dispatch::Pipelines;
 use workspace::{HostBuffers, Workspace};
 
-/// The WGSL source of every kernel.
-pub const SHADER: &str = include_str!("../../../shaders/conr.wgsl");
+/// The WGSL source of every f32 kernel.
+pub const SHADER: &str = include_str!("../shaders/conr.wgsl");
+/// The WGSL source of the mixed-precision kernels, compiled appended to
+/// [`SHADER`] (see [`mixed_shader`]).
+pub const MIXED_SHADER: &str = include_str!("../shaders/conr_mixed.wgsl");
+
+/// The whole module of the mixed-precision path: the f16 and
+/// cooperative-matrix extensions, [`SHADER`], then [`MIXED_SHADER`].
+pub fn mixed_shader() -> String {
+    format!("enable f16;\nenable wgpu_cooperative_matrix;\n{SHADER}\n{MIXED_SHADER}")
+}
 /// Rows (and columns) of a logit tile in the tiled kernels.
 pub const TILE: u32 = 64;
 /// The workgroup size of the tiled kernels (16×16 threads, 4×4 logits each).
@@ -62,6 +78,8 @@ pub const TILE_WORKGROUP: [u32; 3] = [16, 16, 1];
 pub const WORKGROUP_MEMORY: u32 = 2 * 16 * 64 * 4 + 64 * 64 * 4;
 /// The workgroup size of the per-row kernels.
 pub const LINEAR_WORKGROUP: u32 = 64;
+/// The workgroup size of the mixed-precision tile kernels: four subgroups of 32.
+pub const MIXED_WORKGROUP: u32 = 128;
 /// The workgroup size of the loss reduction (one workgroup).
 pub const REDUCE_WORKGROUP: u32 = 256;
 
@@ -77,6 +95,7 @@ pub struct GpuConr {
     pipelines: Option<Pipelines>,
     cache: Mutex<Cache>,
     max_binding: u64,
+    precision: GpuPrecision,
     lost: Arc<LostFlag>,
 }
 
@@ -97,6 +116,7 @@ impl std::fmt::Debug for GpuConr {
         f.debug_struct("GpuConr")
             .field("adapter", &self.adapter_name())
             .field("max_binding", &self.max_binding)
+            .field("precision", &self.precision)
             .finish_non_exhaustive()
     }
 }
@@ -110,6 +130,25 @@ impl GpuConr {
 
     /// The async form of [`GpuConr::new`].
     pub async fn new_async() -> Result<Self, GpuError> {
+        Self::with_precision_async(GpuPrecision::F32).await
+    }
+
+    /// [`GpuConr::new`] in the given precision. [`GpuPrecision::Mixed`] on an
+    /// adapter without tensor cores reachable through wgpu is a
+    /// [`GpuError::Unsupported`] that says what is missing.
+    ///
+    /// ```no_run
+    /// use conr_wgpu::{GpuConr, GpuPrecision};
+    /// let gpu = GpuConr::with_precision(GpuPrecision::Mixed)?;
+    /// assert_eq!(gpu.precision(), GpuPrecision::Mixed);
+    /// # Ok::<(), conr_wgpu::GpuError>(())
+    /// ```
+    pub fn with_precision(precision: GpuPrecision) -> Result<Self, GpuError> {
+        pollster::block_on(Self::with_precision_async(precision))
+    }
+
+    /// The async form of [`GpuConr::with_precision`].
+    pub async fn with_precision_async(precision: GpuPrecision) -> Result<Self, GpuError> {
         let descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         let tried = format!("{:?}", descriptor.backends);
         let instance = wgpu::Instance::new(descriptor);
@@ -126,19 +165,34 @@ impl GpuConr {
                     tried,
                     reason: e.to_string(),
                 })?;
+        let experimental_features = match precision {
+            GpuPrecision::F32 => wgpu::ExperimentalFeatures::disabled(),
+            GpuPrecision::Mixed => {
+                mixed_support(&adapter)?;
+                // SAFETY: wgpu marks cooperative matrices experimental: its
+                // validation of them may be incomplete. The kernels keep to what
+                // the adapter reports (checked just above) and to uniform
+                // control flow, and the tests hold their results to the
+                // reference wherever the feature exists.
+                #[allow(unsafe_code)]
+                unsafe {
+                    wgpu::ExperimentalFeatures::enabled()
+                }
+            }
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("conr"),
-                required_features: wgpu::Features::empty(),
+                required_features: precision.features(),
                 // The adapter's own limits: storage bindings of up to 2 GiB on large GPUs.
                 required_limits: adapter.limits(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                experimental_features,
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
             })
             .await
             .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
-        let mut gpu = Self::from_device(device, queue)?;
+        let mut gpu = Self::from_device_with_precision(device, queue, precision)?;
         gpu.adapter = Some(adapter.get_info());
         Ok(gpu)
     }
@@ -150,6 +204,23 @@ impl GpuConr {
     /// stage. Errors on this device that escape conr's error scopes go to the
     /// caller's uncaptured-error handler.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self, GpuError> {
+        Self::from_device_with_precision(device, queue, GpuPrecision::F32)
+    }
+
+    /// [`GpuConr::from_device`] in the given precision. For
+    /// [`GpuPrecision::Mixed`] the device must have been created with
+    /// [`GpuPrecision::features`] (and `ExperimentalFeatures::enabled()`) on an
+    /// adapter that [`mixed_support`] accepts; the features and the subgroup
+    /// width are checked here.
+    pub fn from_device_with_precision(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        precision: GpuPrecision,
+    ) -> Result<Self, GpuError> {
+        if precision == GpuPrecision::Mixed {
+            mixed::check_features(device.features())?;
+            mixed::check_subgroups(&device.adapter_info())?;
+        }
         let limits = device.limits();
         if limits.max_compute_workgroup_storage_size < WORKGROUP_MEMORY {
             return Err(GpuError::TooLarge {
@@ -183,9 +254,10 @@ impl GpuConr {
             adapter: None,
             cache: Mutex::new(Cache::default()),
             max_binding,
+            precision,
             lost,
         };
-        gpu.pipelines = Some(gpu.scoped(|| Pipelines::new(&gpu.device))?);
+        gpu.pipelines = Some(gpu.scoped(|| Pipelines::new(&gpu.device, precision))?);
         Ok(gpu)
     }
 
@@ -201,6 +273,11 @@ impl GpuConr {
     pub fn with_max_binding_bytes(mut self, bytes: u64) -> Self {
         self.max_binding = self.max_binding.min(bytes);
         self
+    }
+
+    /// The precision this context computes in.
+    pub fn precision(&self) -> GpuPrecision {
+        self.precision
     }
 
     /// The device.
@@ -238,7 +315,8 @@ impl GpuConr {
             let buffers =
                 w.z.iter()
                     .chain(&w.params)
-                    .chain([&w.lengths, &w.stats, &w.outcomes, &w.totals]);
+                    .chain([&w.lengths, &w.stats, &w.outcomes, &w.totals])
+                    .chain(w.mixed.iter().flat_map(|m| [&m.z16, &m.dz32]));
             buffers.map(wgpu::Buffer::size).sum()
         });
         let grad = cache
@@ -263,13 +341,17 @@ impl GpuConr {
 
     fn plan(&self, shape: conr_core::Shape) -> Result<plan::Plan, GpuError> {
         let max_groups = self.device.limits().max_compute_workgroups_per_dimension;
-        plan::Plan::new(
+        let plan = plan::Plan::new(
             shape.rows,
             shape.dim,
             shape.label_dim,
             self.max_binding,
             max_groups,
-        )
+        )?;
+        if self.precision == GpuPrecision::Mixed {
+            plan.check_mixed(self.max_binding)?;
+        }
+        Ok(plan)
     }
 
     /// Runs `work` inside out-of-memory, validation and internal error scopes,
@@ -295,37 +377,77 @@ impl GpuConr {
 mod shader_tests {
     use super::*;
 
-    /// Every `shaders/*.wgsl` parses and validates with naga (no GPU needed), and
-    /// the workgroup sizes equal the Rust constants.
+    fn validate(
+        name: &str,
+        source: &str,
+        caps: naga::valid::Capabilities,
+    ) -> (naga::Module, naga::valid::ModuleInfo) {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        (module, info)
+    }
+
+    /// Every entry point's workgroup size equals the Rust constant.
+    fn check_workgroups(module: &naga::Module) {
+        for ep in &module.entry_points {
+            let expected = match ep.name.as_str() {
+                "row_stats" | "backward" => TILE_WORKGROUP,
+                "reduce_loss" => [REDUCE_WORKGROUP, 1, 1],
+                "row_stats_mixed" | "backward_mixed" => [MIXED_WORKGROUP, 1, 1],
+                _ => [LINEAR_WORKGROUP, 1, 1],
+            };
+            assert_eq!(ep.workgroup_size, expected, "entry point {}", ep.name);
+        }
+    }
+
+    /// The f32 shader and the mixed module parse and validate with naga (no
+    /// GPU needed), the mixed one with the f16 and cooperative-matrix
+    /// capabilities only, and the workgroup sizes equal the Rust constants.
     #[test]
     fn shaders_validate_and_match_the_rust_constants() {
+        use naga::valid::Capabilities as Caps;
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shaders");
         let mut files = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
-                continue;
-            }
-            files += 1;
-            let source = std::fs::read_to_string(&path).unwrap();
-            let module = naga::front::wgsl::parse_str(&source)
-                .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
-            naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::default(),
-            )
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-            for ep in &module.entry_points {
-                let expected = match ep.name.as_str() {
-                    "row_stats" | "backward" => TILE_WORKGROUP,
-                    "reduce_loss" => [REDUCE_WORKGROUP, 1, 1],
-                    _ => [LINEAR_WORKGROUP, 1, 1],
-                };
-                assert_eq!(ep.workgroup_size, expected, "entry point {}", ep.name);
+            if path.extension().and_then(|e| e.to_str()) == Some("wgsl") {
+                files += 1;
             }
         }
-        assert!(files > 0, "no shaders found in {}", dir.display());
+        assert_eq!(files, 2, "conr.wgsl and conr_mixed.wgsl");
+        let (plain, _) = validate("conr.wgsl", SHADER, Caps::default());
+        check_workgroups(&plain);
+        let (mixed, info) = validate(
+            "conr.wgsl + conr_mixed.wgsl",
+            &mixed_shader(),
+            Caps::SHADER_FLOAT16 | Caps::COOPERATIVE_MATRIX,
+        );
+        check_workgroups(&mixed);
+        for name in [
+            "to_half",
+            "row_stats_mixed",
+            "backward_mixed",
+            "normalize_backward_mixed",
+        ] {
+            assert!(mixed.entry_points.iter().any(|e| e.name == name), "{name}");
+        }
+        // What the Vulkan backend will compile: the SPIR-V writer accepts it.
+        let options = naga::back::spv::Options {
+            lang_version: (1, 5),
+            ..Default::default()
+        };
+        naga::back::spv::write_vec(&mixed, &info, &options, None)
+            .expect("SPIR-V for the mixed module");
+        // Without the cooperative-matrix capability the mixed module is
+        // refused: it really runs its tiles on cooperative matrices.
+        assert!(
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), Caps::SHADER_FLOAT16)
+                .validate(&mixed)
+                .is_err()
+        );
         assert_eq!(
             SHADER,
             std::fs::read_to_string(dir.join("conr.wgsl")).unwrap()

@@ -22,7 +22,9 @@ pub(crate) struct Params {
     pub aggregation: u32,
     pub flags: u32,
     pub reduction: u32,
-    pub _pad: [u32; 3],
+    /// The padded row length of the f16 features (mixed precision only).
+    pub stride: u32,
+    pub _pad: [u32; 2],
 }
 
 pub(crate) const FLAG_PADDING: u32 = 1;
@@ -81,7 +83,8 @@ impl Params {
                 Reduction::MeanAnchors => 1,
                 Reduction::Sum => 2,
             },
-            _pad: [0; 3],
+            stride: 0,
+            _pad: [0; 2],
         }
     }
 }

@@ -84,6 +84,31 @@ impl Plan {
         (self.chunk(a).1 * self.dim * 4) as u64
     }
 
+    /// The row length of the f16 features of the mixed kernels: D rounded up
+    /// to whole cooperative matrices.
+    pub fn stride(&self) -> usize {
+        self.dim.next_multiple_of(crate::mixed::COOP)
+    }
+
+    /// The rows of the mixed kernels' padded buffers: M rounded up to whole tiles.
+    pub fn padded_rows(&self) -> usize {
+        self.rows.next_multiple_of(crate::TILE as usize)
+    }
+
+    /// Mixed precision runs the batch as one chunk, with padded f16 features
+    /// and a padded f32 gradient accumulator, each in one storage binding.
+    pub fn check_mixed(&self, max_binding: u64) -> Result<(), GpuError> {
+        let accumulator = (self.padded_rows() * self.stride() * 4) as u64;
+        if self.chunks() > 1 || accumulator > max_binding {
+            return Err(GpuError::TooLarge {
+                what: "the batch in mixed precision (one storage binding of M x D f32, padded)",
+                needed: accumulator.max((self.rows * self.dim * 4) as u64),
+                limit: max_binding,
+            });
+        }
+        Ok(())
+    }
+
     /// The byte offset of chunk `a` in an M×D f32 buffer.
     pub fn chunk_offset(&self, a: usize) -> u64 {
         (self.chunk(a).0 * self.dim * 4) as u64

@@ -1,5 +1,6 @@
 use wgpu::util::DeviceExt;
 
+use crate::GpuPrecision;
 use crate::params::PARAMS_SIZE;
 use crate::plan::Plan;
 
@@ -21,6 +22,14 @@ pub(crate) struct Workspace {
     pub params: Vec<wgpu::Buffer>,
     /// Bound as `weights` when the batch has none (never read then).
     pub no_weights: wgpu::Buffer,
+    /// Mixed precision: the padded f16 features and the padded f32 ∂L/∂z.
+    pub mixed: Option<MixedBuffers>,
+}
+
+/// The mixed kernels' padded buffers: ceil(M/64)·64 rows of `stride` values.
+pub(crate) struct MixedBuffers {
+    pub z16: wgpu::Buffer,
+    pub dz32: wgpu::Buffer,
 }
 
 /// Buffers for the host-slice API: uploads, the gradient, and readback.
@@ -55,10 +64,15 @@ fn buffer(
 }
 
 impl Workspace {
-    pub fn new(device: &wgpu::Device, plan: Plan) -> Self {
+    pub fn new(device: &wgpu::Device, plan: Plan, precision: GpuPrecision) -> Self {
         use wgpu::BufferUsages as U;
         let rows = plan.rows as u64;
         let chunks = plan.chunks();
+        let padded = (plan.padded_rows() * plan.stride()) as u64;
+        let mixed = (precision == GpuPrecision::Mixed).then(|| MixedBuffers {
+            z16: buffer(device, "conr z f16", padded * 2, U::STORAGE),
+            dz32: buffer(device, "conr dz f32", padded * 4, U::STORAGE | U::COPY_DST),
+        });
         Self {
             plan,
             z: (0..chunks)
@@ -95,6 +109,7 @@ impl Workspace {
                 contents: bytemuck::bytes_of(&1.0f32),
                 usage: U::STORAGE,
             }),
+            mixed,
         }
     }
 }

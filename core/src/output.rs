@@ -1,6 +1,22 @@
-use conr_core::Scalar;
+//! What every engine returns for one batch (needs the `alloc` feature).
 
-/// What every engine returns for one batch.
+use alloc::vec::Vec;
+
+use crate::Scalar;
+
+/// The loss, its gradient, the anchors and the pair counts of one batch: what
+/// every engine (the CPU reference, the fast CPU engine, the GPU engine)
+/// returns, so results compare field by field across engines.
+///
+/// ```
+/// use conr_core::Output;
+///
+/// let out = Output { loss: 0.5f32, grad_features: vec![0.25, -0.25], anchors: vec![true],
+///                    positives: vec![0], negatives: vec![1] };
+/// let wide: Output<f64> = out.cast();
+/// assert_eq!(wide.loss, 0.5);
+/// assert_eq!(wide.grad_features, [0.25, -0.25]);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output<T> {
     /// The scalar loss `L`.

@@ -8,7 +8,7 @@
 //! keeps every quality, overall and per shot region.
 //!
 //! ```no_run
-//! use conr_candle::demo::{DemoOptions, run};
+//! use conr_cli::demo::{DemoOptions, run};
 //! let report = run(&DemoOptions { quick: true, ..DemoOptions::default() }, &mut |_, _| {})?;
 //! println!("{}", report.table());
 //! # Ok::<(), candle_core::Error>(())
@@ -25,7 +25,7 @@ use std::path::Path;
 
 use conr_core::Config;
 
-use crate::ConrEngine;
+use conr_candle::ConrEngine;
 pub use report::Report;
 use train::{Method, TrainOptions};
 

@@ -5,11 +5,14 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use conr_core::Config;
 use conr_core::density::{DensityConfig, Kernel, Reweight};
-use conr_cpu::rng::Rng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 
 use super::data::{FEATURES, Split, Splits};
 use super::model::Regressor;
-use crate::{ConrEngine, conr_loss_with};
+use conr_candle::{ConrEngine, conr_loss_with};
 
 /// What is added to the L1 loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,7 +93,7 @@ fn mae(pred: &[f32], truth: &[f32]) -> f64 {
 
 /// Weights like candle's default for linear layers (uniform in ±1/√fan_in),
 /// but from a seeded generator, so that a seed reproduces a run.
-fn init(varmap: &VarMap, rng: &mut Rng) -> Result<()> {
+fn init(varmap: &VarMap, rng: &mut ChaCha8Rng) -> Result<()> {
     let vars = varmap
         .data()
         .lock()
@@ -107,7 +110,7 @@ fn init(varmap: &VarMap, rng: &mut Rng) -> Result<()> {
         };
         let bound = 1.0 / (fan_in as f64).sqrt();
         let values: Vec<f32> = (0..var.elem_count())
-            .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
+            .map(|_| (rng.random_range(-1.0..1.0) * bound) as f32)
             .collect();
         var.set(&Tensor::from_vec(values, dims, var.device())?)?;
     }
@@ -116,19 +119,19 @@ fn init(varmap: &VarMap, rng: &mut Rng) -> Result<()> {
 
 /// Two augmented views of rows `idx` of the training split: Gaussian noise,
 /// and noise after input dropout.
-fn views(train: &Split, idx: &[usize], options: &TrainOptions, rng: &mut Rng) -> Vec<f32> {
+fn views(train: &Split, idx: &[usize], options: &TrainOptions, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let mut out = Vec::with_capacity(2 * idx.len() * FEATURES);
     for view in 0..2 {
         for &i in idx {
             for &v in &train.x[i * FEATURES..(i + 1) * FEATURES] {
-                let kept = if view == 1 && rng.uniform() < options.dropout {
+                let kept = if view == 1 && rng.random::<f64>() < options.dropout {
                     0.0
                 } else if view == 1 {
                     f64::from(v) / (1.0 - options.dropout)
                 } else {
                     f64::from(v)
                 };
-                out.push((kept + options.noise * rng.normal()) as f32);
+                out.push((kept + options.noise * rng.sample::<f64, _>(StandardNormal)) as f32);
             }
         }
     }
@@ -160,7 +163,7 @@ pub fn train(
         FEATURES,
         VarBuilder::from_varmap(&varmap, DType::F32, &device),
     )?;
-    let mut rng = Rng::new(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     init(&varmap, &mut rng)?;
     let params = ParamsAdamW {
         lr: options.lr,
@@ -173,7 +176,7 @@ pub fn train(
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut best = (f64::INFINITY, Vec::new());
     for _ in 0..options.epochs {
-        rng.shuffle(&mut order);
+        order.shuffle(&mut rng);
         for idx in order.chunks(options.batch) {
             let b = idx.len();
             let x = Tensor::from_vec(

@@ -2,7 +2,9 @@
 //! quality 3–8), shipped inside `linfa-datasets`, split for imbalanced
 //! regression.
 
-use conr_cpu::rng::Rng;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 
 /// The quality labels that occur, in order.
 pub const LABELS: [usize; 6] = [3, 4, 5, 6, 7, 8];
@@ -68,7 +70,7 @@ pub fn load(seed: u64) -> Splits {
     let data = linfa_datasets::winequality();
     let records = &data.records;
     let targets = &data.targets;
-    let mut rng = Rng::new(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut test_idx = Vec::new();
     let mut val_idx = Vec::new();
     let mut train_idx = Vec::new();
@@ -76,14 +78,14 @@ pub fn load(seed: u64) -> Splits {
         let mut rows: Vec<usize> = (0..targets.len())
             .filter(|&i| targets[i] == label)
             .collect();
-        rng.shuffle(&mut rows);
+        rows.shuffle(&mut rng);
         let n_test = ((rows.len() as f64 * 0.3).round() as usize).clamp(1, 40);
         let n_val = (((rows.len() - n_test) as f64 * 0.15).round() as usize).max(1);
         test_idx.extend_from_slice(&rows[..n_test]);
         val_idx.extend_from_slice(&rows[n_test..n_test + n_val]);
         train_idx.extend_from_slice(&rows[n_test + n_val..]);
     }
-    rng.shuffle(&mut train_idx);
+    train_idx.shuffle(&mut rng);
     let mut mean = [0.0f64; FEATURES];
     let mut std = [0.0f64; FEATURES];
     for &i in &train_idx {
