@@ -73,7 +73,8 @@ struct Params {
     reduction: u32,
     // The padded row length of the f16 features (a multiple of 16): the mixed kernels only.
     stride: u32,
-    _pad1: u32,
+    // Column ranges of the mixed kernels (conr_mixed.wgsl).
+    splits: u32,
     _pad2: u32,
 }
 
@@ -246,30 +247,96 @@ fn log_pushing_weight(log_eta_j: f32, label_distance: f32) -> Pair {
     return Pair(NEGATIVE, min(log_eta_j + log_g, LOG_WEIGHT_CEILING), true);
 }
 
-// conr_core::pairs::Pair::classify_both: what k is to j, and what j is to k.
-// Returns the pair for j; the pair for k only differs in its weight, written to `kj`.
-fn classify_both(j: u32, k: u32, kj: ptr<function, Pair>) -> Pair {
-    let neither = Pair(NEITHER, 0.0, false);
-    *kj = neither;
-    if (j == k) {
-        return neither;
-    }
-    let label_distance = distance(false, j, k);
+// conr_core::pairs::Pair::classify_both's decision for j ≠ k, from the two
+// distances and both rows' log weights. Returns the pair for j; the pair for k
+// only differs in its weight, written to `kj`.
+fn classify_distances(label_distance: f32, pred_distance: f32, log_eta_j: f32, log_eta_k: f32, kj: ptr<function, Pair>) -> Pair {
     if (label_distance <= params.threshold) {
         *kj = Pair(POSITIVE, 0.0, false);
         return Pair(POSITIVE, 0.0, false);
     }
-    if (distance(true, j, k) <= params.pred_threshold) {
-        *kj = log_pushing_weight(log_eta(k), label_distance);
-        return log_pushing_weight(log_eta(j), label_distance);
+    if (pred_distance <= params.pred_threshold) {
+        *kj = log_pushing_weight(log_eta_k, label_distance);
+        return log_pushing_weight(log_eta_j, label_distance);
     }
-    return neither;
+    *kj = Pair(NEITHER, 0.0, false);
+    return Pair(NEITHER, 0.0, false);
 }
 
-// conr_core::pairs::Pair::classify: what row k is to row j (classify_both's first half).
-fn classify(j: u32, k: u32) -> Pair {
-    var kj: Pair;
-    return classify_both(j, k, &kj);
+// conr_core::pairs::Pair::classify_both: what k is to j, and what j is to k.
+// Returns the pair for j; the pair for k only differs in its weight, written to `kj`.
+fn classify_both(j: u32, k: u32, kj: ptr<function, Pair>) -> Pair {
+    if (j == k) {
+        *kj = Pair(NEITHER, 0.0, false);
+        return Pair(NEITHER, 0.0, false);
+    }
+    let label_distance = distance(false, j, k);
+    // A close label makes a positive whatever the predictions and weights.
+    if (label_distance <= params.threshold) {
+        return classify_distances(label_distance, F32_MAX, 0.0, 0.0, kj);
+    }
+    return classify_distances(label_distance, distance(true, j, k), log_eta(j), log_eta(k), kj);
+}
+
+// ------------------------------------------------------------ staged keys
+
+// The current tile's columns: labels, predictions and ln eta (one-wide labels
+// under l1, l2 or linf: the fast path), and their outcomes (backward pass).
+var<workgroup> col_label: array<f32, 64>;
+var<workgroup> col_pred: array<f32, 64>;
+var<workgroup> col_log_eta: array<f32, 64>;
+var<workgroup> col_outcome: array<RowOutcome, 64>;
+
+// What the classification needs of one row, kept in registers (fast path).
+struct RowKey {
+    label: f32,
+    pred: f32,
+    log_eta: f32,
+}
+
+// One-wide labels under a coordinate metric: every distance is |a − b|
+// (conr_core::metric::distance), so the keys of a tile are staged once.
+fn fast_keys() -> bool {
+    return params.label_dim == 1u && params.metric != METRIC_ANGULAR;
+}
+
+fn row_key(j: u32) -> RowKey {
+    if (!fast_keys() || j >= params.rows) {
+        return RowKey(0.0, 0.0, 0.0);
+    }
+    return RowKey(labels[j], preds[j], log_eta(j));
+}
+
+// Thread t < 64 stages column col_base + t of the tile's column chunk (fast
+// path only). A barrier must separate it from the tile's readers.
+fn stage_keys(col_base: u32, t: u32) {
+    let k = params.col_offset + col_base + t;
+    if (fast_keys() && t < TILE && col_base + t < params.col_count) {
+        col_label[t] = labels[k];
+        col_pred[t] = preds[k];
+        col_log_eta[t] = log_eta(k);
+    }
+}
+
+// Thread t < 64 stages the outcome of column col_base + t (backward passes).
+fn stage_outcomes(col_base: u32, t: u32) {
+    if (t < TILE && col_base + t < params.col_count) {
+        col_outcome[t] = outcomes[params.col_offset + col_base + t];
+    }
+}
+
+// classify_both for row j (key `row`) and column `col` of the staged tile.
+fn classify_staged(j: u32, k: u32, row: RowKey, col: u32, kj: ptr<function, Pair>) -> Pair {
+    if (!fast_keys()) {
+        return classify_both(j, k, kj);
+    }
+    if (j == k) {
+        *kj = Pair(NEITHER, 0.0, false);
+        return Pair(NEITHER, 0.0, false);
+    }
+    let label_distance = min(abs(row.label - col_label[col]), F32_MAX);
+    let pred_distance = min(abs(row.pred - col_pred[col]), F32_MAX);
+    return classify_distances(label_distance, pred_distance, row.log_eta, col_log_eta[col], kj);
 }
 
 // ----------------------------------------------------------------- stats.rs
@@ -512,20 +579,31 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     let flat = lid.y * SIDE + lid.x;
     let row_base = wid.x * TILE;
     var mine = array<RowStats, 4>(empty_stats(), empty_stats(), empty_stats(), empty_stats());
+    var keys: array<RowKey, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        let r = row_base + lid.y * 4u + i;
+        keys[i] = row_key(params.row_offset + min(r, params.row_count - 1u));
+    }
     for (var col_base = 0u; col_base < params.col_count; col_base += TILE) {
+        stage_keys(col_base, flat);
         let s = gram_tile(row_base, col_base, lid.xy, flat);
         for (var i = 0u; i < 4u; i++) {
             let r = row_base + lid.y * 4u + i;
             for (var c = 0u; c < 4u; c++) {
-                let col = col_base + lid.x * 4u + c;
-                if (r < params.row_count && col < params.col_count) {
-                    let pair = classify(params.row_offset + r, params.col_offset + col);
+                let col = lid.x * 4u + c;
+                if (r < params.row_count && col_base + col < params.col_count) {
+                    var kj: Pair;
+                    let j = params.row_offset + r;
+                    let k = params.col_offset + col_base + col;
+                    let pair = classify_staged(j, k, keys[i], col, &kj);
                     if (pair.kind != NEITHER) {
                         mine[i] = stats_push(mine[i], pair, s[i][c] * params.inv_temperature);
                     }
                 }
             }
         }
+        // The next tile's keys replace these.
+        workgroupBarrier();
     }
     for (var t = 0u; t < SIDE; t++) {
         if (lid.x == t) {
@@ -600,7 +678,16 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     let dim = params.dim;
     let inv_t = params.inv_temperature;
     let factor = totals.factor;
+    var keys: array<RowKey, 4>;
+    var rows_out: array<RowOutcome, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        let j = params.row_offset + min(row_base + lid.y * 4u + i, params.row_count - 1u);
+        keys[i] = row_key(j);
+        rows_out[i] = outcomes[j];
+    }
     for (var col_base = 0u; col_base < params.col_count; col_base += TILE) {
+        stage_keys(col_base, flat);
+        stage_outcomes(col_base, flat);
         let s = gram_tile(row_base, col_base, lid.xy, flat);
         for (var i = 0u; i < 4u; i++) {
             let r = lid.y * 4u + i;
@@ -611,10 +698,10 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
                     let j = params.row_offset + row_base + r;
                     let k = params.col_offset + col_base + col;
                     var kj: Pair;
-                    let jk = classify_both(j, k, &kj);
+                    let jk = classify_staged(j, k, keys[i], col, &kj);
                     if (jk.kind != NEITHER) {
                         let logit = s[i][c] * inv_t;
-                        h = (coefficient(outcomes[j], factor, jk, logit) + coefficient(outcomes[k], factor, kj, logit)) * inv_t;
+                        h = (coefficient(rows_out[i], factor, jk, logit) + coefficient(col_outcome[col], factor, kj, logit)) * inv_t;
                     }
                 }
                 tile_h[r * TILE + col] = h;

@@ -5,19 +5,27 @@
 // stats_push, finish, coefficient. Only the two logit-tile kernels and the
 // last step of the backward pass change:
 //
-//   normalize → to_half → row_stats_mixed → finish_rows → reduce_loss
-//             → backward_mixed → normalize_backward_mixed
+//   normalize → to_half → row_stats_mixed → merge_splits → finish_rows
+//             → reduce_loss → backward_mixed → normalize_backward_mixed
 //
 // The cooperative matrices are 16×16×16 (f16 A and B, f32 C), owned by one
 // subgroup each. A workgroup of 128 threads is four subgroups of 32 (NVIDIA's
-// width; the host refuses other widths) and covers 64 rows: subgroup s owns
-// rows 16s..16s+16 of every 64×64 tile. A shader cannot read one element of a
+// width; the host refuses other widths) and covers 64 rows: the subgroups
+// split each 64×64 logit tile 2×2, and each 64 features of the backward
+// product four ways. A shader cannot read one element of a
 // cooperative matrix, so each logit tile goes through workgroup memory, where
 // the scalar code classifies pairs and runs the online log-sum-exp as the f32
 // kernels do. Every statistic and accumulator stays in f32.
 //
+// A batch of few row tiles would leave most of a large GPU idle, so the
+// columns are also cut into `params.splits` contiguous ranges of tiles, one
+// workgroup per (row tile, range): the forward pass writes one partial
+// RowStats per range and row (merged in range order by merge_splits), and the
+// backward pass one partial ∂L/∂z per range (summed in range order by
+// normalize_backward_mixed). Results do not depend on timing.
+//
 // Padding makes every tile whole: `z16` has ceil(M/64)·64 rows of `stride`
-// halves (D rounded up to 16), zero beyond the batch, so tiles never read past
+// halves (D rounded up to 64), zero beyond the batch, so tiles never read past
 // the end. Cooperative operations sit in loops whose bounds are uniform.
 
 // Threads of the mixed tile kernels: four subgroups of 32.
@@ -29,8 +37,11 @@ const F16_MAX: f32 = 65504.0;
 
 // Normalised features in f16, padded: ceil(M/64)·64 rows of `stride`.
 @group(0) @binding(16) var<storage, read_write> z16: array<f16>;
-// ∂L/∂z, unscaled (without the reduction factor and 1/τ), in the padded layout.
+// ∂L/∂z, unscaled (without the reduction factor and 1/τ), in the padded
+// layout: one padded M×D block per column range.
 @group(0) @binding(17) var<storage, read_write> dz32: array<f32>;
+// Each column range's statistics of every row: `splits` blocks of M rows.
+@group(0) @binding(18) var<storage, read_write> stats_part: array<RowStats>;
 
 // The 64×64 logit tile (z_j·z_k, before 1/τ) in f32: 16 KiB.
 var<workgroup> tile_s: array<f32, 4096>;
@@ -38,6 +49,12 @@ var<workgroup> tile_s: array<f32, 4096>;
 var<workgroup> tile_h16: array<f16, 4096>;
 // Each row's statistics from its first half of the columns.
 var<workgroup> half_stats: array<RowStats, 64>;
+// The column of the tile that thread t visits at step c of 32: its half of
+// the tile, rotated by t so that the 32 threads of a subgroup touch 32
+// different workgroup-memory banks at every step.
+fn rotated_column(t: u32, c: u32) -> u32 {
+    return (t % 2u) * 32u + (c + t) % 32u;
+}
 
 // The f32 normalised features of the (single) chunk in f16, zero-padded.
 @compute @workgroup_size(64)
@@ -56,67 +73,80 @@ fn to_half(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// z_J·z_K for the 64×64 tile at (row_base, col_base) into tile_s. Subgroup
-// `group` computes rows 16·group..+16 against all 64 columns: one A fragment
-// per step, reused for four B fragments. Every thread must call it.
+// z_J·z_K for the 64×64 tile at (row_base, col_base) into tile_s. The four
+// subgroups split the tile 2×2: subgroup `group` computes rows 32·(group/2)
+// and columns 32·(group%2), 32×32, as 2×2 fragments, so each k step loads two
+// A and two B fragments for four products. Every thread must call it.
 fn logit_tile(row_base: u32, col_base: u32, group: u32) {
     let stride = params.stride;
-    var acc0 = coop_mat16x16<f32, C>();
-    var acc1 = coop_mat16x16<f32, C>();
-    var acc2 = coop_mat16x16<f32, C>();
-    var acc3 = coop_mat16x16<f32, C>();
-    let a_base = (row_base + group * COOP) * stride;
-    let b_base = col_base * stride;
-    let b_step = COOP * stride;
+    let rows = group / 2u * 2u * COOP;
+    let cols = group % 2u * 2u * COOP;
+    var acc00 = coop_mat16x16<f32, C>();
+    var acc01 = coop_mat16x16<f32, C>();
+    var acc10 = coop_mat16x16<f32, C>();
+    var acc11 = coop_mat16x16<f32, C>();
+    let a_base = (row_base + rows) * stride;
+    let b_base = (col_base + cols) * stride;
+    let step = COOP * stride;
     for (var k = 0u; k < stride; k += COOP) {
         // A: 16 rows of z_J, row-major. B: z_Kᵀ, read column-major from row-major z.
-        let ia = a_base + k;
-        let a = coopLoadT<coop_mat16x16<f16, A>>(&z16[ia], stride);
+        let ia0 = a_base + k;
+        let ia1 = ia0 + step;
         let ib0 = b_base + k;
-        let ib1 = ib0 + b_step;
-        let ib2 = ib1 + b_step;
-        let ib3 = ib2 + b_step;
+        let ib1 = ib0 + step;
+        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&z16[ia0], stride);
+        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&z16[ia1], stride);
         let b0 = coopLoad<coop_mat16x16<f16, B>>(&z16[ib0], stride);
         let b1 = coopLoad<coop_mat16x16<f16, B>>(&z16[ib1], stride);
-        let b2 = coopLoad<coop_mat16x16<f16, B>>(&z16[ib2], stride);
-        let b3 = coopLoad<coop_mat16x16<f16, B>>(&z16[ib3], stride);
-        acc0 = coopMultiplyAdd(a, b0, acc0);
-        acc1 = coopMultiplyAdd(a, b1, acc1);
-        acc2 = coopMultiplyAdd(a, b2, acc2);
-        acc3 = coopMultiplyAdd(a, b3, acc3);
+        acc00 = coopMultiplyAdd(a0, b0, acc00);
+        acc01 = coopMultiplyAdd(a0, b1, acc01);
+        acc10 = coopMultiplyAdd(a1, b0, acc10);
+        acc11 = coopMultiplyAdd(a1, b1, acc11);
     }
-    let out = group * COOP * TILE;
     let ld = TILE;
-    let o0 = out;
-    let o1 = out + COOP;
-    let o2 = out + 2u * COOP;
-    let o3 = out + 3u * COOP;
-    coopStoreT(acc0, &tile_s[o0], ld);
-    coopStoreT(acc1, &tile_s[o1], ld);
-    coopStoreT(acc2, &tile_s[o2], ld);
-    coopStoreT(acc3, &tile_s[o3], ld);
+    let o00 = rows * TILE + cols;
+    let o01 = o00 + COOP;
+    let o10 = o00 + COOP * TILE;
+    let o11 = o10 + COOP;
+    coopStoreT(acc00, &tile_s[o00], ld);
+    coopStoreT(acc01, &tile_s[o01], ld);
+    coopStoreT(acc10, &tile_s[o10], ld);
+    coopStoreT(acc11, &tile_s[o11], ld);
 }
 
-// The forward pass for 64 rows over every column: two threads per row, each
-// over its half of every tile's columns, merged in a fixed order at the end.
+// The column tiles of range `split`: [first, end) in columns.
+fn split_columns(split: u32) -> vec2<u32> {
+    let tiles = (params.col_count + TILE - 1u) / TILE;
+    let per_split = (tiles + params.splits - 1u) / params.splits;
+    let first = min(split * per_split, tiles) * TILE;
+    let end = min(min((split + 1u) * per_split, tiles) * TILE, params.col_count);
+    return vec2<u32>(first, max(first, end));
+}
+
+// The forward pass for 64 rows over one range of columns: two threads per
+// row, each over its half of every tile's columns, merged in a fixed order.
 @compute @workgroup_size(128)
 fn row_stats_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let row_base = wid.x * TILE;
+    let columns = split_columns(wid.y);
     let group = t / 32u;
     let r = t / 2u;
     let half = t % 2u;
     let j = row_base + r;
+    let key = row_key(j);
     let inv_t = params.inv_temperature;
     var mine = empty_stats();
-    for (var col_base = 0u; col_base < params.col_count; col_base += TILE) {
+    for (var col_base = columns.x; col_base < columns.y; col_base += TILE) {
+        stage_keys(col_base, t);
         logit_tile(row_base, col_base, group);
         workgroupBarrier();
         if (j < params.row_count) {
             for (var c = 0u; c < 32u; c++) {
-                let col = half * 32u + c;
+                let col = rotated_column(t, c);
                 let k = col_base + col;
                 if (k < params.col_count) {
-                    let pair = classify(j, k);
+                    var kj: Pair;
+                    let pair = classify_staged(j, k, key, col, &kj);
                     if (pair.kind != NEITHER) {
                         mine = stats_push(mine, pair, tile_s[r * TILE + col] * inv_t);
                     }
@@ -130,11 +160,25 @@ fn row_stats_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     }
     workgroupBarrier();
     if (half == 1u && j < params.row_count) {
-        stats[j] = stats_merge(half_stats[r], mine);
+        stats_part[wid.y * params.rows + j] = stats_merge(half_stats[r], mine);
     }
 }
 
-// The backward pass for 64 rows over every column: recompute the logit tile,
+// Every row's statistics: its ranges' partial statistics merged in range order.
+@compute @workgroup_size(64)
+fn merge_splits(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    if (j >= params.rows) {
+        return;
+    }
+    var acc = stats_part[j];
+    for (var s = 1u; s < params.splits; s++) {
+        acc = stats_merge(acc, stats_part[s * params.rows + j]);
+    }
+    stats[j] = acc;
+}
+
+// The backward pass for 64 rows over one range of columns: recompute the logit tile,
 // form u_jk = (G_jk + G_kj) without the reduction factor (so that it keeps its
 // digits in f16), and accumulate dz32_J += U Z_K on the tensor cores, the
 // accumulator going through dz32 (this workgroup owns those rows: no atomics).
@@ -147,42 +191,43 @@ fn backward_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let j = row_base + r;
     let inv_t = params.inv_temperature;
     let stride = params.stride;
-    for (var col_base = 0u; col_base < params.col_count; col_base += TILE) {
+    let columns = split_columns(wid.y);
+    // This range's block of dz32.
+    let block = wid.y * (arrayLength(&z16) / stride) * stride;
+    let key = row_key(j);
+    var outcome = RowOutcome(0.0, 0u, 0u, 0.0, 0.0, 0.0, 0.0, 1.0);
+    if (j < params.row_count) {
+        outcome = outcomes[j];
+    }
+    for (var col_base = columns.x; col_base < columns.y; col_base += TILE) {
+        stage_keys(col_base, t);
+        stage_outcomes(col_base, t);
         logit_tile(row_base, col_base, group);
         workgroupBarrier();
         for (var c = 0u; c < 32u; c++) {
-            let col = half * 32u + c;
+            let col = rotated_column(t, c);
             let k = col_base + col;
             var u = 0.0;
             if (j < params.row_count && k < params.col_count) {
                 var kj: Pair;
-                let jk = classify_both(j, k, &kj);
+                let jk = classify_staged(j, k, key, col, &kj);
                 if (jk.kind != NEITHER) {
                     let logit = tile_s[r * TILE + col] * inv_t;
-                    u = coefficient(outcomes[j], 1.0, jk, logit) + coefficient(outcomes[k], 1.0, kj, logit);
+                    u = coefficient(outcome, 1.0, jk, logit) + coefficient(col_outcome[col], 1.0, kj, logit);
                 }
             }
             tile_h16[r * TILE + col] = f16(clamp(u, -F16_MAX, F16_MAX));
         }
         workgroupBarrier();
-        // Subgroup `group` owns rows 16·group..+16: four A fragments of U for the
-        // whole tile, then every 16 features of the row block.
-        let h_base = group * COOP * TILE;
-        let h0 = h_base;
-        let h1 = h_base + COOP;
-        let h2 = h_base + 2u * COOP;
-        let h3 = h_base + 3u * COOP;
-        let ld = TILE;
-        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&tile_h16[h0], ld);
-        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&tile_h16[h1], ld);
-        let a2 = coopLoadT<coop_mat16x16<f16, A>>(&tile_h16[h2], ld);
-        let a3 = coopLoadT<coop_mat16x16<f16, A>>(&tile_h16[h3], ld);
-        let out_base = (row_base + group * COOP) * stride;
+        // dz32_J += U Z_K, 64 features at a time: subgroup `group` takes
+        // features d..d+16 of each 64 (the stride is a multiple of 64), loads
+        // the four B fragments of Z_K there once, and updates all four row
+        // blocks with the A fragments of U from workgroup memory.
         let z_base = col_base * stride;
         let z_step = COOP * stride;
-        for (var d = 0u; d < stride; d += COOP) {
-            let io = out_base + d;
-            var acc = coopLoadT<coop_mat16x16<f32, C>>(&dz32[io], stride);
+        let ld = TILE;
+        for (var d0 = 0u; d0 < stride; d0 += TILE) {
+            let d = d0 + group * COOP;
             let iz0 = z_base + d;
             let iz1 = iz0 + z_step;
             let iz2 = iz1 + z_step;
@@ -191,18 +236,27 @@ fn backward_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
             let b1 = coopLoadT<coop_mat16x16<f16, B>>(&z16[iz1], stride);
             let b2 = coopLoadT<coop_mat16x16<f16, B>>(&z16[iz2], stride);
             let b3 = coopLoadT<coop_mat16x16<f16, B>>(&z16[iz3], stride);
-            acc = coopMultiplyAdd(a0, b0, acc);
-            acc = coopMultiplyAdd(a1, b1, acc);
-            acc = coopMultiplyAdd(a2, b2, acc);
-            acc = coopMultiplyAdd(a3, b3, acc);
-            coopStoreT(acc, &dz32[io], stride);
+            for (var rb = 0u; rb < TILE; rb += COOP) {
+                let io = block + (row_base + rb) * stride + d;
+                let h0 = rb * TILE;
+                let h1 = h0 + COOP;
+                let h2 = h1 + COOP;
+                let h3 = h2 + COOP;
+                var acc = coopLoadT<coop_mat16x16<f32, C>>(&dz32[io], stride);
+                acc = coopMultiplyAdd(coopLoadT<coop_mat16x16<f16, A>>(&tile_h16[h0], ld), b0, acc);
+                acc = coopMultiplyAdd(coopLoadT<coop_mat16x16<f16, A>>(&tile_h16[h1], ld), b1, acc);
+                acc = coopMultiplyAdd(coopLoadT<coop_mat16x16<f16, A>>(&tile_h16[h2], ld), b2, acc);
+                acc = coopMultiplyAdd(coopLoadT<coop_mat16x16<f16, A>>(&tile_h16[h3], ld), b3, acc);
+                coopStoreT(acc, &dz32[io], stride);
+            }
         }
         workgroupBarrier();
     }
 }
 
-// ∂L/∂z = factor/τ · dz32, then conr_core::normalize::normalize_backward into
-// the caller's gradient (M×D, unpadded).
+// ∂L/∂z = factor/τ · (the ranges' blocks of dz32, summed in range order), then
+// conr_core::normalize::normalize_backward into the caller's gradient (M×D,
+// unpadded). The sum is formed in place in the first block.
 @compute @workgroup_size(64)
 fn normalize_backward_mixed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.x;
@@ -212,6 +266,12 @@ fn normalize_backward_mixed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let scale = totals.factor * params.inv_temperature;
     let base = row * params.dim;
     let padded = row * params.stride;
+    let block = (arrayLength(&z16) / params.stride) * params.stride;
+    for (var s = 1u; s < params.splits; s++) {
+        for (var i = 0u; i < params.dim; i++) {
+            dz32[padded + i] += dz32[s * block + padded + i];
+        }
+    }
     let length = lengths[row];
     if (length > EPSILON) {
         var radial = 0.0;

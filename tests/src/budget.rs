@@ -148,19 +148,21 @@ pub const GPU_VS_CPU: Budget = F32_VS_F64;
 /// The GPU engine in mixed precision (f16 tile inputs on tensor cores, f32
 /// accumulation and statistics) against the f64 reference. The normalised
 /// features and the tiles of H are rounded to f16 (a relative error of up to
-/// 2^-11 ≈ 4.9e-4 each), so a logit z_j·z_k/τ is off by up to about
-/// 1e-3/τ, and the loss and the gradient by about as much relative to their
-/// size. Measured on an H100 (see the README); the absolute parts widen with
-/// 1/τ like the f32 budgets.
+/// 2^-11 ≈ 4.9e-4 each), so a logit z_j·z_k/τ is off by up to about 1e-3/τ.
+/// On an H100 the worst errors were 7.8e-4 (loss, relative) and 4.9e-3 of
+/// max|g| (gradient) over the fixtures, 1.2e-4 and 6.1e-4 over 200 random
+/// batches (every knob, τ in [0.05, 2]), and 6.9e-7 and 4.5e-4 on AgeDB-like
+/// batches up to M = 4096: this budget is about twice the worst. The
+/// absolute parts widen with 1/τ like the f32 budgets.
 pub const MIXED_VS_F64: Budget = Budget {
     loss: Tol {
-        abs: 1e-4,
-        rel: 2e-2,
+        abs: 1e-5,
+        rel: 2e-3,
         floor: 0.0,
     },
     grad: Tol {
-        abs: 1e-5,
-        rel: 5e-2,
+        abs: 1e-6,
+        rel: 1e-2,
         floor: 0.0,
     },
 };

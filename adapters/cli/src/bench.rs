@@ -81,6 +81,10 @@ pub struct BenchRow {
     /// device, with the submission and the wait for it, but no upload and no
     /// readback: the cost a framework that keeps its tensors on the GPU pays.
     pub record_s: Option<f64>,
+    /// GPU only, M <= 8192: median seconds per call of ten `record` calls in
+    /// one submission: the GPU's own time for a call, without the latency of
+    /// one submission and wait each.
+    pub record_batched_s: Option<f64>,
 }
 
 /// Parses `1024x512,4096x512`.
@@ -189,13 +193,20 @@ enum Bench {
     Gpu(Box<GpuConr>),
 }
 
-/// Median seconds of the record path: the batch in device buffers, then
-/// per repetition one encoder, `record`, one submission, and the wait.
+/// Calls per submission for `record_batched_s`.
+const BATCHED: usize = 10;
+/// The largest batch `record_batched_s` is measured for.
+const BATCHED_MAX_ROWS: usize = 8192;
+
+/// Median seconds of the record path: the batch in device buffers, then per
+/// repetition one encoder, `calls` × `record`, one submission, and the wait;
+/// divided by `calls`.
 fn time_record(
     gpu: &GpuConr,
     data: &RandomBatch,
     config: &Config,
     options: &BenchOptions,
+    calls: usize,
 ) -> Result<f64> {
     use wgpu::BufferUsages as U;
     use wgpu::util::DeviceExt;
@@ -235,13 +246,15 @@ fn time_record(
     for rep in 0..options.warmup + options.reps {
         let start = Instant::now();
         let mut encoder = device.create_command_encoder(&Default::default());
-        gpu.record(&mut encoder, data.shape, buffers, config)?;
+        for _ in 0..calls {
+            gpu.record(&mut encoder, data.shape, buffers, config)?;
+        }
         gpu.queue().submit([encoder.finish()]);
         device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| anyhow::anyhow!("waiting for the GPU: {e}"))?;
         if rep >= options.warmup {
-            times.push(start.elapsed().as_secs_f64());
+            times.push(start.elapsed().as_secs_f64() / calls as f64);
         }
     }
     Ok(median(times))
@@ -320,12 +333,20 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             }
             Some(median(gemm_times))
         };
-        let record_s = match &engine {
+        let (record_s, record_batched_s) = match &engine {
             Bench::Gpu(gpu) => {
                 progress(&format!("M={m} D={d}: record path"));
-                Some(time_record(gpu, &data, &config, options)?)
+                let one = time_record(gpu, &data, &config, options, 1)?;
+                // Where one call takes milliseconds, ten in a row tell apart its
+                // fixed cost; larger batches would only take long.
+                let batched = if m <= BATCHED_MAX_ROWS {
+                    Some(time_record(gpu, &data, &config, options, BATCHED)?)
+                } else {
+                    None
+                };
+                (Some(one), batched)
             }
-            _ => None,
+            _ => (None, None),
         };
         let precision = match &engine {
             Bench::Gpu(gpu) => gpu.precision().name(),
@@ -342,6 +363,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             gemm_equivalents: gemm_s.map(|g| fwd_bwd_s / g),
             peak_bytes: peak,
             record_s,
+            record_batched_s,
         });
     }
     Ok(rows)

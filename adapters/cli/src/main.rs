@@ -63,7 +63,7 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         threads: usize,
         /// Print one JSON object per size (backend, m, d, threads, precision, fwd_bwd_s,
-        /// gemm_s, gemm_equivalents, peak_bytes, record_s) instead of a table.
+        /// gemm_s, gemm_equivalents, peak_bytes, record_s, record_batched_s) instead of a table.
         /// The GPU engine's precision: `f32`, or `mixed` (f16 tensor-core tiles with f32
         /// accumulation, where the adapter has cooperative matrices).
         #[arg(long, value_enum, default_value_t = BenchPrecision::F32)]

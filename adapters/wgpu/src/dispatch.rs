@@ -30,6 +30,7 @@ pub(crate) struct Pipelines {
 struct MixedKernels {
     to_half: Kernel,
     row_stats: Kernel,
+    merge_splits: Kernel,
     backward: Kernel,
     normalize_backward: Kernel,
 }
@@ -50,6 +51,7 @@ const TOTALS: u32 = 13;
 const DZ: u32 = 15;
 const Z16: u32 = 16;
 const DZ32: u32 = 17;
+const STATS_PART: u32 = 18;
 
 impl Pipelines {
     pub fn new(device: &wgpu::Device, precision: GpuPrecision) -> Self {
@@ -84,8 +86,9 @@ impl Pipelines {
                 row_stats: kernel(
                     &module,
                     "row_stats_mixed",
-                    &[PARAMS, Z16, LABELS, PREDS, WEIGHTS, STATS],
+                    &[PARAMS, Z16, LABELS, PREDS, WEIGHTS, STATS_PART],
                 ),
+                merge_splits: kernel(&module, "merge_splits", &[PARAMS, STATS_PART, STATS]),
                 backward: kernel(
                     &module,
                     "backward_mixed",
@@ -94,7 +97,7 @@ impl Pipelines {
                 normalize_backward: kernel(
                     &module,
                     "normalize_backward_mixed",
-                    &[PARAMS, Z_ROWS, LENGTHS, TOTALS, DZ32, DZ],
+                    &[PARAMS, Z_ROWS, LENGTHS, TOTALS, Z16, DZ32, DZ],
                 ),
             }
         });
@@ -153,6 +156,7 @@ pub(crate) fn record(
     let chunks = plan.chunks();
     let base = Params {
         stride: plan.stride() as u32,
+        splits: plan.splits as u32,
         ..base
     };
     for a in 0..chunks {
@@ -198,9 +202,10 @@ pub(crate) fn record(
                 STATS => whole(&ws.stats),
                 OUTCOMES => whole(&ws.outcomes),
                 TOTALS => whole(&ws.totals),
-                Z16 | DZ32 => match &ws.mixed {
+                Z16 | DZ32 | STATS_PART => match &ws.mixed {
                     Some(m) if binding == Z16 => whole(&m.z16),
-                    Some(m) => whole(&m.dz32),
+                    Some(m) if binding == DZ32 => whole(&m.dz32),
+                    Some(m) => whole(&m.stats_part),
                     // Only the mixed kernels bind these, and only with mixed buffers.
                     None => whole(&ws.no_weights),
                 },
@@ -227,45 +232,53 @@ pub(crate) fn record(
         timestamp_writes: None,
     });
     let mut index = 0;
-    let mut dispatch = |kernel: &Kernel, a: usize, b: usize, workgroups: usize| {
+    let mut dispatch = |kernel: &Kernel, a: usize, b: usize, x: usize, y: usize| {
         if index == groups.len() {
             groups.push(bind(kernel, a, b));
         }
         pass.set_pipeline(&kernel.pipeline);
         pass.set_bind_group(0, &groups[index], &[]);
-        pass.dispatch_workgroups(workgroups as u32, 1, 1);
+        pass.dispatch_workgroups(x as u32, y as u32, 1);
         index += 1;
     };
     let linear = |rows: usize| rows.div_ceil(LINEAR_WORKGROUP as usize);
     let tiles = |rows: usize| rows.div_ceil(TILE as usize);
     if let Some(mixed) = &pipelines.mixed {
-        // One chunk (Plan::check_mixed): the padded f16 features, the forward
-        // pass, then the backward pass into the padded f32 accumulator.
-        dispatch(&pipelines.normalize, 0, 0, linear(plan.rows));
-        dispatch(&mixed.to_half, 0, 0, linear(plan.padded_rows()));
-        dispatch(&mixed.row_stats, 0, 0, tiles(plan.rows));
-        dispatch(&pipelines.finish_rows, 0, 0, linear(plan.rows));
-        dispatch(&pipelines.reduce_loss, 0, 0, 1);
-        dispatch(&mixed.backward, 0, 0, tiles(plan.rows));
-        dispatch(&mixed.normalize_backward, 0, 0, linear(plan.rows));
+        // One chunk (Plan::mixed): the padded f16 features, the forward pass
+        // per (row tile, column range), the ranges merged, then the backward
+        // pass into one padded f32 block per range.
+        dispatch(&pipelines.normalize, 0, 0, linear(plan.rows), 1);
+        dispatch(&mixed.to_half, 0, 0, linear(plan.padded_rows()), 1);
+        dispatch(&mixed.row_stats, 0, 0, tiles(plan.rows), plan.splits);
+        dispatch(&mixed.merge_splits, 0, 0, linear(plan.rows), 1);
+        dispatch(&pipelines.finish_rows, 0, 0, linear(plan.rows), 1);
+        dispatch(&pipelines.reduce_loss, 0, 0, 1, 1);
+        dispatch(&mixed.backward, 0, 0, tiles(plan.rows), plan.splits);
+        dispatch(&mixed.normalize_backward, 0, 0, linear(plan.rows), 1);
         return;
     }
     for a in 0..chunks {
-        dispatch(&pipelines.normalize, a, a, linear(plan.chunk(a).1));
+        dispatch(&pipelines.normalize, a, a, linear(plan.chunk(a).1), 1);
     }
     for a in 0..chunks {
         for b in 0..chunks {
-            dispatch(&pipelines.row_stats, a, b, tiles(plan.chunk(a).1));
+            dispatch(&pipelines.row_stats, a, b, tiles(plan.chunk(a).1), 1);
         }
     }
-    dispatch(&pipelines.finish_rows, 0, 0, linear(plan.rows));
-    dispatch(&pipelines.reduce_loss, 0, 0, 1);
+    dispatch(&pipelines.finish_rows, 0, 0, linear(plan.rows), 1);
+    dispatch(&pipelines.reduce_loss, 0, 0, 1, 1);
     for a in 0..chunks {
         for b in 0..chunks {
-            dispatch(&pipelines.backward, a, b, tiles(plan.chunk(a).1));
+            dispatch(&pipelines.backward, a, b, tiles(plan.chunk(a).1), 1);
         }
     }
     for a in 0..chunks {
-        dispatch(&pipelines.normalize_backward, a, a, linear(plan.chunk(a).1));
+        dispatch(
+            &pipelines.normalize_backward,
+            a,
+            a,
+            linear(plan.chunk(a).1),
+            1,
+        );
     }
 }

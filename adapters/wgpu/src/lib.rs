@@ -73,9 +73,15 @@ pub fn mixed_shader() -> String {
 pub const TILE: u32 = 64;
 /// The workgroup size of the tiled kernels (16×16 threads, 4×4 logits each).
 pub const TILE_WORKGROUP: [u32; 3] = [16, 16, 1];
-/// Workgroup memory the backward kernel needs: two staged 16×64 slices and the
-/// 64×64 tile of H, in f32. Every mainstream GPU has at least 32 KiB.
-pub const WORKGROUP_MEMORY: u32 = 2 * 16 * 64 * 4 + 64 * 64 * 4;
+/// Workgroup memory the f32 backward kernel needs: two staged 16×64 slices
+/// and the 64×64 tile of H in f32, and the tile's 64 column keys (label,
+/// prediction, ln eta) and outcomes (32 bytes each). Every mainstream GPU has
+/// at least 32 KiB.
+pub const WORKGROUP_MEMORY: u32 = 2 * 16 * 64 * 4 + 64 * 64 * 4 + 64 * (3 * 4 + 32);
+/// Workgroup memory the mixed-precision kernels need: the 64×64 logit tile in
+/// f32, the tile of H in f16, one RowStats per row, and the column keys and
+/// outcomes.
+pub const MIXED_WORKGROUP_MEMORY: u32 = 64 * 64 * 4 + 64 * 64 * 2 + 64 * 32 + 64 * (3 * 4 + 32);
 /// The workgroup size of the per-row kernels.
 pub const LINEAR_WORKGROUP: u32 = 64;
 /// The workgroup size of the mixed-precision tile kernels: four subgroups of 32.
@@ -222,10 +228,14 @@ impl GpuConr {
             mixed::check_subgroups(&device.adapter_info())?;
         }
         let limits = device.limits();
-        if limits.max_compute_workgroup_storage_size < WORKGROUP_MEMORY {
+        let workgroup_memory = match precision {
+            GpuPrecision::F32 => WORKGROUP_MEMORY,
+            GpuPrecision::Mixed => WORKGROUP_MEMORY.max(MIXED_WORKGROUP_MEMORY),
+        };
+        if limits.max_compute_workgroup_storage_size < workgroup_memory {
             return Err(GpuError::TooLarge {
                 what: "workgroup memory (bytes)",
-                needed: u64::from(WORKGROUP_MEMORY),
+                needed: u64::from(workgroup_memory),
                 limit: u64::from(limits.max_compute_workgroup_storage_size),
             });
         }
@@ -316,7 +326,11 @@ impl GpuConr {
                 w.z.iter()
                     .chain(&w.params)
                     .chain([&w.lengths, &w.stats, &w.outcomes, &w.totals])
-                    .chain(w.mixed.iter().flat_map(|m| [&m.z16, &m.dz32]));
+                    .chain(
+                        w.mixed
+                            .iter()
+                            .flat_map(|m| [&m.z16, &m.dz32, &m.stats_part]),
+                    );
             buffers.map(wgpu::Buffer::size).sum()
         });
         let grad = cache
@@ -348,10 +362,10 @@ impl GpuConr {
             self.max_binding,
             max_groups,
         )?;
-        if self.precision == GpuPrecision::Mixed {
-            plan.check_mixed(self.max_binding)?;
+        match self.precision {
+            GpuPrecision::Mixed => plan.mixed(self.max_binding),
+            GpuPrecision::F32 => Ok(plan),
         }
-        Ok(plan)
     }
 
     /// Runs `work` inside out-of-memory, validation and internal error scopes,

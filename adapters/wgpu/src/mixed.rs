@@ -47,8 +47,6 @@ impl GpuPrecision {
     }
 }
 
-/// The side of the cooperative matrices the mixed kernels use.
-pub(crate) const COOP: usize = 16;
 /// The subgroup width the mixed kernels are written for.
 const SUBGROUP: u32 = 32;
 

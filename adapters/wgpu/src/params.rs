@@ -24,7 +24,9 @@ pub(crate) struct Params {
     pub reduction: u32,
     /// The padded row length of the f16 features (mixed precision only).
     pub stride: u32,
-    pub _pad: [u32; 2],
+    /// The column ranges of the mixed kernels.
+    pub splits: u32,
+    pub _pad: u32,
 }
 
 pub(crate) const FLAG_PADDING: u32 = 1;
@@ -84,7 +86,8 @@ impl Params {
                 Reduction::Sum => 2,
             },
             stride: 0,
-            _pad: [0; 2],
+            splits: 1,
+            _pad: 0,
         }
     }
 }

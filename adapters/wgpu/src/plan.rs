@@ -1,5 +1,8 @@
 use crate::GpuError;
 
+/// Workgroups the mixed kernels aim for: a few per multiprocessor of a large GPU.
+pub(crate) const MIXED_WORKGROUPS: usize = 512;
+
 /// Row alignment of a chunk: 64 rows of f32 is 256·D bytes, a multiple of any
 /// storage-offset alignment wgpu allows (at most 256).
 const CHUNK_ALIGN: u64 = 64;
@@ -11,6 +14,8 @@ pub(crate) struct Plan {
     pub dim: usize,
     pub label_dim: usize,
     pub chunk_rows: usize,
+    /// Column ranges of the mixed kernels (1 in f32).
+    pub splits: usize,
 }
 
 impl Plan {
@@ -65,6 +70,7 @@ impl Plan {
             dim,
             label_dim,
             chunk_rows,
+            splits: 1,
         })
     }
 
@@ -85,9 +91,10 @@ impl Plan {
     }
 
     /// The row length of the f16 features of the mixed kernels: D rounded up
-    /// to whole cooperative matrices.
+    /// to 64, so that the four subgroups of a workgroup split every 64
+    /// features of the backward product without a bounds test.
     pub fn stride(&self) -> usize {
-        self.dim.next_multiple_of(crate::mixed::COOP)
+        self.dim.next_multiple_of(crate::TILE as usize)
     }
 
     /// The rows of the mixed kernels' padded buffers: M rounded up to whole tiles.
@@ -95,18 +102,27 @@ impl Plan {
         self.rows.next_multiple_of(crate::TILE as usize)
     }
 
-    /// Mixed precision runs the batch as one chunk, with padded f16 features
-    /// and a padded f32 gradient accumulator, each in one storage binding.
-    pub fn check_mixed(&self, max_binding: u64) -> Result<(), GpuError> {
-        let accumulator = (self.padded_rows() * self.stride() * 4) as u64;
-        if self.chunks() > 1 || accumulator > max_binding {
+    /// The plan of the mixed kernels: the batch as one chunk, with padded f16
+    /// features and padded f32 gradient blocks, and its columns cut into
+    /// ranges so that about [`MIXED_WORKGROUPS`] workgroups run at once
+    /// (at most 8 ranges, one tile each at least), the ranges' accumulator
+    /// blocks together within one storage binding.
+    pub fn mixed(self, max_binding: u64) -> Result<Self, GpuError> {
+        let block = (self.padded_rows() * self.stride() * 4) as u64;
+        if self.chunks() > 1 || block > max_binding {
             return Err(GpuError::TooLarge {
                 what: "the batch in mixed precision (one storage binding of M x D f32, padded)",
-                needed: accumulator.max((self.rows * self.dim * 4) as u64),
+                needed: block.max((self.rows * self.dim * 4) as u64),
                 limit: max_binding,
             });
         }
-        Ok(())
+        let tiles = self.padded_rows() / crate::TILE as usize;
+        let wanted = (MIXED_WORKGROUPS / tiles).clamp(1, 8).min(tiles);
+        let fits = (max_binding / block) as usize;
+        Ok(Self {
+            splits: wanted.min(fits).max(1),
+            ..self
+        })
     }
 
     /// The byte offset of chunk `a` in an M×D f32 buffer.
@@ -128,6 +144,39 @@ mod tests {
         assert_eq!(plan.chunk_offset(1) % 256, 0);
         let whole = Plan::new(100, 8, 1, 1 << 27, 65535).unwrap();
         assert_eq!((whole.chunks(), whole.chunk(0)), (1, (0, 100)));
+    }
+
+    #[test]
+    fn mixed_plans_cut_columns_into_ranges_that_fit() {
+        let plan = |m| {
+            Plan::new(m, 512, 1, 2 << 30, 65535)
+                .unwrap()
+                .mixed(2 << 30)
+                .unwrap()
+        };
+        // Few row tiles: more column ranges, at most 8 and at most one per tile.
+        assert_eq!(plan(256).splits, 4);
+        assert_eq!(plan(1024).splits, 8);
+        assert_eq!(plan(8192).splits, 4);
+        assert_eq!(plan(65536).splits, 1);
+        assert_eq!((plan(100).stride(), plan(100).padded_rows()), (512, 128));
+        let narrow = Plan::new(100, 100, 1, 2 << 30, 65535)
+            .unwrap()
+            .mixed(2 << 30)
+            .unwrap();
+        assert_eq!(narrow.stride(), 128);
+        // All ranges' f32 blocks (1024 × 512 × 4 bytes each) share one binding.
+        let tight = Plan::new(1024, 512, 1, 3 << 21, 65535)
+            .unwrap()
+            .mixed(3 << 21)
+            .unwrap();
+        assert_eq!(tight.splits, 3);
+        // A batch that needs row chunks cannot run mixed.
+        let chunked = Plan::new(1024, 512, 1, 1 << 20, 65535).unwrap();
+        assert!(matches!(
+            chunked.mixed(1 << 20),
+            Err(GpuError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -26,10 +26,13 @@ pub(crate) struct Workspace {
     pub mixed: Option<MixedBuffers>,
 }
 
-/// The mixed kernels' padded buffers: ceil(M/64)·64 rows of `stride` values.
+/// The mixed kernels' buffers: the padded features (ceil(M/64)·64 rows of
+/// `stride` values), one padded gradient block and one block of row
+/// statistics per column range.
 pub(crate) struct MixedBuffers {
     pub z16: wgpu::Buffer,
     pub dz32: wgpu::Buffer,
+    pub stats_part: wgpu::Buffer,
 }
 
 /// Buffers for the host-slice API: uploads, the gradient, and readback.
@@ -71,7 +74,18 @@ impl Workspace {
         let padded = (plan.padded_rows() * plan.stride()) as u64;
         let mixed = (precision == GpuPrecision::Mixed).then(|| MixedBuffers {
             z16: buffer(device, "conr z f16", padded * 2, U::STORAGE),
-            dz32: buffer(device, "conr dz f32", padded * 4, U::STORAGE | U::COPY_DST),
+            dz32: buffer(
+                device,
+                "conr dz f32",
+                plan.splits as u64 * padded * 4,
+                U::STORAGE | U::COPY_DST,
+            ),
+            stats_part: buffer(
+                device,
+                "conr row stats per column range",
+                plan.splits as u64 * rows * 32,
+                U::STORAGE,
+            ),
         });
         Self {
             plan,
