@@ -37,11 +37,13 @@ if [ -z "${SKIP_F32_TESTS:-}" ]; then
     CONR_REQUIRE_GPU=1 timeout 120 .gl/bin/gpu-tests --test-threads 1 > "$OUT/gpu-tests.log" 2>&1
     echo "gpu tests exit $?" | tee -a "$OUT/gpu-tests.log"
 fi
-for precision in ${PRECISIONS:-mixed f32}; do
-    echo "== conr bench --backend gpu --precision $precision"
-    timeout 200 .gl/bin/conr bench --backend gpu --precision "$precision" --sizes "$SIZES" --reps "$REPS" --warmup 1 --json \
-        > "$OUT/bench-gpu-$precision.jsonl" 2> "$OUT/bench-gpu-$precision.err"
-    echo "bench $precision exit $?"
+# "precision plan" pairs; the mixed engine visits every tile whatever the plan.
+for run in ${RUNS:-mixed:band f32:band f32:dense}; do
+    precision=${run%%:*} plan=${run##*:}
+    echo "== conr bench --backend gpu --precision $precision --plan $plan"
+    timeout 200 .gl/bin/conr bench --backend gpu --precision "$precision" --plan "$plan" --sizes "$SIZES" --reps "$REPS" --warmup 1 --json \
+        > "$OUT/bench-gpu-$precision-$plan.jsonl" 2> "$OUT/bench-gpu-$precision-$plan.err"
+    echo "bench $precision $plan exit $?"
 done
 if [ -z "${SKIP_TORCH:-}" ]; then
     echo "== torch (official AgeDB ConR) and cuBLAS GEMM"

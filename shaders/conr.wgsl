@@ -34,6 +34,9 @@ const FLAG_OUTER_WEIGHT: u32 = 2u;
 const FLAG_SELF_COUNT: u32 = 4u;
 const FLAG_ACCUMULATE: u32 = 8u;
 const FLAG_WEIGHTS: u32 = 16u;
+// A band pass (conr_core::band) over the positives or over the negatives.
+const FLAG_BAND_POSITIVES: u32 = 32u;
+const FLAG_BAND_NEGATIVES: u32 = 64u;
 
 const METRIC_L1: u32 = 0u;
 const METRIC_L2: u32 = 1u;
@@ -137,6 +140,10 @@ struct Pair {
 @group(0) @binding(11) var<storage, read_write> outcomes: array<RowOutcome>;
 @group(0) @binding(13) var<storage, read_write> totals: Totals;
 @group(0) @binding(15) var<storage, read_write> dz: array<f32>;
+// A band pass's rows in its sorted order, and for each block of 64 sorted
+// rows the run of sorted columns [x, y) that can pair with them.
+@group(0) @binding(19) var<storage, read> band_order: array<u32>;
+@group(0) @binding(20) var<storage, read> band_ranges: array<vec2<u32>>;
 
 // 16 features × 64 rows, four rows per vec4: 4 KiB each.
 var<workgroup> tile_a: array<vec4<f32>, 256>;
@@ -149,6 +156,41 @@ var<workgroup> partial_anchors: array<u32, 256>;
 
 fn has_flag(flag: u32) -> bool {
     return (params.flags & flag) != 0u;
+}
+
+// ------------------------------------------------------------- band passes
+
+fn banded() -> bool {
+    return has_flag(FLAG_BAND_POSITIVES | FLAG_BAND_NEGATIVES);
+}
+
+// The row at position `pos` of this pass: the chunk's own order in a dense
+// pass, the band's sorted order in a band pass (one chunk, offsets 0).
+fn at(pos: u32) -> u32 {
+    if (banded()) {
+        return band_order[pos];
+    }
+    return pos;
+}
+
+// The positions of the columns that row tile `block` visits.
+fn tile_columns(block: u32) -> vec2<u32> {
+    if (banded()) {
+        return band_ranges[block];
+    }
+    return vec2<u32>(0u, params.col_count);
+}
+
+// Whether a pair of this kind counts in this pass: a band pass takes only its
+// own kind, so that no pair is counted twice.
+fn keeps(kind: u32) -> bool {
+    if (has_flag(FLAG_BAND_POSITIVES)) {
+        return kind == POSITIVE;
+    }
+    if (has_flag(FLAG_BAND_NEGATIVES)) {
+        return kind == NEGATIVE;
+    }
+    return kind != NEITHER;
 }
 
 // ---------------------------------------------------------------- metric.rs
@@ -310,8 +352,8 @@ fn row_key(j: u32) -> RowKey {
 // Thread t < 64 stages column col_base + t of the tile's column chunk (fast
 // path only). A barrier must separate it from the tile's readers.
 fn stage_keys(col_base: u32, t: u32) {
-    let k = params.col_offset + col_base + t;
     if (fast_keys() && t < TILE && col_base + t < params.col_count) {
+        let k = params.col_offset + at(col_base + t);
         col_label[t] = labels[k];
         col_pred[t] = preds[k];
         col_log_eta[t] = log_eta(k);
@@ -321,7 +363,7 @@ fn stage_keys(col_base: u32, t: u32) {
 // Thread t < 64 stages the outcome of column col_base + t (backward passes).
 fn stage_outcomes(col_base: u32, t: u32) {
     if (t < TILE && col_base + t < params.col_count) {
-        col_outcome[t] = outcomes[params.col_offset + col_base + t];
+        col_outcome[t] = outcomes[params.col_offset + at(col_base + t)];
     }
 }
 
@@ -548,10 +590,10 @@ fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array
             var b = 0.0;
             if (k0 + kk < dim) {
                 if (row_base + r < params.row_count) {
-                    a = z_rows[(row_base + r) * dim + k0 + kk];
+                    a = z_rows[at(row_base + r) * dim + k0 + kk];
                 }
                 if (col_base + r < params.col_count) {
-                    b = z_cols[(col_base + r) * dim + k0 + kk];
+                    b = z_cols[at(col_base + r) * dim + k0 + kk];
                 }
             }
             tile_a[kk * SIDE + r / 4u][r % 4u] = a;
@@ -582,9 +624,10 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     var keys: array<RowKey, 4>;
     for (var i = 0u; i < 4u; i++) {
         let r = row_base + lid.y * 4u + i;
-        keys[i] = row_key(params.row_offset + min(r, params.row_count - 1u));
+        keys[i] = row_key(params.row_offset + at(min(r, params.row_count - 1u)));
     }
-    for (var col_base = 0u; col_base < params.col_count; col_base += TILE) {
+    let cols = tile_columns(wid.x);
+    for (var col_base = cols.x; col_base < cols.y; col_base += TILE) {
         stage_keys(col_base, flat);
         let s = gram_tile(row_base, col_base, lid.xy, flat);
         for (var i = 0u; i < 4u; i++) {
@@ -593,10 +636,10 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
                 let col = lid.x * 4u + c;
                 if (r < params.row_count && col_base + col < params.col_count) {
                     var kj: Pair;
-                    let j = params.row_offset + r;
-                    let k = params.col_offset + col_base + col;
+                    let j = params.row_offset + at(r);
+                    let k = params.col_offset + at(col_base + col);
                     let pair = classify_staged(j, k, keys[i], col, &kj);
-                    if (pair.kind != NEITHER) {
+                    if (keeps(pair.kind)) {
                         mine[i] = stats_push(mine[i], pair, s[i][c] * params.inv_temperature);
                     }
                 }
@@ -619,7 +662,7 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         workgroupBarrier();
     }
     if (flat < TILE && row_base + flat < params.row_count) {
-        let j = params.row_offset + row_base + flat;
+        let j = params.row_offset + at(row_base + flat);
         if (has_flag(FLAG_ACCUMULATE)) {
             stats[j] = stats_merge(stats[j], merged[flat]);
         } else {
@@ -681,11 +724,12 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     var keys: array<RowKey, 4>;
     var rows_out: array<RowOutcome, 4>;
     for (var i = 0u; i < 4u; i++) {
-        let j = params.row_offset + min(row_base + lid.y * 4u + i, params.row_count - 1u);
+        let j = params.row_offset + at(min(row_base + lid.y * 4u + i, params.row_count - 1u));
         keys[i] = row_key(j);
         rows_out[i] = outcomes[j];
     }
-    for (var col_base = 0u; col_base < params.col_count; col_base += TILE) {
+    let cols = tile_columns(wid.x);
+    for (var col_base = cols.x; col_base < cols.y; col_base += TILE) {
         stage_keys(col_base, flat);
         stage_outcomes(col_base, flat);
         let s = gram_tile(row_base, col_base, lid.xy, flat);
@@ -695,11 +739,11 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
                 let col = lid.x * 4u + c;
                 var h = 0.0;
                 if (row_base + r < params.row_count && col_base + col < params.col_count) {
-                    let j = params.row_offset + row_base + r;
-                    let k = params.col_offset + col_base + col;
+                    let j = params.row_offset + at(row_base + r);
+                    let k = params.col_offset + at(col_base + col);
                     var kj: Pair;
                     let jk = classify_staged(j, k, keys[i], col, &kj);
-                    if (jk.kind != NEITHER) {
+                    if (keeps(jk.kind)) {
                         let logit = s[i][c] * inv_t;
                         h = (coefficient(rows_out[i], factor, jk, logit) + coefficient(col_outcome[col], factor, kj, logit)) * inv_t;
                     }
@@ -718,7 +762,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
                     let dd = index % TILE;
                     var v = 0.0;
                     if (col_base + k0 + kk < params.col_count && d0 + dd < dim) {
-                        v = z_cols[(col_base + k0 + kk) * dim + d0 + dd];
+                        v = z_cols[at(col_base + k0 + kk) * dim + d0 + dd];
                     }
                     tile_b[kk * SIDE + dd / 4u][dd % 4u] = v;
                 }
@@ -738,7 +782,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
                 for (var c = 0u; c < 4u; c++) {
                     let d = d0 + lid.x * 4u + c;
                     if (r < params.row_count && d < dim) {
-                        dz[r * dim + d] += acc[i][c];
+                        dz[at(r) * dim + d] += acc[i][c];
                     }
                 }
             }

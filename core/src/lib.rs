@@ -17,6 +17,7 @@
 //!   [`Config::official_nyud2`]) and of the paper ([`Config::paper`], the default);
 //! - [`Batch`], a validated view of features, labels, predictions and weights;
 //! - [`metric`]: the label distances; [`pairs`]: positives, negatives and pushing weights;
+//! - [`band`]: the band plan, which tiles of pairs can hold a positive or a negative;
 //! - [`stats`]: the streaming per-row statistics (log-sum-exp) and gradient coefficients;
 //! - [`normalize`]: L2 normalisation and its backward pass;
 //! - [`density`]: label-density weights (inverse, square-root inverse, LDS smoothing);
@@ -54,6 +55,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod band;
 mod batch;
 mod config;
 pub mod density;

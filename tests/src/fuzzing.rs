@@ -5,6 +5,8 @@
 
 use conr_cli::input::{LossCase, WeightsCase};
 use conr_cli::output::{Backend, Precision};
+use conr_core::band::{BandPlan, Side, TilePlan};
+use conr_core::pairs::Pair;
 use conr_core::{
     Aggregation, Batch, Config, LabelMetric, Pushing, PushingKind, Reduction, Scalar, Shape,
 };
@@ -125,16 +127,58 @@ fn run_engines<T: Scalar>(
     let Ok(batch) = Batch::new(shape, &f, &y, &p, w.as_deref()) else {
         return;
     };
+    if let Ok(params) = batch.check(config) {
+        check_bands(&batch, &params);
+    }
     let reference = Reference.compute(&batch, config);
     let fast = Fast::new().compute(&batch, config);
-    match (reference, fast) {
-        (Ok(a), Ok(b)) => check_outputs(shape, &[a, b]),
-        (Err(a), Err(b)) => assert_eq!(a, b, "engines refuse differently"),
-        (a, b) => panic!(
-            "one engine accepts, the other refuses: {:?} / {:?}",
+    let dense = Fast::new()
+        .with_plan(TilePlan::Dense)
+        .compute(&batch, config);
+    match (reference, fast, dense) {
+        (Ok(a), Ok(b), Ok(c)) => check_outputs(shape, &[a, b, c]),
+        (Err(a), Err(b), Err(c)) => {
+            assert_eq!(a, b, "engines refuse differently");
+            assert_eq!(a, c, "the band and dense plans refuse differently");
+        }
+        (a, b, c) => panic!(
+            "one engine accepts, another refuses: {:?} / {:?} / {:?}",
             a.err(),
-            b.err()
+            b.err(),
+            c.err()
         ),
+    }
+}
+
+/// The band plan is exact: every positive (negative) pair of the batch lies
+/// in the band of columns the plan gives for its row, for blocks of any size.
+fn check_bands<T: Scalar>(batch: &Batch<'_, T>, params: &conr_core::Params<T>) {
+    let rows = batch.rows();
+    for side in [Side::Positives, Side::Negatives] {
+        let (mut order, mut keys) = (vec![0u32; rows], vec![T::zero(); rows]);
+        let plan = BandPlan::new(batch, params, side, &mut order, &mut keys)
+            .expect("scratch of the right length");
+        let Some(plan) = plan else { continue };
+        let mut position = vec![0usize; rows];
+        for (i, &j) in plan.order().iter().enumerate() {
+            position[j as usize] = i;
+        }
+        for block in [1, 3] {
+            for start in (0..rows).step_by(block) {
+                let cols = plan.columns(start..start + block);
+                for &j in &plan.order()[start..(start + block).min(rows)] {
+                    let j = j as usize;
+                    for (k, at) in position.iter().enumerate() {
+                        let pair = Pair::classify(params, batch.row(j), batch.row(k), T::zero());
+                        let inside = cols.contains(at);
+                        match side {
+                            Side::Positives => assert!(!pair.is_positive() || inside),
+                            Side::Negatives => assert!(!pair.is_negative() || inside),
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -210,3 +210,85 @@ pub fn batch_with(
 pub fn any_batch(max_rows: usize, max_dim: usize) -> impl Strategy<Value = RandomBatch> {
     batch_with(max_rows, max_dim, any_config())
 }
+
+/// Batches chosen to break a band planner: label and prediction distances
+/// exactly at ω and ω̂ (grids of step ω and ω̂), ω = 0, every label equal
+/// (every pair positive), predictions far from the labels, labels of ±1e30,
+/// two- and three-wide labels under every metric, rows in no particular
+/// order, and duplicated rows.
+pub fn band_breaker(max_rows: usize, max_dim: usize) -> impl Strategy<Value = RandomBatch> {
+    let knobs = (
+        2..=max_rows,
+        1..=max_dim,
+        1usize..=3,
+        any_config(),
+        0u8..6,
+        prop::sample::select(vec![0.0, 0.5, 1.0, 2.0]),
+    );
+    knobs.prop_flat_map(|(rows, dim, label_dim, config, kind, omega)| {
+        let n = rows * label_dim;
+        (
+            prop::collection::vec(-1.0f64..1.0, rows * dim),
+            prop::collection::vec(-4i32..=4, n),
+            prop::collection::vec(-4i32..=4, n),
+            prop::option::of(prop::collection::vec(0.2f64..3.0, rows)),
+            prop::collection::vec(0..rows, rows / 3),
+        )
+            .prop_map(move |(mut features, steps, noise, weights, copies)| {
+                let mut config = config;
+                if config.label_metric != LabelMetric::Angular {
+                    config.threshold = omega;
+                    config.pred_threshold = Some(omega * 0.5);
+                }
+                let (w, w_hat) = (config.threshold, config.effective_pred_threshold());
+                // Grid steps of ω (or 1 when ω = 0) put distances exactly on the thresholds.
+                let step = if w > 0.0 { w } else { 1.0 };
+                let step_hat = if w_hat > 0.0 { w_hat } else { 1.0 };
+                let (labels, preds): (Vec<f64>, Vec<f64>) = steps
+                    .iter()
+                    .zip(&noise)
+                    .map(|(&s, &e)| {
+                        // Angular labels must not be zero vectors.
+                        let y = 10.0 + step * f64::from(s);
+                        match kind {
+                            // Every label equal: every pair is a positive.
+                            0 => (7.0, 7.0 + step_hat * f64::from(e)),
+                            // Predictions far from the labels.
+                            1 => (y, y + 1000.0 * f64::from(e)),
+                            // Labels of ±1e30.
+                            2 => {
+                                let big = if s < 0 { -1e30 } else { 1e30 };
+                                (big + 1e15 * f64::from(s), big + 1e15 * f64::from(e))
+                            }
+                            // Predictions on the ω̂ grid next to the labels.
+                            _ => (y, y + step_hat * f64::from(e)),
+                        }
+                    })
+                    .unzip();
+                let (mut labels, mut preds) = (labels, preds);
+                // Duplicated rows: copy row `from` over row `to` (features, labels, predictions).
+                for (to, &from) in copies.iter().enumerate() {
+                    let to = (to * 7 + 1) % rows;
+                    for i in 0..dim {
+                        features[to * dim + i] = features[from * dim + i];
+                    }
+                    for i in 0..label_dim {
+                        labels[to * label_dim + i] = labels[from * label_dim + i];
+                        preds[to * label_dim + i] = preds[from * label_dim + i];
+                    }
+                }
+                RandomBatch {
+                    shape: Shape {
+                        rows,
+                        dim,
+                        label_dim,
+                    },
+                    features,
+                    labels,
+                    preds,
+                    weights: weights.clone(),
+                    config,
+                }
+            })
+    })
+}

@@ -1,9 +1,10 @@
 //! Every engine agrees with the reference on random batches and every config knob.
 
+use conr_core::band::TilePlan;
 use conr_cpu::{Engine, Fast, Reference};
 use conr_tests::budget::{F32_VS_F64, F64_VS_F64, agree, scaled_by_inv_temperature};
 use conr_tests::fixtures::widen;
-use conr_tests::random::any_batch;
+use conr_tests::random::{any_batch, band_breaker};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use std::sync::OnceLock;
@@ -37,6 +38,27 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, max_global_rejects: 100_000, ..ProptestConfig::default() })]
+
+    /// The band plan visits every tile that holds a positive or a negative, on
+    /// batches chosen to break it (distances exactly at ω and ω̂, ω = 0, equal
+    /// labels, far predictions, labels of ±1e30, wide labels in every metric,
+    /// duplicated rows): the band, the dense plan and the reference agree, with
+    /// anchors and counts exact.
+    #[test]
+    fn band_plan_matches_dense_and_reference(b in band_breaker(300, 8)) {
+        let want = Reference.compute(&b.batch(), &b.config).unwrap();
+        let band = fast().compute(&b.batch(), &b.config).unwrap();
+        let dense = fast().clone().with_plan(TilePlan::Dense).compute(&b.batch(), &b.config).unwrap();
+        agree(&F64_VS_F64, &band, &want)?;
+        agree(&F64_VS_F64, &dense, &want)?;
+        prop_assert_eq!(&band.anchors, &dense.anchors);
+        prop_assert_eq!(&band.positives, &dense.positives);
+        prop_assert_eq!(&band.negatives, &dense.negatives);
+    }
+}
+
 /// Results are bit-identical across thread counts: each row block sums in a fixed order.
 #[test]
 fn fast_is_deterministic_across_thread_counts() {
@@ -54,5 +76,13 @@ fn fast_is_deterministic_across_thread_counts() {
         let again = fast().compute(&b.batch(), &b.config).unwrap();
         assert_eq!(one, two);
         assert_eq!(one, again);
+        let dense = |threads| {
+            Fast::with_threads(threads)
+                .unwrap()
+                .with_plan(TilePlan::Dense)
+                .compute(&b.batch(), &b.config)
+                .unwrap()
+        };
+        assert_eq!(dense(1), dense(2));
     }
 }

@@ -2,12 +2,13 @@
 //! on lavapipe (Mesa's software Vulkan), about a thousand times slower than a
 //! real GPU, so the batches stay small.
 
+use conr_core::band::TilePlan;
 use conr_core::{Batch, Config, Shape};
 use conr_cpu::{Engine, Output, Reference};
 use conr_tests::budget::{F32_FIXTURE, GPU_VS_CPU, scaled_by_inv_temperature};
 use conr_tests::fixtures::{check_runner, f32_batch, widen};
 use conr_tests::gpu::gpu;
-use conr_tests::random::{RandomBatch, any_batch};
+use conr_tests::random::{RandomBatch, any_batch, band_breaker};
 use conr_wgpu::{GpuBuffers, GpuConr, GpuError};
 use proptest::prelude::*;
 use wgpu::util::DeviceExt;
@@ -65,6 +66,67 @@ proptest! {
         let want = Reference.compute(&b.batch(), &b.config).unwrap();
         agree(&on_gpu(gpu, &b), &want, b.config.temperature)?;
     }
+}
+
+/// The GPU's dense-plan context, built once.
+fn dense_gpu() -> Option<&'static GpuConr> {
+    static DENSE: std::sync::OnceLock<GpuConr> = std::sync::OnceLock::new();
+    gpu()?;
+    Some(DENSE.get_or_init(|| GpuConr::new().unwrap().with_plan(TilePlan::Dense)))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, max_global_rejects: 100_000, ..ProptestConfig::default() })]
+
+    /// The band plan on the GPU (the default) against the dense plan on the
+    /// same device, on batches chosen to break a planner: the same anchors and
+    /// counts, and the same loss and gradient up to f32 summation order.
+    #[test]
+    fn gpu_band_matches_gpu_dense(b in band_breaker(200, 8)) {
+        let (Some(band), Some(dense)) = (gpu(), dense_gpu()) else { return Ok(()) };
+        prop_assume!(b.row_norms_above(0.05));
+        let small = b.convert::<f32>();
+        let got = widen(band.compute(&small.batch(), &b.config).expect("the GPU computes"));
+        let want = widen(dense.compute(&small.batch(), &b.config).expect("the GPU computes"));
+        agree(&got, &want, b.config.temperature)?;
+    }
+}
+
+/// An AgeDB-like batch really takes the band: here a quarter of the tiles
+/// (both sides together), against every tile for the dense plan.
+#[test]
+fn the_band_plan_skips_tiles_on_agedb_like_batches() {
+    let Some(gpu) = gpu() else { return };
+    let m = 1024;
+    let labels: Vec<f32> = (0..m).map(|j| (20 + (j * 37) % 61) as f32).collect();
+    let preds: Vec<f32> = labels
+        .iter()
+        .enumerate()
+        .map(|(j, y)| y + ((j * 13) % 15) as f32 - 7.0)
+        .collect();
+    let features: Vec<f32> = (0..m * 4)
+        .map(|i| ((i * 7919) % 97) as f32 / 48.0 - 1.0)
+        .collect();
+    let shape = Shape {
+        rows: m,
+        dim: 4,
+        label_dim: 1,
+    };
+    let batch = Batch::new(shape, &features, &labels, &preds, None).unwrap();
+    let config = Config::official_agedb();
+    let share = gpu.tile_share(&batch, &config).unwrap();
+    assert!(share < 0.3, "the band visits {share:.3} of the tiles");
+    assert_eq!(
+        dense_gpu().unwrap().tile_share(&batch, &config).unwrap(),
+        1.0
+    );
+    let want = Reference.compute(&batch, &config).unwrap();
+    agree(
+        &widen(gpu.compute(&batch, &config).unwrap()),
+        &widen(want),
+        config.temperature,
+    )
+    .unwrap();
 }
 
 /// A batch split into several row chunks (a deliberately small binding limit)

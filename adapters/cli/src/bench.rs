@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::memory;
 use crate::output::Backend;
+use conr_core::band::TilePlan;
 use conr_wgpu::{GpuBuffers, GpuConr, GpuPrecision};
 
 /// The precision `conr bench` runs the GPU engine in.
@@ -35,6 +36,38 @@ impl From<BenchPrecision> for GpuPrecision {
     }
 }
 
+/// `--plan band|dense`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanArg {
+    /// Only the tiles that can hold a positive or a negative.
+    Band,
+    /// Every tile.
+    Dense,
+}
+
+impl From<PlanArg> for TilePlan {
+    fn from(p: PlanArg) -> Self {
+        match p {
+            PlanArg::Band => TilePlan::Band,
+            PlanArg::Dense => TilePlan::Dense,
+        }
+    }
+}
+
+/// The label distribution of `conr bench`'s batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Labels {
+    /// Integer ages ~ N(35, 15) in [0, 100], predictions within N(0, 7) years.
+    Agedb,
+    /// Integer ages uniform over [0, 100], predictions within N(0, 7) years.
+    Uniform,
+    /// AgeDB ages with every prediction within ω̂ of every other (in
+    /// [34.5, 35.5]), as a model predicts at the start of training: almost
+    /// every pair is a positive or a negative, the band plan's worst case.
+    Collapsed,
+}
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -51,6 +84,10 @@ pub struct BenchOptions {
     /// The GPU engine's precision (`--precision f32|mixed`); the CPU engines
     /// compute in f32 here.
     pub gpu_precision: GpuPrecision,
+    /// Which tiles the fast engines visit.
+    pub plan: TilePlan,
+    /// The label distribution.
+    pub labels: Labels,
 }
 
 /// One size's result; `--json` prints one per line.
@@ -66,6 +103,14 @@ pub struct BenchRow {
     pub threads: usize,
     /// `"f32"`, or `"mixed"` (the GPU's f16 tensor-core tiles).
     pub precision: &'static str,
+    /// `"band"` or `"dense"` (the reference engine always visits every pair).
+    pub plan: &'static str,
+    /// The label distribution.
+    pub labels: Labels,
+    /// The share of the M² pairs that are positives or negatives.
+    pub pair_share: f64,
+    /// The share of the engine's tiles that the plan visits (1 for dense).
+    pub tile_share: f64,
     /// Median seconds of one forward plus backward pass (f32).
     pub fwd_bwd_s: f64,
     /// Median seconds of one M×M×D f32 GEMM on the CPU with the fast engine's
@@ -81,8 +126,8 @@ pub struct BenchRow {
     /// device, with the submission and the wait for it, but no upload and no
     /// readback: the cost a framework that keeps its tensors on the GPU pays.
     pub record_s: Option<f64>,
-    /// GPU only, M <= 8192: median seconds per call of ten `record` calls in
-    /// one submission: the GPU's own time for a call, without the latency of
+    /// GPU only, M <= 8192, not on software adapters: median seconds per call
+    /// of ten `record` calls in one submission: the GPU's own time for a call, without the latency of
     /// one submission and wait each.
     pub record_batched_s: Option<f64>,
 }
@@ -105,8 +150,9 @@ pub fn parse_sizes(text: &str) -> Result<Vec<(usize, usize)>> {
         .collect()
 }
 
-/// A random AgeDB-like batch in f32: integer ages ~ N(35, 15) in [0, 100],
-/// predictions within N(0, 7) years, N(0, 1) features, `sqrt_inv` weights.
+/// A random batch in f32 with `Labels` ages (AgeDB-like by default: integer
+/// ages ~ N(35, 15) in [0, 100], predictions within N(0, 7) years), N(0, 1)
+/// features, `sqrt_inv` weights.
 pub struct RandomBatch {
     /// The sizes.
     pub shape: Shape,
@@ -122,17 +168,26 @@ pub struct RandomBatch {
 
 impl RandomBatch {
     /// Draws a batch from `seed`.
-    pub fn new(m: usize, d: usize, seed: u64) -> Result<Self> {
+    pub fn new(m: usize, d: usize, seed: u64, kind: Labels) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut normal = || rng.sample::<f64, _>(StandardNormal);
         let labels: Vec<f32> = (0..m)
-            .map(|_| (35.0 + 15.0 * normal()).round().clamp(0.0, 100.0) as f32)
+            .map(|_| match kind {
+                Labels::Uniform => rng.random_range(0.0f64..=100.0).round() as f32,
+                _ => (35.0 + 15.0 * rng.sample::<f64, _>(StandardNormal))
+                    .round()
+                    .clamp(0.0, 100.0) as f32,
+            })
             .collect();
         let preds = labels
             .iter()
-            .map(|&y| y + (7.0 * normal()) as f32)
+            .map(|&y| match kind {
+                Labels::Collapsed => (35.0 + rng.random_range(-0.5f64..0.5)) as f32,
+                _ => y + (7.0 * rng.sample::<f64, _>(StandardNormal)) as f32,
+            })
             .collect();
-        let features = (0..m * d).map(|_| normal() as f32).collect();
+        let features = (0..m * d)
+            .map(|_| rng.sample::<f64, _>(StandardNormal) as f32)
+            .collect();
         let weights = density_weights(&DensityConfig::default(), &labels)?;
         Ok(Self {
             shape: Shape {
@@ -268,9 +323,9 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
     // One engine for the whole run: the pool or the GPU context is built once.
     let engine = match options.backend {
         Backend::Reference => Bench::Reference,
-        Backend::Cpu => Bench::Cpu(Fast::with_threads(options.threads)?),
+        Backend::Cpu => Bench::Cpu(Fast::with_threads(options.threads)?.with_plan(options.plan)),
         Backend::Gpu => {
-            let gpu = GpuConr::with_precision(options.gpu_precision)?;
+            let gpu = GpuConr::with_precision(options.gpu_precision)?.with_plan(options.plan);
             progress(&format!(
                 "GPU: {} ({})",
                 gpu.adapter_name(),
@@ -286,10 +341,11 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
     let config = Config::official_agedb();
     let mut rows = Vec::new();
     for &(m, d) in &options.sizes {
-        let data = RandomBatch::new(m, d, 0x5EED ^ (m as u64) << 20 ^ d as u64)?;
+        let data = RandomBatch::new(m, d, 0x5EED ^ (m as u64) << 20 ^ d as u64, options.labels)?;
         let batch = data.batch()?;
         let mut times = Vec::new();
         let mut peak = 0;
+        let mut pair_share = 0.0;
         for rep in 0..options.warmup + options.reps {
             let timed = rep >= options.warmup;
             progress(&format!(
@@ -317,6 +373,13 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             if !out.loss.is_finite() {
                 bail!("M={m} D={d}: the loss is not finite");
             }
+            let pairs: u64 = out
+                .positives
+                .iter()
+                .zip(&out.negatives)
+                .map(|(&p, &q)| u64::from(p) + u64::from(q))
+                .sum();
+            pair_share = pairs as f64 / (m as f64 * m as f64);
             drop(out);
             if timed {
                 times.push(elapsed);
@@ -338,8 +401,12 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
                 progress(&format!("M={m} D={d}: record path"));
                 let one = time_record(gpu, &data, &config, options, 1)?;
                 // Where one call takes milliseconds, ten in a row tell apart its
-                // fixed cost; larger batches would only take long.
-                let batched = if m <= BATCHED_MAX_ROWS {
+                // fixed cost; larger batches, and software adapters, would only
+                // take long.
+                let software = gpu
+                    .adapter_info()
+                    .is_some_and(|info| info.device_type == wgpu::DeviceType::Cpu);
+                let batched = if m <= BATCHED_MAX_ROWS && !software {
                     Some(time_record(gpu, &data, &config, options, BATCHED)?)
                 } else {
                     None
@@ -352,12 +419,30 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             Bench::Gpu(gpu) => gpu.precision().name(),
             _ => "f32",
         };
+        let (plan, tile_share) = match &engine {
+            Bench::Reference => (TilePlan::Dense, 1.0),
+            Bench::Cpu(fast) => (fast.plan(), fast.tile_share(&batch, &config)?),
+            Bench::Gpu(gpu) => {
+                let share = gpu.tile_share(&batch, &config)?;
+                // Where the GPU visits every tile (mixed precision, chunks), say so.
+                let plan = if share < 1.0 {
+                    gpu.plan()
+                } else {
+                    TilePlan::Dense
+                };
+                (plan, share)
+            }
+        };
         rows.push(BenchRow {
             backend: options.backend,
             m,
             d,
             threads,
             precision,
+            plan: plan.name(),
+            labels: options.labels,
+            pair_share,
+            tile_share,
             fwd_bwd_s,
             gemm_s,
             gemm_equivalents: gemm_s.map(|g| fwd_bwd_s / g),

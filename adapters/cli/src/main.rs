@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use conr_candle::ConrEngine;
-use conr_cli::bench::{self, BenchOptions, BenchPrecision, BenchRow, parse_sizes};
+use conr_cli::bench::{self, BenchOptions, BenchPrecision, BenchRow, Labels, PlanArg, parse_sizes};
 use conr_cli::demo::{self, DemoOptions};
 use conr_cli::input::{LossCase, WeightsCase, read_json};
 use conr_cli::output::{self, Backend, Precision};
@@ -62,8 +62,17 @@ enum Command {
         /// Threads for ConR and the GEMM; 0 means one per core.
         #[arg(long, default_value_t = 0)]
         threads: usize,
-        /// Print one JSON object per size (backend, m, d, threads, precision, fwd_bwd_s,
-        /// gemm_s, gemm_equivalents, peak_bytes, record_s, record_batched_s) instead of a table.
+        /// Print one JSON object per size (backend, m, d, threads, precision, plan, labels,
+        /// pair_share, tile_share, fwd_bwd_s, gemm_s, gemm_equivalents, peak_bytes, record_s,
+        /// record_batched_s) instead of a table.
+        /// Which tiles the fast engines visit: `band` (only those that can hold a
+        /// positive or a negative) or `dense` (every tile).
+        #[arg(long, value_enum, default_value_t = PlanArg::Band)]
+        plan: PlanArg,
+        /// The label distribution: `agedb`, `uniform` (ages uniform over 0-100), or
+        /// `collapsed` (AgeDB ages, every prediction within ω̂ of every other).
+        #[arg(long, value_enum, default_value_t = Labels::Agedb)]
+        labels: Labels,
         /// The GPU engine's precision: `f32`, or `mixed` (f16 tensor-core tiles with f32
         /// accumulation, where the adapter has cooperative matrices).
         #[arg(long, value_enum, default_value_t = BenchPrecision::F32)]
@@ -157,6 +166,8 @@ fn run(cli: Cli) -> Result<String> {
             warmup,
             threads,
             precision,
+            plan,
+            labels,
             json,
         } => {
             if precision == BenchPrecision::Mixed && backend != Backend::Gpu {
@@ -169,6 +180,8 @@ fn run(cli: Cli) -> Result<String> {
                 warmup,
                 threads,
                 gpu_precision: precision.into(),
+                plan: plan.into(),
+                labels,
             };
             // Progress on one self-erasing line, when a person is watching.
             let live = std::io::stderr().is_terminal();
@@ -266,18 +279,22 @@ fn run(cli: Cli) -> Result<String> {
 /// The human-readable bench table.
 fn table(rows: &[BenchRow]) -> String {
     let mut out = String::from(
-        "backend  precision      M      D  threads  fwd+bwd (s)  record (s)  GEMM (s)  GEMM-equivalents  peak extra memory\n",
+        "backend  precision plan  labels        M      D  threads  pairs   tiles  fwd+bwd (s)  record (s)  GEMM (s)  GEMM-equivalents  peak extra memory\n",
     );
     let or_dash =
         |x: Option<f64>, digits: usize| x.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     for r in rows {
         out += &format!(
-            "{:<8} {:<9} {:>6} {:>6} {:>8}  {:>11.4}  {:>10}  {:>8}  {:>16}  {:>10.1} MiB\n",
+            "{:<8} {:<9} {:<5} {:<9} {:>6} {:>6} {:>8}  {:>5.1}%  {:>5.1}%  {:>11.4}  {:>10}  {:>8}  {:>16}  {:>10.1} MiB\n",
             format!("{:?}", r.backend).to_lowercase(),
             r.precision,
+            r.plan,
+            format!("{:?}", r.labels).to_lowercase(),
             r.m,
             r.d,
             r.threads,
+            100.0 * r.pair_share,
+            100.0 * r.tile_share,
             r.fwd_bwd_s,
             or_dash(r.record_s, 5),
             or_dash(r.gemm_s, 4),

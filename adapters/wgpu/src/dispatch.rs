@@ -2,7 +2,7 @@
 
 use wgpu::{BindingResource, BufferBinding};
 
-use crate::params::{FLAG_ACCUMULATE, Params};
+use crate::params::{FLAG_ACCUMULATE, FLAG_BAND_NEGATIVES, FLAG_BAND_POSITIVES, Params};
 use crate::workspace::Workspace;
 use crate::{GpuPrecision, LINEAR_WORKGROUP, SHADER, TILE, mixed_shader};
 
@@ -52,6 +52,17 @@ const DZ: u32 = 15;
 const Z16: u32 = 16;
 const DZ32: u32 = 17;
 const STATS_PART: u32 = 18;
+const BAND_ORDER: u32 = 19;
+const BAND_RANGES: u32 = 20;
+
+/// Which rows and columns a tile dispatch visits: every tile of a chunk pair,
+/// or one side of the band plan (conr_core::band).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Dense,
+    Positives,
+    Negatives,
+}
 
 impl Pipelines {
     pub fn new(device: &wgpu::Device, precision: GpuPrecision) -> Self {
@@ -86,13 +97,15 @@ impl Pipelines {
                 row_stats: kernel(
                     &module,
                     "row_stats_mixed",
-                    &[PARAMS, Z16, LABELS, PREDS, WEIGHTS, STATS_PART],
+                    &[PARAMS, Z16, LABELS, PREDS, WEIGHTS, STATS_PART, BAND_ORDER],
                 ),
                 merge_splits: kernel(&module, "merge_splits", &[PARAMS, STATS_PART, STATS]),
                 backward: kernel(
                     &module,
                     "backward_mixed",
-                    &[PARAMS, Z16, DZ32, LABELS, PREDS, WEIGHTS, OUTCOMES],
+                    &[
+                        PARAMS, Z16, DZ32, LABELS, PREDS, WEIGHTS, OUTCOMES, BAND_ORDER,
+                    ],
                 ),
                 normalize_backward: kernel(
                     &module,
@@ -107,7 +120,17 @@ impl Pipelines {
             row_stats: kernel(
                 m,
                 "row_stats",
-                &[PARAMS, Z_ROWS, Z_COLS, LABELS, PREDS, WEIGHTS, STATS],
+                &[
+                    PARAMS,
+                    Z_ROWS,
+                    Z_COLS,
+                    LABELS,
+                    PREDS,
+                    WEIGHTS,
+                    STATS,
+                    BAND_ORDER,
+                    BAND_RANGES,
+                ],
             ),
             finish_rows: kernel(m, "finish_rows", &[PARAMS, WEIGHTS, STATS, OUTCOMES]),
             reduce_loss: kernel(m, "reduce_loss", &[PARAMS, OUTCOMES, TOTALS]),
@@ -115,7 +138,17 @@ impl Pipelines {
                 m,
                 "backward",
                 &[
-                    PARAMS, Z_ROWS, Z_COLS, LABELS, PREDS, WEIGHTS, OUTCOMES, TOTALS, DZ,
+                    PARAMS,
+                    Z_ROWS,
+                    Z_COLS,
+                    LABELS,
+                    PREDS,
+                    WEIGHTS,
+                    OUTCOMES,
+                    TOTALS,
+                    DZ,
+                    BAND_ORDER,
+                    BAND_RANGES,
                 ],
             ),
             normalize_backward: kernel(m, "normalize_backward", &[PARAMS, Z_ROWS, LENGTHS, DZ]),
@@ -138,9 +171,11 @@ pub(crate) struct Sources<'a> {
 
 /// Writes every dispatch's uniform block and records the whole pass into `encoder`.
 ///
+/// `banded`: the tile kernels visit only the band plan's tiles, whose orders
+/// and column runs the caller wrote into `ws.band` (one chunk, f32 only).
 /// `groups` caches the bind groups, one per dispatch in order: pass the same
-/// vector while the buffers behind `ws` and `src` stay the same (the host API's
-/// own buffers), and an empty one otherwise.
+/// vector while the buffers behind `ws` and `src` and `banded` stay the same
+/// (the host API's own buffers), and an empty one otherwise.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
     pipelines: &Pipelines,
@@ -150,6 +185,7 @@ pub(crate) fn record(
     ws: &Workspace,
     src: &Sources<'_>,
     base: Params,
+    banded: bool,
     groups: &mut Vec<wgpu::BindGroup>,
 ) {
     let plan = ws.plan;
@@ -159,6 +195,23 @@ pub(crate) fn record(
         splits: plan.splits as u32,
         ..base
     };
+    let banded = banded && chunks == 1 && pipelines.mixed.is_none() && ws.band.is_some();
+    if banded {
+        // One chunk: the plain block, then one per band side; the negatives
+        // merge into the positives' statistics.
+        let sides = [
+            0,
+            FLAG_BAND_POSITIVES,
+            FLAG_BAND_NEGATIVES | FLAG_ACCUMULATE,
+        ];
+        for (i, flags) in sides.into_iter().enumerate() {
+            let p = Params {
+                flags: base.flags | flags,
+                ..base
+            };
+            queue.write_buffer(&ws.params[i], 0, bytemuck::bytes_of(&p));
+        }
+    }
     for a in 0..chunks {
         for b in 0..chunks {
             let (row_offset, row_count) = plan.chunk(a);
@@ -172,7 +225,9 @@ pub(crate) fn record(
                 flags: base.flags | accumulate,
                 ..base
             };
-            queue.write_buffer(&ws.params[a * chunks + b], 0, bytemuck::bytes_of(&p));
+            if !banded {
+                queue.write_buffer(&ws.params[a * chunks + b], 0, bytemuck::bytes_of(&p));
+            }
         }
     }
     for g in &src.grad {
@@ -185,10 +240,21 @@ pub(crate) fn record(
     fn whole(buffer: &wgpu::Buffer) -> BindingResource<'_> {
         buffer.as_entire_binding()
     }
-    let bind = |kernel: &Kernel, a: usize, b: usize| {
+    let bind = |kernel: &Kernel, a: usize, b: usize, pass: Pass| {
+        let side = match pass {
+            Pass::Dense => None,
+            Pass::Positives => Some(0),
+            Pass::Negatives => Some(1),
+        };
+        let band = side.and_then(|s| ws.band.as_ref().map(|band| (band, s)));
         let resource = |binding: u32| -> BindingResource<'_> {
             match binding {
+                PARAMS if banded => whole(&ws.params[side.map_or(0, |s| s + 1)]),
                 PARAMS => whole(&ws.params[a * chunks + b]),
+                BAND_ORDER => band.map_or_else(|| whole(&ws.no_band), |(b, s)| whole(&b.order[s])),
+                BAND_RANGES => {
+                    band.map_or_else(|| whole(&ws.no_band), |(b, s)| whole(&b.ranges[s]))
+                }
                 FEATURES => BindingResource::Buffer(src.features[a].clone()),
                 Z_OUT | Z_ROWS => whole(&ws.z[a]),
                 Z_COLS => whole(&ws.z[b]),
@@ -227,58 +293,82 @@ pub(crate) fn record(
         })
     };
 
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+    let mut pass_encoder = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
         label: Some("conr forward and backward"),
         timestamp_writes: None,
     });
     let mut index = 0;
-    let mut dispatch = |kernel: &Kernel, a: usize, b: usize, x: usize, y: usize| {
+    let mut dispatch = |kernel: &Kernel, (a, b, pass): (usize, usize, Pass), x: usize, y: usize| {
         if index == groups.len() {
-            groups.push(bind(kernel, a, b));
+            groups.push(bind(kernel, a, b, pass));
         }
-        pass.set_pipeline(&kernel.pipeline);
-        pass.set_bind_group(0, &groups[index], &[]);
-        pass.dispatch_workgroups(x as u32, y as u32, 1);
+        pass_encoder_dispatch(&mut pass_encoder, kernel, &groups[index], x, y);
         index += 1;
     };
     let linear = |rows: usize| rows.div_ceil(LINEAR_WORKGROUP as usize);
     let tiles = |rows: usize| rows.div_ceil(TILE as usize);
+    let once = (0, 0, Pass::Dense);
     if let Some(mixed) = &pipelines.mixed {
         // One chunk (Plan::mixed): the padded f16 features, the forward pass
         // per (row tile, column range), the ranges merged, then the backward
         // pass into one padded f32 block per range.
-        dispatch(&pipelines.normalize, 0, 0, linear(plan.rows), 1);
-        dispatch(&mixed.to_half, 0, 0, linear(plan.padded_rows()), 1);
-        dispatch(&mixed.row_stats, 0, 0, tiles(plan.rows), plan.splits);
-        dispatch(&mixed.merge_splits, 0, 0, linear(plan.rows), 1);
-        dispatch(&pipelines.finish_rows, 0, 0, linear(plan.rows), 1);
-        dispatch(&pipelines.reduce_loss, 0, 0, 1, 1);
-        dispatch(&mixed.backward, 0, 0, tiles(plan.rows), plan.splits);
-        dispatch(&mixed.normalize_backward, 0, 0, linear(plan.rows), 1);
+        dispatch(&pipelines.normalize, once, linear(plan.rows), 1);
+        dispatch(&mixed.to_half, once, linear(plan.padded_rows()), 1);
+        dispatch(&mixed.row_stats, once, tiles(plan.rows), plan.splits);
+        dispatch(&mixed.merge_splits, once, linear(plan.rows), 1);
+        dispatch(&pipelines.finish_rows, once, linear(plan.rows), 1);
+        dispatch(&pipelines.reduce_loss, once, 1, 1);
+        dispatch(&mixed.backward, once, tiles(plan.rows), plan.splits);
+        dispatch(&mixed.normalize_backward, once, linear(plan.rows), 1);
         return;
     }
-    for a in 0..chunks {
-        dispatch(&pipelines.normalize, a, a, linear(plan.chunk(a).1), 1);
-    }
-    for a in 0..chunks {
-        for b in 0..chunks {
-            dispatch(&pipelines.row_stats, a, b, tiles(plan.chunk(a).1), 1);
-        }
-    }
-    dispatch(&pipelines.finish_rows, 0, 0, linear(plan.rows), 1);
-    dispatch(&pipelines.reduce_loss, 0, 0, 1, 1);
-    for a in 0..chunks {
-        for b in 0..chunks {
-            dispatch(&pipelines.backward, a, b, tiles(plan.chunk(a).1), 1);
-        }
-    }
+    // The tile dispatches: every chunk pair, or the two sides of the band.
+    let tile_passes: Vec<(usize, usize, Pass)> = if banded {
+        vec![(0, 0, Pass::Positives), (0, 0, Pass::Negatives)]
+    } else {
+        (0..chunks)
+            .flat_map(|a| (0..chunks).map(move |b| (a, b, Pass::Dense)))
+            .collect()
+    };
     for a in 0..chunks {
         dispatch(
-            &pipelines.normalize_backward,
-            a,
-            a,
+            &pipelines.normalize,
+            (a, a, Pass::Dense),
             linear(plan.chunk(a).1),
             1,
         );
     }
+    for &(a, b, pass) in &tile_passes {
+        dispatch(
+            &pipelines.row_stats,
+            (a, b, pass),
+            tiles(plan.chunk(a).1),
+            1,
+        );
+    }
+    dispatch(&pipelines.finish_rows, once, linear(plan.rows), 1);
+    dispatch(&pipelines.reduce_loss, once, 1, 1);
+    for &(a, b, pass) in &tile_passes {
+        dispatch(&pipelines.backward, (a, b, pass), tiles(plan.chunk(a).1), 1);
+    }
+    for a in 0..chunks {
+        dispatch(
+            &pipelines.normalize_backward,
+            (a, a, Pass::Dense),
+            linear(plan.chunk(a).1),
+            1,
+        );
+    }
+}
+
+fn pass_encoder_dispatch(
+    pass: &mut wgpu::ComputePass<'_>,
+    kernel: &Kernel,
+    group: &wgpu::BindGroup,
+    x: usize,
+    y: usize,
+) {
+    pass.set_pipeline(&kernel.pipeline);
+    pass.set_bind_group(0, group, &[]);
+    pass.dispatch_workgroups(x as u32, y as u32, 1);
 }

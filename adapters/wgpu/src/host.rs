@@ -9,8 +9,9 @@ use wgpu::BufferBinding;
 use crate::dispatch::{Sources, record};
 use crate::params::Params;
 use crate::plan::Plan;
-use crate::workspace::{HostBuffers, Workspace};
+use crate::workspace::{BandBuffers, HostBuffers, Workspace};
 use crate::{GpuConr, GpuError};
+use conr_core::band::{BandPlan, Side};
 
 /// Caller-owned buffers for [`GpuConr::record`], all f32, row-major.
 #[derive(Debug, Clone, Copy)]
@@ -61,13 +62,45 @@ fn chunked<'a>(buffer: &'a wgpu::Buffer, plan: &Plan) -> Vec<BufferBinding<'a>> 
 }
 
 impl GpuConr {
+    /// Sorts the batch for both band sides on the host and writes the orders
+    /// and each 64-row block's column run into `band`. Returns false (a dense
+    /// pass) where no band exists (the `angular` metric).
+    fn write_band(
+        &self,
+        band: &BandBuffers,
+        batch: &Batch<'_, f32>,
+        params: &conr_core::Params<f32>,
+    ) -> Result<bool, GpuError> {
+        let rows = batch.rows();
+        let tile = crate::TILE as usize;
+        for (i, side) in [Side::Positives, Side::Negatives].into_iter().enumerate() {
+            let (mut order, mut keys) = (vec![0u32; rows], vec![0.0f32; rows]);
+            let Some(plan) = BandPlan::new(batch, params, side, &mut order, &mut keys)? else {
+                return Ok(false);
+            };
+            let ranges: Vec<u32> = (0..rows)
+                .step_by(tile)
+                .flat_map(|start| {
+                    let cols = plan.columns(start..start + tile);
+                    [cols.start as u32, cols.end as u32]
+                })
+                .collect();
+            self.queue
+                .write_buffer(&band.order[i], 0, bytemuck::cast_slice(plan.order()));
+            self.queue
+                .write_buffer(&band.ranges[i], 0, bytemuck::cast_slice(&ranges));
+        }
+        Ok(true)
+    }
+
     /// Takes the cached workspace for `plan`, or builds a new one.
     fn workspace(&self, cache: &mut crate::Cache, plan: Plan) -> Result<(), GpuError> {
         if cache.workspace.as_ref().map(|w| w.plan) != Some(plan) {
             cache.workspace = None;
             cache.host = None;
-            cache.workspace =
-                Some(self.scoped(|| Workspace::new(&self.device, plan, self.precision))?);
+            cache.workspace = Some(
+                self.scoped(|| Workspace::new(&self.device, plan, self.precision, self.tiles))?,
+            );
         }
         Ok(())
     }
@@ -84,7 +117,7 @@ impl GpuConr {
         self.check_lost()?;
         let params = batch.check(config)?;
         let shape = batch.shape();
-        let plan = self.plan(shape)?;
+        let plan = self.chunk_plan(shape)?;
         let mut cache = self
             .cache
             .lock()
@@ -92,6 +125,7 @@ impl GpuConr {
         let result = self.compute_locked(
             &mut cache,
             batch,
+            &params,
             plan,
             Params::new(
                 &params,
@@ -131,6 +165,7 @@ impl GpuConr {
         &self,
         cache: &mut crate::Cache,
         batch: &Batch<'_, f32>,
+        core: &conr_core::Params<f32>,
         plan: Plan,
         base: Params,
     ) -> Result<Output<f32>, GpuError> {
@@ -142,9 +177,15 @@ impl GpuConr {
         let (Some(ws), Some(host)) = (workspace.as_ref(), host.as_mut()) else {
             return Err(GpuError::Device("the working buffers are missing".into()));
         };
-        if host.bound_weights != batch.weights().is_some() {
+        // The band plan's orders and column runs, when this batch has a band.
+        let banded = match &ws.band {
+            Some(band) => self.write_band(band, batch, core)?,
+            None => false,
+        };
+        if host.bound_weights != batch.weights().is_some() || host.bound_band != banded {
             host.bind_groups.clear();
             host.bound_weights = batch.weights().is_some();
+            host.bound_band = banded;
         }
         let rows = plan.rows;
         let pipelines = self.pipelines()?;
@@ -187,6 +228,7 @@ impl GpuConr {
                 ws,
                 &sources,
                 base,
+                banded,
                 &mut host.bind_groups,
             );
             for (grad, readback) in host.grad.iter().zip(&host.grad_readback) {
@@ -283,7 +325,7 @@ impl GpuConr {
             return Err(conr_core::Error::ZeroWidth { what }.into());
         }
         // What the device cannot hold is refused before the buffers are looked at.
-        let plan = self.plan(shape)?;
+        let plan = self.chunk_plan(shape)?;
         let (m, d, l) = (shape.rows as u64, shape.dim as u64, shape.label_dim as u64);
         check("features", buffers.features, m * d * 4, U::STORAGE)?;
         check("labels", buffers.labels, m * l * 4, U::STORAGE)?;
@@ -337,6 +379,8 @@ impl GpuConr {
                 ws,
                 &sources,
                 base,
+                // The record path has no host copy of the labels to plan with.
+                false,
                 // Caller-owned buffers may differ on every call: no cache.
                 &mut Vec::new(),
             );

@@ -55,6 +55,7 @@ pub use host::GpuBuffers;
 pub use info::{AdapterSummary, adapters};
 pub use mixed::{GpuPrecision, mixed_support};
 
+use conr_core::band::{BandPlan, Side, TilePlan};
 use dispatch::Pipelines;
 use workspace::{HostBuffers, Workspace};
 
@@ -102,6 +103,7 @@ pub struct GpuConr {
     cache: Mutex<Cache>,
     max_binding: u64,
     precision: GpuPrecision,
+    tiles: TilePlan,
     lost: Arc<LostFlag>,
 }
 
@@ -265,6 +267,7 @@ impl GpuConr {
             cache: Mutex::new(Cache::default()),
             max_binding,
             precision,
+            tiles: TilePlan::default(),
             lost,
         };
         gpu.pipelines = Some(gpu.scoped(|| Pipelines::new(&gpu.device, precision))?);
@@ -283,6 +286,64 @@ impl GpuConr {
     pub fn with_max_binding_bytes(mut self, bytes: u64) -> Self {
         self.max_binding = self.max_binding.min(bytes);
         self
+    }
+
+    /// The same context with another tile plan. [`TilePlan::Band`] (the
+    /// default) makes [`GpuConr::compute`] visit only the tiles that can hold
+    /// a positive or a negative, for f32 batches that fit one chunk; mixed
+    /// precision, chunked batches, the `angular` metric and
+    /// [`GpuConr::record`] (which has no host copy of the labels to plan
+    /// with) visit every tile.
+    pub fn with_plan(mut self, tiles: TilePlan) -> Self {
+        if let Ok(cache) = self.cache.get_mut() {
+            *cache = Cache::default();
+        }
+        self.tiles = tiles;
+        self
+    }
+
+    /// The tile plan of [`GpuConr::compute`].
+    pub fn plan(&self) -> TilePlan {
+        self.tiles
+    }
+
+    /// Whether [`GpuConr::compute`] takes the band plan for this batch: the
+    /// band plan chosen, f32, one chunk, and a metric with a band (not
+    /// `angular`).
+    pub fn uses_band(
+        &self,
+        batch: &conr_core::Batch<'_, f32>,
+        config: &conr_core::Config,
+    ) -> Result<bool, GpuError> {
+        batch.check(config)?;
+        Ok(self.tiles == TilePlan::Band
+            && self.precision == GpuPrecision::F32
+            && config.label_metric != conr_core::LabelMetric::Angular
+            && self.chunk_plan(batch.shape())?.chunks() == 1)
+    }
+
+    /// The number of 64×64 tiles [`GpuConr::compute`] visits for this batch
+    /// (both band sides together, which may overlap) over the number of
+    /// tiles of the dense plan: 1 where it visits every tile.
+    pub fn tile_share(
+        &self,
+        batch: &conr_core::Batch<'_, f32>,
+        config: &conr_core::Config,
+    ) -> Result<f64, GpuError> {
+        if !self.uses_band(batch, config)? {
+            return Ok(1.0);
+        }
+        let params = batch.check(config)?;
+        let (rows, tile) = (batch.rows(), TILE as usize);
+        let mut visited = 0;
+        for side in [Side::Positives, Side::Negatives] {
+            let (mut order, mut keys) = (vec![0u32; rows], vec![0.0f32; rows]);
+            match BandPlan::new(batch, &params, side, &mut order, &mut keys)? {
+                Some(plan) => visited += plan.tiles(tile, tile),
+                None => return Ok(1.0),
+            }
+        }
+        Ok(visited as f64 / (rows.div_ceil(tile) * rows.div_ceil(tile)) as f64)
     }
 
     /// The precision this context computes in.
@@ -353,7 +414,7 @@ impl GpuConr {
         Ok(())
     }
 
-    fn plan(&self, shape: conr_core::Shape) -> Result<plan::Plan, GpuError> {
+    fn chunk_plan(&self, shape: conr_core::Shape) -> Result<plan::Plan, GpuError> {
         let max_groups = self.device.limits().max_compute_workgroups_per_dimension;
         let plan = plan::Plan::new(
             shape.rows,

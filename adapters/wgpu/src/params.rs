@@ -34,6 +34,8 @@ pub(crate) const FLAG_OUTER_WEIGHT: u32 = 2;
 pub(crate) const FLAG_SELF_COUNT: u32 = 4;
 pub(crate) const FLAG_ACCUMULATE: u32 = 8;
 pub(crate) const FLAG_WEIGHTS: u32 = 16;
+pub(crate) const FLAG_BAND_POSITIVES: u32 = 32;
+pub(crate) const FLAG_BAND_NEGATIVES: u32 = 64;
 
 /// The size of [`Params`] in bytes.
 pub(crate) const PARAMS_SIZE: u64 = std::mem::size_of::<Params>() as u64;

@@ -3,6 +3,7 @@ use wgpu::util::DeviceExt;
 use crate::GpuPrecision;
 use crate::params::PARAMS_SIZE;
 use crate::plan::Plan;
+use conr_core::band::TilePlan;
 
 /// The working buffers of one batch shape, reused while the shape repeats.
 /// Everything is O(M·D + M·L): no M×M buffer exists.
@@ -24,6 +25,17 @@ pub(crate) struct Workspace {
     pub no_weights: wgpu::Buffer,
     /// Mixed precision: the padded f16 features and the padded f32 ∂L/∂z.
     pub mixed: Option<MixedBuffers>,
+    /// The band plan's orders and column runs (one chunk, f32).
+    pub band: Option<BandBuffers>,
+    /// Bound as the band buffers in dense passes (never read then).
+    pub no_band: wgpu::Buffer,
+}
+
+/// One side each: the rows in sorted order (u32 × M) and each 64-row block's
+/// run of sorted columns (2 × u32 per block), written by the host per batch.
+pub(crate) struct BandBuffers {
+    pub order: [wgpu::Buffer; 2],
+    pub ranges: [wgpu::Buffer; 2],
 }
 
 /// The mixed kernels' buffers: the padded features (ceil(M/64)·64 rows of
@@ -50,6 +62,8 @@ pub(crate) struct HostBuffers {
     pub bind_groups: Vec<wgpu::BindGroup>,
     /// Whether `bind_groups` bind `weights` (a batch with weights) or the stand-in.
     pub bound_weights: bool,
+    /// Whether `bind_groups` are those of a band pass.
+    pub bound_band: bool,
 }
 
 fn buffer(
@@ -67,7 +81,12 @@ fn buffer(
 }
 
 impl Workspace {
-    pub fn new(device: &wgpu::Device, plan: Plan, precision: GpuPrecision) -> Self {
+    pub fn new(
+        device: &wgpu::Device,
+        plan: Plan,
+        precision: GpuPrecision,
+        tiles: TilePlan,
+    ) -> Self {
         use wgpu::BufferUsages as U;
         let rows = plan.rows as u64;
         let chunks = plan.chunks();
@@ -108,7 +127,8 @@ impl Workspace {
             ),
             outcomes: buffer(device, "conr row outcomes", rows * 32, U::STORAGE),
             totals: buffer(device, "conr totals", 16, U::STORAGE | U::COPY_SRC),
-            params: (0..chunks * chunks)
+            // Dense: one per chunk pair. Band (one chunk): plain, positives, negatives.
+            params: (0..(chunks * chunks).max(3))
                 .map(|i| {
                     buffer(
                         device,
@@ -124,6 +144,24 @@ impl Workspace {
                 usage: U::STORAGE,
             }),
             mixed,
+            band: (tiles == TilePlan::Band && chunks == 1 && precision == GpuPrecision::F32).then(
+                || {
+                    let blocks = plan.rows.div_ceil(crate::TILE as usize) as u64;
+                    let order = |side| {
+                        let label = format!("conr band order {side}");
+                        buffer(device, &label, rows * 4, U::STORAGE | U::COPY_DST)
+                    };
+                    let ranges = |side| {
+                        let label = format!("conr band ranges {side}");
+                        buffer(device, &label, blocks * 8, U::STORAGE | U::COPY_DST)
+                    };
+                    BandBuffers {
+                        order: [order(0), order(1)],
+                        ranges: [ranges(0), ranges(1)],
+                    }
+                },
+            ),
+            no_band: buffer(device, "conr no band", 16, U::STORAGE),
         }
     }
 }
@@ -181,6 +219,7 @@ impl HostBuffers {
             ),
             bind_groups: Vec::new(),
             bound_weights: false,
+            bound_band: false,
         }
     }
 }
