@@ -4,6 +4,7 @@
 //! the features; elsewhere (lavapipe in CI) asking for mixed precision must be
 //! a clear `GpuError::Unsupported`, which is tested instead.
 
+use conr_core::band::TilePlan;
 use conr_core::{Batch, Config, Shape};
 use conr_cpu::{Engine, Fast, Output, Reference};
 use conr_tests::budget::{Budget, MIXED_VS_F64, scaled_by_inv_temperature};
@@ -183,10 +184,20 @@ fn mixed_matches_the_reference_on_random_batches() {
 }
 
 /// AgeDB-like batches at realistic sizes (the bench's distribution), against
-/// the fast CPU engine in f64.
+/// the fast CPU engine in f64, with the band plan (the default) and dense.
 #[test]
 fn mixed_matches_the_reference_on_agedb_like_batches() {
-    let Some(gpu) = mixed() else { return };
+    let Some(band) = mixed() else { return };
+    assert_eq!(band.plan(), TilePlan::Band);
+    let dense = GpuConr::with_precision(GpuPrecision::Mixed)
+        .unwrap()
+        .with_plan(TilePlan::Dense);
+    for gpu in [band, &dense] {
+        agedb_like(gpu);
+    }
+}
+
+fn agedb_like(gpu: &GpuConr) {
     let mut worst = Worst::default();
     let mut failures = Vec::new();
     for (m, d) in [(128, 512), (1000, 100), (4096, 512)] {
@@ -221,7 +232,7 @@ fn mixed_matches_the_reference_on_agedb_like_batches() {
             )
             .expect("the GPU computes"),
         );
-        let what = format!("M={m} D={d}");
+        let what = format!("M={m} D={d}, {} plan", gpu.plan().name());
         worst.see(&got, want.loss, &want.grad_features, &what);
         if let Err(e) = check(
             &scaled_by_inv_temperature(MIXED_VS_F64, config.temperature),

@@ -195,7 +195,7 @@ pub(crate) fn record(
         splits: plan.splits as u32,
         ..base
     };
-    let banded = banded && chunks == 1 && pipelines.mixed.is_none() && ws.band.is_some();
+    let banded = banded && chunks == 1 && ws.band.is_some();
     if banded {
         // One chunk: the plain block, then one per band side; the negatives
         // merge into the positives' statistics.
@@ -309,9 +309,9 @@ pub(crate) fn record(
     let tiles = |rows: usize| rows.div_ceil(TILE as usize);
     let once = (0, 0, Pass::Dense);
     if let Some(mixed) = &pipelines.mixed {
-        // One chunk (Plan::mixed): the padded f16 features, the forward pass
-        // per (row tile, column range), the ranges merged, then the backward
-        // pass into one padded f32 block per range.
+        // One chunk (Plan::mixed), every tile: the padded f16 features, the
+        // forward pass per (row tile, column range), the ranges merged, then
+        // the backward pass into one padded f32 block per range.
         dispatch(&pipelines.normalize, once, linear(plan.rows), 1);
         dispatch(&mixed.to_half, once, linear(plan.padded_rows()), 1);
         dispatch(&mixed.row_stats, once, tiles(plan.rows), plan.splits);

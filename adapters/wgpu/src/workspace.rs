@@ -90,6 +90,8 @@ impl Workspace {
         use wgpu::BufferUsages as U;
         let rows = plan.rows as u64;
         let chunks = plan.chunks();
+        // The band runs in f32 only: the mixed kernels visit every tile.
+        let banded = tiles == TilePlan::Band && chunks == 1 && precision == GpuPrecision::F32;
         let padded = (plan.padded_rows() * plan.stride()) as u64;
         let mixed = (precision == GpuPrecision::Mixed).then(|| MixedBuffers {
             z16: buffer(device, "conr z f16", padded * 2, U::STORAGE),
@@ -144,23 +146,21 @@ impl Workspace {
                 usage: U::STORAGE,
             }),
             mixed,
-            band: (tiles == TilePlan::Band && chunks == 1 && precision == GpuPrecision::F32).then(
-                || {
-                    let blocks = plan.rows.div_ceil(crate::TILE as usize) as u64;
-                    let order = |side| {
-                        let label = format!("conr band order {side}");
-                        buffer(device, &label, rows * 4, U::STORAGE | U::COPY_DST)
-                    };
-                    let ranges = |side| {
-                        let label = format!("conr band ranges {side}");
-                        buffer(device, &label, blocks * 8, U::STORAGE | U::COPY_DST)
-                    };
-                    BandBuffers {
-                        order: [order(0), order(1)],
-                        ranges: [ranges(0), ranges(1)],
-                    }
-                },
-            ),
+            band: banded.then(|| {
+                let blocks = plan.rows.div_ceil(crate::TILE as usize) as u64;
+                let order = |side| {
+                    let label = format!("conr band order {side}");
+                    buffer(device, &label, rows * 4, U::STORAGE | U::COPY_DST)
+                };
+                let ranges = |side| {
+                    let label = format!("conr band ranges {side}");
+                    buffer(device, &label, blocks * 8, U::STORAGE | U::COPY_DST)
+                };
+                BandBuffers {
+                    order: [order(0), order(1)],
+                    ranges: [ranges(0), ranges(1)],
+                }
+            }),
             no_band: buffer(device, "conr no band", 16, U::STORAGE),
         }
     }
