@@ -20,6 +20,7 @@
 //! - [`band`]: the band plan, which tiles of pairs can hold a positive or a negative;
 //! - [`stats`]: the streaming per-row statistics (log-sum-exp) and gradient coefficients;
 //! - [`normalize`]: L2 normalisation and its backward pass;
+//! - [`shard`]: one global batch across workers, exactly (the messages they exchange);
 //! - [`density`]: label-density weights (inverse, square-root inverse, LDS smoothing);
 //! - `Output`, what every engine returns (with the `alloc` feature, on by default).
 //!
@@ -65,6 +66,7 @@ pub mod normalize;
 #[cfg(feature = "alloc")]
 mod output;
 pub mod pairs;
+pub mod shard;
 pub mod stats;
 
 pub use batch::{Batch, MAX_WEIGHT, Shape};

@@ -222,7 +222,70 @@ pub struct RowOutcome<T> {
     aggregation: Aggregation,
 }
 
+impl<T: Scalar> Default for RowOutcome<T> {
+    /// A row with no pair at all: no loss, no anchor, weight 1.
+    fn default() -> Self {
+        Self {
+            loss: T::zero(),
+            anchor: false,
+            positives: 0,
+            negatives: 0,
+            weight: T::one(),
+            log_denominator: T::zero(),
+            log_positive_sum: T::zero(),
+            positive_share: T::zero(),
+            inv_count: T::zero(),
+            aggregation: Aggregation::MeanOfLogs,
+        }
+    }
+}
+
 impl<T: Scalar> RowOutcome<T> {
+    /// The backward pass's values: weight, ln D, ln Σ_P e^s, |P|/n, 1/n.
+    pub(crate) fn parts(&self) -> [T; 5] {
+        [
+            self.weight,
+            self.log_denominator,
+            self.log_positive_sum,
+            self.positive_share,
+            self.inv_count,
+        ]
+    }
+
+    /// The aggregation the row was finished with.
+    pub(crate) fn aggregation(&self) -> Aggregation {
+        self.aggregation
+    }
+
+    /// An outcome from its parts (the inverse of the shard record).
+    pub(crate) fn from_parts(
+        loss: T,
+        anchor: bool,
+        positives: u32,
+        negatives: u32,
+        [
+            weight,
+            log_denominator,
+            log_positive_sum,
+            positive_share,
+            inv_count,
+        ]: [T; 5],
+        aggregation: Aggregation,
+    ) -> Self {
+        Self {
+            loss,
+            anchor,
+            positives,
+            negatives,
+            weight,
+            log_denominator,
+            log_positive_sum,
+            positive_share,
+            inv_count,
+            aggregation,
+        }
+    }
+
     /// Whether `l_j` can be non-zero: an anchor with at least one positive.
     #[inline]
     pub fn contributes(&self) -> bool {

@@ -40,6 +40,11 @@ enum Command {
         /// The precision to compute in: f64 by default on the CPU; the GPU computes in f32.
         #[arg(long, value_enum)]
         precision: Option<Precision>,
+        /// Run the data-parallel protocol with W workers, one after another, each owning
+        /// a run of rows and exchanging only its rows' outcomes (CPU engines). Prints
+        /// the same object.
+        #[arg(long)]
+        shards: Option<usize>,
     },
     /// Time forward plus backward on random AgeDB-like batches, next to one M×M×D f32 GEMM.
     ///
@@ -153,10 +158,11 @@ fn run(cli: Cli) -> Result<String> {
             input,
             backend,
             precision,
+            shards,
         } => {
             let case: LossCase = read_json(&input)?;
-            Ok(serde_json::to_string(&output::compute(
-                &case, backend, precision,
+            Ok(serde_json::to_string(&output::compute_with(
+                &case, backend, precision, shards,
             )?)?)
         }
         Command::Bench {

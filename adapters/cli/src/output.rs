@@ -2,7 +2,7 @@
 
 use anyhow::{Result, bail};
 use conr_core::{Batch, Scalar};
-use conr_cpu::{Engine, Fast, Output, Reference, density_weights};
+use conr_cpu::{Engine, Fast, Output, Reference, compute_sharded, density_weights, even_slices};
 use serde::Serialize;
 
 use crate::input::{LossCase, WeightsCase};
@@ -54,6 +54,28 @@ pub fn compute(
     backend: Backend,
     precision: Option<Precision>,
 ) -> Result<ComputeReport> {
+    compute_with(case, backend, precision, None)
+}
+
+/// [`compute`] with the data-parallel protocol of `conr_core::shard`:
+/// `Some(w)` splits the rows into `w` even runs, one worker each, run one
+/// after another (CPU engines). The report is the same object.
+pub fn compute_with(
+    case: &LossCase,
+    backend: Backend,
+    precision: Option<Precision>,
+    shards: Option<usize>,
+) -> Result<ComputeReport> {
+    if let Some(w) = shards {
+        if w == 0 {
+            bail!("--shards must be at least 1");
+        }
+        if backend == Backend::Gpu {
+            bail!(
+                "--shards runs on the CPU engines (reference, cpu); the gpu backend does not shard yet"
+            );
+        }
+    }
     let config = case.config.to_config()?;
     let precision = match (backend, precision) {
         (Backend::Gpu, Some(Precision::F64)) => {
@@ -63,8 +85,8 @@ pub fn compute(
         (_, p) => p.unwrap_or(Precision::F64),
     };
     let output = match precision {
-        Precision::F64 => run::<f64>(case, &config, backend)?,
-        Precision::F32 => run::<f32>(case, &config, backend)?,
+        Precision::F64 => run::<f64>(case, &config, backend, shards)?,
+        Precision::F32 => run::<f32>(case, &config, backend, shards)?,
     };
     Ok(ComputeReport {
         loss: output.loss,
@@ -82,6 +104,7 @@ fn run<T: Scalar>(
     case: &LossCase,
     config: &conr_core::Config,
     backend: Backend,
+    shards: Option<usize>,
 ) -> Result<Output<f64>> {
     let convert = |v: &[f64]| -> Vec<T> {
         v.iter()
@@ -95,10 +118,13 @@ fn run<T: Scalar>(
     );
     let weights = case.weights.as_deref().map(convert);
     let batch = Batch::new(case.shape(), &features, &labels, &preds, weights.as_deref())?;
-    let out = match backend {
-        Backend::Reference => Reference.compute(&batch, config)?,
-        Backend::Cpu => Fast::new().compute(&batch, config)?,
-        Backend::Gpu => conr_wgpu::GpuConr::new()?.compute_any(&batch, config)?,
+    let slices = shards.map(|w| even_slices(batch.rows(), w));
+    let out = match (backend, &slices) {
+        (Backend::Reference, None) => Reference.compute(&batch, config)?,
+        (Backend::Reference, Some(s)) => compute_sharded(&Reference, &batch, config, s)?,
+        (Backend::Cpu, None) => Fast::new().compute(&batch, config)?,
+        (Backend::Cpu, Some(s)) => compute_sharded(&Fast::new(), &batch, config, s)?,
+        (Backend::Gpu, _) => conr_wgpu::GpuConr::new()?.compute_any(&batch, config)?,
     };
     Ok(out.cast())
 }

@@ -269,3 +269,40 @@ fn demo_quick_writes_its_report_and_plot() {
     let svg = std::fs::read_to_string(dir.path().join("per_label_mae.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("quality") && svg.contains("<polyline"));
 }
+
+#[test]
+fn compute_with_shards_prints_the_same_object() {
+    let path = fixture("official-agedb-05.json");
+    let path = path.to_str().unwrap();
+    let whole = json(&conr(&["compute", "--input", path]));
+    for shards in ["1", "3", "7"] {
+        let sharded = json(&conr(&["compute", "--input", path, "--shards", shards]));
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&sharded), keys(&whole));
+        for key in ["anchors", "positives", "negatives", "backend", "precision"] {
+            assert_eq!(sharded[key], whole[key], "{key}");
+        }
+        let (a, b) = (
+            sharded["loss"].as_f64().unwrap(),
+            whole["loss"].as_f64().unwrap(),
+        );
+        approx::assert_relative_eq!(a, b, max_relative = 1e-12);
+        let grads = |v: &Value| -> Vec<f64> {
+            v["grad_features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        let (ga, gb) = (grads(&sharded), grads(&whole));
+        let scale = gb.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+        for (x, y) in ga.iter().zip(&gb) {
+            approx::assert_abs_diff_eq!(x, y, epsilon = 1e-12 * scale);
+        }
+    }
+    assert_one_line_error(
+        &conr(&["compute", "--input", path, "--shards", "0"]),
+        "--shards must be at least 1",
+    );
+}

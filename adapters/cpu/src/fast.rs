@@ -4,12 +4,13 @@ use std::sync::Arc;
 use conr_core::band::{BandPlan, Side, TilePlan};
 use conr_core::normalize::{normalize, normalize_backward};
 use conr_core::pairs::Pair;
-use conr_core::stats::{RowGrad, RowOutcome, RowStats, reduction_factor};
+use conr_core::shard;
+use conr_core::stats::{RowGrad, RowOutcome, RowStats};
 use conr_core::{Batch, Config, Error, Params, Scalar};
 use rayon::prelude::*;
 
 use crate::matmul::{Mat, gram_into, matmul};
-use crate::{Engine, Output};
+use crate::{Engine, Part};
 
 /// Rows per block: each block is one parallel task and owns its rows' results.
 const ROW_BLOCK: usize = 64;
@@ -131,26 +132,44 @@ impl Engine for Fast {
         "cpu"
     }
 
-    fn compute<T: Scalar>(
+    fn forward_rows<T: Scalar>(
         &self,
         batch: &Batch<'_, T>,
         config: &Config,
-    ) -> Result<Output<T>, Error> {
+        rows: Range<usize>,
+    ) -> Result<Vec<RowOutcome<T>>, Error> {
         let params = batch.check(config)?;
-        match &self.pool {
-            Some(pool) => pool.install(|| run(batch, &params, self.plan)),
-            None => run(batch, &params, self.plan),
-        }
+        crate::check_rows(batch, &rows)?;
+        self.install(|| {
+            let prepared = Prepared::new(batch, &params, self.plan)?;
+            Ok(prepared.forward(rows))
+        })
+    }
+
+    fn backward_rows<T: Scalar>(
+        &self,
+        batch: &Batch<'_, T>,
+        config: &Config,
+        rows: Range<usize>,
+        outcomes: &[RowOutcome<T>],
+    ) -> Result<Part<T>, Error> {
+        let params = batch.check(config)?;
+        crate::check_rows(batch, &rows)?;
+        crate::check_outcomes(batch, outcomes)?;
+        self.install(|| {
+            let prepared = Prepared::new(batch, &params, self.plan)?;
+            Ok(prepared.backward(rows, outcomes))
+        })
     }
 }
 
-/// Everything the tiles read.
-struct Tiles<'a, 'b, T> {
-    params: &'a Params<T>,
-    batch: &'a Batch<'b, T>,
-    log_eta: &'a [T],
-    rows: usize,
-    dim: usize,
+impl Fast {
+    fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
+    }
 }
 
 /// The rows in one order, for one pass over the tiles: every row and pair
@@ -169,8 +188,10 @@ impl<T: Scalar> View<'_, T> {
         self.order.map_or(position, |o| o[position] as usize)
     }
 
-    fn columns(&self, rows: Range<usize>, all: usize) -> Range<usize> {
-        self.band.map_or(0..all, |b| b.columns(rows))
+    /// The column positions that can pair with rows at sorted positions
+    /// `first..=last` (every column without a band).
+    fn columns(&self, first: usize, last: usize, all: usize) -> Range<usize> {
+        self.band.map_or(0..all, |b| b.columns(first..last + 1))
     }
 
     /// Whether a pair found on this view counts here: on a band side, only
@@ -182,173 +203,257 @@ impl<T: Scalar> View<'_, T> {
             Some(Side::Negatives) => pair.is_negative(),
         }
     }
+
+    /// The positions of the rows in `rows`, in this view's order, in blocks of
+    /// [`ROW_BLOCK`]: a worker's own rows.
+    fn blocks(&self, rows: &Range<usize>) -> Vec<Vec<usize>> {
+        let positions: Vec<usize> = match self.order {
+            None => rows.clone().collect(),
+            Some(order) => (0..order.len())
+                .filter(|&p| rows.contains(&(order[p] as usize)))
+                .collect(),
+        };
+        positions.chunks(ROW_BLOCK).map(<[usize]>::to_vec).collect()
+    }
 }
 
-fn blocks_of(rows: usize) -> Vec<Range<usize>> {
-    (0..rows)
-        .step_by(ROW_BLOCK)
-        .map(|r| r..(r + ROW_BLOCK).min(rows))
-        .collect()
+/// Everything a pass reads: the normalised features, the weights, and the
+/// views (the dense one, or the two sides of the band with their features
+/// gathered in sorted order, so that band tiles stay contiguous for the GEMMs).
+struct Prepared<'a, 'b, T> {
+    params: &'a Params<T>,
+    batch: &'a Batch<'b, T>,
+    z: Vec<T>,
+    lengths: Vec<T>,
+    log_eta: Vec<T>,
+    /// Per band side: the sorted order and keys (the plans' scratch).
+    scratch: Vec<(Vec<u32>, Vec<T>)>,
+    rows: usize,
+    dim: usize,
 }
 
-fn run<T: Scalar>(
-    batch: &Batch<'_, T>,
-    params: &Params<T>,
-    plan: TilePlan,
-) -> Result<Output<T>, Error> {
-    let (rows, dim) = (batch.rows(), batch.shape().dim);
-    let mut z = vec![T::zero(); rows * dim];
-    let mut lengths = vec![T::zero(); rows];
-    z.par_chunks_mut(dim)
-        .zip(lengths.par_iter_mut())
-        .enumerate()
-        .for_each(|(j, (zj, length))| *length = normalize(batch.feature_row(j), zj));
-    let log_eta: Vec<T> = (0..rows).map(|j| batch.weight(j).ln()).collect();
-    let tiles = Tiles {
-        params,
-        batch,
-        log_eta: &log_eta,
-        rows,
-        dim,
-    };
-    let blocks = blocks_of(rows);
-
-    // The views: every pair at once, or the two sides of the band (none
-    // under `angular`, where no band exists).
-    let mut scratch: Vec<(Vec<u32>, Vec<T>)> = match plan {
-        TilePlan::Band => (0..2)
-            .map(|_| (vec![0; rows], vec![T::zero(); rows]))
-            .collect(),
-        TilePlan::Dense => Vec::new(),
-    };
-    let mut plans = Vec::with_capacity(2);
-    for ((order, keys), side) in scratch.iter_mut().zip([Side::Positives, Side::Negatives]) {
-        if let Some(plan) = BandPlan::new(batch, params, side, order, keys)? {
-            plans.push(plan);
-        }
-    }
-    if plans.len() < 2 {
-        plans.clear();
-    }
-    // Each side's features in its order, so that band tiles are contiguous for the GEMMs.
-    let gathered: Vec<Vec<T>> = plans
-        .iter()
-        .map(|plan| {
-            let mut zs = vec![T::zero(); rows * dim];
-            zs.par_chunks_mut(dim)
-                .zip(plan.order().par_iter())
-                .for_each(|(out, &j)| {
-                    out.copy_from_slice(&z[j as usize * dim..(j as usize + 1) * dim])
-                });
-            zs
+impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
+    fn new(batch: &'a Batch<'b, T>, params: &'a Params<T>, plan: TilePlan) -> Result<Self, Error> {
+        let (rows, dim) = (batch.rows(), batch.shape().dim);
+        let mut z = vec![T::zero(); rows * dim];
+        let mut lengths = vec![T::zero(); rows];
+        z.par_chunks_mut(dim)
+            .zip(lengths.par_iter_mut())
+            .enumerate()
+            .for_each(|(j, (zj, length))| *length = normalize(batch.feature_row(j), zj));
+        let log_eta: Vec<T> = (0..rows).map(|j| batch.weight(j).ln()).collect();
+        let scratch = match plan {
+            TilePlan::Band => (0..2)
+                .map(|_| (vec![0; rows], vec![T::zero(); rows]))
+                .collect(),
+            TilePlan::Dense => Vec::new(),
+        };
+        Ok(Self {
+            params,
+            batch,
+            z,
+            lengths,
+            log_eta,
+            scratch,
+            rows,
+            dim,
         })
-        .collect();
-    let views: Vec<View<'_, T>> = if plans.is_empty() {
-        vec![View {
-            order: None,
-            z: &z,
-            band: None,
-        }]
-    } else {
-        plans
+    }
+
+    /// Runs `pass` on every view: the two band sides (positives first), or
+    /// the dense view where no band exists.
+    fn with_views<R>(
+        &mut self,
+        pass: impl Fn(&Tiles<'_, '_, T>, &View<'_, T>) -> R,
+    ) -> Result<Vec<R>, Error> {
+        let (batch, params, rows, dim) = (self.batch, self.params, self.rows, self.dim);
+        let mut plans = Vec::with_capacity(2);
+        for ((order, keys), side) in self
+            .scratch
+            .iter_mut()
+            .zip([Side::Positives, Side::Negatives])
+        {
+            if let Some(plan) = BandPlan::new(batch, params, side, order, keys)? {
+                plans.push(plan);
+            }
+        }
+        if plans.len() < 2 {
+            plans.clear();
+        }
+        let z = &self.z;
+        let tiles = Tiles {
+            params,
+            batch,
+            log_eta: &self.log_eta,
+            rows,
+            dim,
+        };
+        if plans.is_empty() {
+            let view = View {
+                order: None,
+                z,
+                band: None,
+            };
+            return Ok(vec![pass(&tiles, &view)]);
+        }
+        Ok(plans
             .iter()
-            .zip(&gathered)
-            .map(|(plan, zs)| View {
-                order: Some(plan.order()),
-                z: zs,
-                band: Some(plan),
+            .map(|plan| {
+                let mut gathered = vec![T::zero(); rows * dim];
+                gathered
+                    .par_chunks_mut(dim)
+                    .zip(plan.order().par_iter())
+                    .for_each(|(out, &j)| {
+                        out.copy_from_slice(&z[j as usize * dim..(j as usize + 1) * dim]);
+                    });
+                let view = View {
+                    order: Some(plan.order()),
+                    z: &gathered,
+                    band: Some(plan),
+                };
+                pass(&tiles, &view)
             })
-            .collect()
-    };
-
-    // Forward: each view's statistics, merged per row in view order.
-    let mut stats = vec![RowStats::default(); rows];
-    for view in &views {
-        let partial: Vec<RowStats<T>> = blocks
-            .par_iter()
-            .map(|block| tiles.forward(view, block.clone()))
-            .collect::<Vec<_>>()
-            .concat();
-        for (position, s) in partial.into_iter().enumerate() {
-            let j = view.index(position);
-            stats[j].merge(&s);
-        }
+            .collect())
     }
-    let outcomes: Vec<RowOutcome<T>> = stats
-        .iter()
-        .enumerate()
-        .map(|(j, s)| s.finish(params, rows, batch.weight(j)))
-        .collect();
-    let anchors = outcomes.iter().filter(|o| o.anchor).count();
-    let factor = reduction_factor::<T>(params.config.reduction, rows, anchors);
-    let loss = factor * outcomes.iter().fold(T::zero(), |acc, o| acc + o.loss);
+}
 
-    // Backward: each view's ∂L/∂z, summed per row in view order.
-    let grads: Vec<RowGrad<T>> = outcomes.iter().map(|o| o.gradient(factor)).collect();
-    let mut dz = vec![T::zero(); rows * dim];
-    let mut partial = vec![T::zero(); rows * dim];
-    for view in &views {
-        partial
-            .par_chunks_mut(ROW_BLOCK * dim)
-            .zip(blocks.par_iter())
-            .for_each(|(out, block)| tiles.backward(view, block.clone(), &grads, out));
-        for (position, row) in partial.chunks_exact(dim).enumerate() {
-            let j = view.index(position);
-            dz[j * dim..(j + 1) * dim]
-                .iter_mut()
-                .zip(row)
-                .for_each(|(acc, &x)| *acc = *acc + x);
-        }
-    }
-    let mut grad_features = vec![T::zero(); rows * dim];
-    grad_features
-        .par_chunks_mut(dim)
-        .enumerate()
-        .for_each(|(j, out)| {
-            let span = j * dim..(j + 1) * dim;
-            normalize_backward(lengths[j], &z[span.clone()], &dz[span], out);
+impl<T: Scalar> Prepared<'_, '_, T> {
+    /// Phase 1: the outcomes of `rows`, against every row.
+    fn forward(mut self, rows: Range<usize>) -> Vec<RowOutcome<T>> {
+        let (params, batch, total) = (self.params, self.batch, self.rows);
+        let first = rows.start;
+        let parts = self.with_views(|tiles, view| {
+            let blocks = view.blocks(&rows);
+            let stats: Vec<Vec<RowStats<T>>> = blocks
+                .par_iter()
+                .map(|block| tiles.forward(view, block))
+                .collect();
+            // (row, its statistics on this view), in the view's order.
+            blocks
+                .iter()
+                .zip(stats)
+                .flat_map(|(block, s)| {
+                    block
+                        .iter()
+                        .map(|&p| view.index(p))
+                        .zip(s)
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
         });
+        let mut stats = vec![RowStats::default(); rows.len()];
+        // Views in a fixed order (positives, then negatives): bit-identical across threads.
+        for part in parts.expect("the plans' scratch has the batch's length") {
+            for (j, s) in part {
+                stats[j - first].merge(&s);
+            }
+        }
+        stats
+            .iter()
+            .zip(rows)
+            .map(|(s, j)| s.finish(params, total, batch.weight(j)))
+            .collect()
+    }
 
-    Ok(Output {
-        loss,
-        grad_features,
-        anchors: outcomes.iter().map(|o| o.anchor).collect(),
-        positives: outcomes.iter().map(|o| o.positives).collect(),
-        negatives: outcomes.iter().map(|o| o.negatives).collect(),
-    })
+    /// Phase 2: the part of the loss and `∂L/∂features` of `rows`, given
+    /// every row's outcome.
+    fn backward(mut self, rows: Range<usize>, outcomes: &[RowOutcome<T>]) -> Part<T> {
+        let config = &self.params.config;
+        let dim = self.dim;
+        let factor = shard::reduction::<T>(config, outcomes);
+        let grads: Vec<RowGrad<T>> = outcomes.iter().map(|o| o.gradient(factor)).collect();
+        let first = rows.start;
+        let parts = self.with_views(|tiles, view| {
+            let blocks = view.blocks(&rows);
+            let dz: Vec<Vec<T>> = blocks
+                .par_iter()
+                .map(|block| tiles.backward(view, block, &grads))
+                .collect();
+            blocks
+                .iter()
+                .zip(dz)
+                .map(|(block, dz)| (block.iter().map(|&p| view.index(p)).collect::<Vec<_>>(), dz))
+                .collect::<Vec<_>>()
+        });
+        let mut dz = vec![T::zero(); rows.len() * dim];
+        for part in parts.expect("the plans' scratch has the batch's length") {
+            for (indices, block) in part {
+                for (&j, row) in indices.iter().zip(block.chunks_exact(dim)) {
+                    let out = &mut dz[(j - first) * dim..(j - first + 1) * dim];
+                    out.iter_mut()
+                        .zip(row)
+                        .for_each(|(acc, &x)| *acc = *acc + x);
+                }
+            }
+        }
+        let mut grad_features = vec![T::zero(); rows.len() * dim];
+        let (z, lengths) = (&self.z, &self.lengths);
+        grad_features
+            .par_chunks_mut(dim)
+            .zip(dz.par_chunks(dim))
+            .enumerate()
+            .for_each(|(i, (out, dz_j))| {
+                let j = first + i;
+                normalize_backward(lengths[j], &z[j * dim..(j + 1) * dim], dz_j, out);
+            });
+        let loss = factor * outcomes[rows].iter().fold(T::zero(), |acc, o| acc + o.loss);
+        Part {
+            loss,
+            grad_features,
+        }
+    }
+}
+
+/// What the tile passes read.
+struct Tiles<'a, 'b, T> {
+    params: &'a Params<T>,
+    batch: &'a Batch<'b, T>,
+    log_eta: &'a [T],
+    rows: usize,
+    dim: usize,
 }
 
 impl<T: Scalar> Tiles<'_, '_, T> {
     /// The column tiles (positions in the view's order) for a block of rows.
-    fn column_tiles(&self, view: &View<'_, T>, rows: &Range<usize>) -> Vec<Range<usize>> {
-        let cols = view.columns(rows.clone(), self.rows);
+    fn column_tiles(&self, view: &View<'_, T>, block: &[usize]) -> Vec<Range<usize>> {
+        let (Some(&first), Some(&last)) = (block.first(), block.last()) else {
+            return Vec::new();
+        };
+        let cols = view.columns(first, last, self.rows);
         (cols.start..cols.end)
             .step_by(COL_BLOCK)
             .map(|c| c..(c + COL_BLOCK).min(cols.end))
             .collect()
     }
 
-    /// `gram[(p − rows.start)·cols.len() + (q − cols.start)] = z_p · z_q`, in view positions.
-    fn gram(&self, z: &[T], rows: &Range<usize>, cols: &Range<usize>, gram: &mut [T]) {
+    /// The block's rows of the view's features, contiguous.
+    fn block_z(&self, view: &View<'_, T>, block: &[usize]) -> Vec<T> {
         let d = self.dim;
-        let (a, b) = (
-            &z[rows.start * d..rows.end * d],
-            &z[cols.start * d..cols.end * d],
-        );
-        gram_into(a, b, rows.len(), cols.len(), d, gram, 1);
+        block
+            .iter()
+            .flat_map(|&p| view.z[p * d..(p + 1) * d].iter().copied())
+            .collect()
+    }
+
+    /// `gram[i·cols.len() + (q − cols.start)] = zr_i · z_q`.
+    fn gram(&self, zr: &[T], rows: usize, view: &View<'_, T>, cols: &Range<usize>, gram: &mut [T]) {
+        let d = self.dim;
+        let b = &view.z[cols.start * d..cols.end * d];
+        gram_into(zr, b, rows, cols.len(), d, gram, 1);
     }
 
     /// The forward pass of one block of positions: their statistics over the
-    /// view's column tiles, in position order.
-    fn forward(&self, view: &View<'_, T>, rows: Range<usize>) -> Vec<RowStats<T>> {
+    /// view's column tiles, in block order.
+    fn forward(&self, view: &View<'_, T>, block: &[usize]) -> Vec<RowStats<T>> {
         let (params, batch) = (self.params, self.batch);
-        let mut stats = vec![RowStats::default(); rows.len()];
-        let mut gram = vec![T::zero(); rows.len() * COL_BLOCK];
+        let zr = self.block_z(view, block);
+        let mut stats = vec![RowStats::default(); block.len()];
+        let mut gram = vec![T::zero(); block.len() * COL_BLOCK];
         // The tile's kept pairs: (row in block, column position, pair).
         let mut hits: Vec<(usize, usize, Pair<T>)> = Vec::new();
-        for cols in self.column_tiles(view, &rows) {
+        for cols in self.column_tiles(view, block) {
             hits.clear();
-            for (i, p) in rows.clone().enumerate() {
+            for (i, &p) in block.iter().enumerate() {
                 let j = view.index(p);
                 let (anchor, log_eta) = (batch.row(j), self.log_eta[j]);
                 for q in cols.clone() {
@@ -358,12 +463,12 @@ impl<T: Scalar> Tiles<'_, '_, T> {
                     }
                 }
             }
-            let dense = self.logits(view.z, &rows, &cols, hits.len(), &mut gram);
+            let dense = self.logits(&zr, block.len(), view, &cols, hits.len(), &mut gram);
             for &(i, q, pair) in &hits {
                 let dot = if dense {
                     gram[i * cols.len() + q - cols.start]
                 } else {
-                    self.dot(view.z, rows.start + i, q)
+                    self.dot(&zr, i, view.z, q)
                 };
                 stats[i].push(pair, dot * params.inv_temperature);
             }
@@ -375,25 +480,25 @@ impl<T: Scalar> Tiles<'_, '_, T> {
     /// [`DENSE_SHARE`] of its pairs are used, and returns whether it did.
     fn logits(
         &self,
-        z: &[T],
-        rows: &Range<usize>,
+        zr: &[T],
+        rows: usize,
+        view: &View<'_, T>,
         cols: &Range<usize>,
         used: usize,
         gram: &mut [T],
     ) -> bool {
-        let dense = used as f64 > DENSE_SHARE * (rows.len() * cols.len()) as f64;
+        let dense = used as f64 > DENSE_SHARE * (rows * cols.len()) as f64;
         if dense {
-            self.gram(z, rows, cols, gram);
+            self.gram(zr, rows, view, cols, gram);
         }
         dense
     }
 
-    /// `z_p · z_q` (view positions), with eight independent sums so that the
-    /// compiler vectorises it.
+    /// `zr_i · z_q`, with eight independent sums so that the compiler vectorises it.
     #[inline]
-    fn dot(&self, z: &[T], p: usize, q: usize) -> T {
+    fn dot(&self, zr: &[T], i: usize, z: &[T], q: usize) -> T {
         let d = self.dim;
-        let (a, b) = (&z[p * d..(p + 1) * d], &z[q * d..(q + 1) * d]);
+        let (a, b) = (&zr[i * d..(i + 1) * d], &z[q * d..(q + 1) * d]);
         let mut lanes = [T::zero(); 8];
         let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
         let tail = a8
@@ -410,19 +515,21 @@ impl<T: Scalar> Tiles<'_, '_, T> {
     }
 
     /// The backward pass of one block of positions: this view's part of
-    /// `∂L/∂z` for those rows (position order), written into `dz`. `H_jk` is
-    /// zero outside P ∪ Q, so the view's tiles hold all of its part.
-    fn backward(&self, view: &View<'_, T>, rows: Range<usize>, grads: &[RowGrad<T>], dz: &mut [T]) {
+    /// `∂L/∂z` for those rows, in block order. `H_jk` is zero outside P ∪ Q,
+    /// so the view's tiles hold all of its part.
+    fn backward(&self, view: &View<'_, T>, block: &[usize], grads: &[RowGrad<T>]) -> Vec<T> {
         let (params, batch, d) = (self.params, self.batch, self.dim);
         let inv_t = params.inv_temperature;
-        dz.fill(T::zero());
-        let mut gram = vec![T::zero(); rows.len() * COL_BLOCK];
-        let mut h = vec![T::zero(); rows.len() * COL_BLOCK];
+        let zr = self.block_z(view, block);
+        let rows = block.len();
+        let mut dz = vec![T::zero(); rows * d];
+        let mut gram = vec![T::zero(); rows * COL_BLOCK];
+        let mut h = vec![T::zero(); rows * COL_BLOCK];
         let mut hits: Vec<(usize, usize, Pair<T>, Pair<T>)> = Vec::new();
-        for cols in self.column_tiles(view, &rows) {
+        for cols in self.column_tiles(view, block) {
             let width = cols.len();
             hits.clear();
-            for (i, p) in rows.clone().enumerate() {
+            for (i, &p) in block.iter().enumerate() {
                 let j = view.index(p);
                 let anchor = batch.row(j);
                 for q in cols.clone() {
@@ -439,16 +546,16 @@ impl<T: Scalar> Tiles<'_, '_, T> {
                     }
                 }
             }
-            let dense = self.logits(view.z, &rows, &cols, hits.len(), &mut gram);
+            let dense = self.logits(&zr, rows, view, &cols, hits.len(), &mut gram);
             if dense {
-                h[..rows.len() * width].fill(T::zero());
+                h[..rows * width].fill(T::zero());
             }
             for &(i, q, jk, kj) in &hits {
-                let (j, k) = (view.index(rows.start + i), view.index(q));
+                let (j, k) = (view.index(block[i]), view.index(q));
                 let dot = if dense {
                     gram[i * width + q - cols.start]
                 } else {
-                    self.dot(view.z, rows.start + i, q)
+                    self.dot(&zr, i, view.z, q)
                 };
                 let s = dot * inv_t;
                 // H_jk = (G_jk + G_kj)/τ: both rows' coefficients from one logit.
@@ -464,10 +571,11 @@ impl<T: Scalar> Tiles<'_, '_, T> {
                 }
             }
             if dense {
-                let lhs = Mat::row_major(&h[..rows.len() * width], rows.len(), width);
+                let lhs = Mat::row_major(&h[..rows * width], rows, width);
                 let rhs = Mat::row_major(&view.z[cols.start * d..cols.end * d], width, d);
-                matmul(dz, d, lhs, rhs, true, 1);
+                matmul(&mut dz, d, lhs, rhs, true, 1);
             }
         }
+        dz
     }
 }

@@ -34,21 +34,103 @@ mod density;
 mod fast;
 mod matmul;
 mod reference;
+mod sharded;
 
 pub use conr_core::{self as core, Batch, Config, Error, Output, Scalar, Shape};
 pub use density::density_weights;
 pub use fast::Fast;
 pub use matmul::gram;
 pub use reference::Reference;
+pub use sharded::{compute_sharded, even_slices};
+
+use conr_core::stats::RowOutcome;
+use std::ops::Range;
 
 /// A ConR engine: computes the loss and its gradient for one batch.
+///
+/// The computation is two phases over the rows a worker owns (see
+/// [`conr_core::shard`]): [`Engine::forward_rows`] gives their outcomes,
+/// and, once every row's outcome is known, [`Engine::backward_rows`] gives
+/// their part of the loss and their gradient. [`Engine::compute`] is the same
+/// two phases with one worker owning every row; [`compute_sharded`] runs W
+/// workers one after another in one process.
 pub trait Engine {
     /// A short name for reports (`"reference"`, `"cpu"`, ...).
     fn name(&self) -> &'static str;
 
-    /// The loss, `∂loss/∂features`, the anchors and the pair counts.
+    /// Phase 1: the outcomes of the rows in `rows`, against every row.
     ///
     /// Validates `config` against `batch` first; see [`Batch::check`].
-    fn compute<T: Scalar>(&self, batch: &Batch<'_, T>, config: &Config)
-    -> Result<Output<T>, Error>;
+    fn forward_rows<T: Scalar>(
+        &self,
+        batch: &Batch<'_, T>,
+        config: &Config,
+        rows: Range<usize>,
+    ) -> Result<Vec<RowOutcome<T>>, Error>;
+
+    /// Phase 2: given every row's outcome (`outcomes.len() == M`), the part
+    /// of the loss and `∂L/∂features` of the rows in `rows`.
+    fn backward_rows<T: Scalar>(
+        &self,
+        batch: &Batch<'_, T>,
+        config: &Config,
+        rows: Range<usize>,
+        outcomes: &[RowOutcome<T>],
+    ) -> Result<Part<T>, Error>;
+
+    /// The loss, `∂loss/∂features`, the anchors and the pair counts: both
+    /// phases with one worker.
+    fn compute<T: Scalar>(
+        &self,
+        batch: &Batch<'_, T>,
+        config: &Config,
+    ) -> Result<Output<T>, Error> {
+        let all = 0..batch.rows();
+        let outcomes = self.forward_rows(batch, config, all.clone())?;
+        let part = self.backward_rows(batch, config, all, &outcomes)?;
+        Ok(Output {
+            loss: part.loss,
+            grad_features: part.grad_features,
+            anchors: outcomes.iter().map(|o| o.anchor).collect(),
+            positives: outcomes.iter().map(|o| o.positives).collect(),
+            negatives: outcomes.iter().map(|o| o.negatives).collect(),
+        })
+    }
+}
+
+/// One worker's result of phase 2.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part<T> {
+    /// Its part of the loss: `factor · Σ_{j in its rows} l_j`. The loss is the
+    /// sum of every worker's part.
+    pub loss: T,
+    /// `∂L/∂features` of its rows, row-major (rows × D).
+    pub grad_features: Vec<T>,
+}
+
+pub(crate) fn check_rows<T: Scalar>(
+    batch: &Batch<'_, T>,
+    rows: &Range<usize>,
+) -> Result<(), Error> {
+    if rows.start > rows.end || rows.end > batch.rows() {
+        return Err(Error::InvalidConfig {
+            field: "rows",
+            why: "a worker's rows must be a run inside the batch",
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_outcomes<T: Scalar>(
+    batch: &Batch<'_, T>,
+    outcomes: &[RowOutcome<T>],
+) -> Result<(), Error> {
+    if outcomes.len() != batch.rows() {
+        return Err(Error::ShapeMismatch {
+            what: "outcomes",
+            expected: batch.rows(),
+            got: outcomes.len(),
+        });
+    }
+    Ok(())
 }

@@ -1,9 +1,12 @@
 use conr_core::normalize::{normalize, normalize_backward};
 use conr_core::pairs::Pair;
-use conr_core::stats::{RowOutcome, RowStats, reduction_factor};
+use std::ops::Range;
+
+use conr_core::shard;
+use conr_core::stats::{RowGrad, RowOutcome, RowStats};
 use conr_core::{Batch, Config, Error, Params, Scalar};
 
-use crate::{Engine, Output};
+use crate::{Engine, Part};
 
 /// The reference engine: plain loops over the core, one row at a time.
 ///
@@ -18,68 +21,82 @@ impl Engine for Reference {
         "reference"
     }
 
-    fn compute<T: Scalar>(
+    fn forward_rows<T: Scalar>(
         &self,
         batch: &Batch<'_, T>,
         config: &Config,
-    ) -> Result<Output<T>, Error> {
+        rows: Range<usize>,
+    ) -> Result<Vec<RowOutcome<T>>, Error> {
         let params = batch.check(config)?;
-        let (rows, dim) = (batch.rows(), batch.shape().dim);
+        crate::check_rows(batch, &rows)?;
+        let (z, _) = normalized(batch);
+        let problem = Problem {
+            params: &params,
+            batch,
+            z: &z,
+            dim: batch.shape().dim,
+        };
+        // One pass over k per row, statistics only.
+        Ok(rows
+            .map(|j| {
+                let mut stats = RowStats::default();
+                problem.for_each_pair(j, |_, pair, _, s| stats.push(pair, s));
+                stats.finish(&params, batch.rows(), batch.weight(j))
+            })
+            .collect())
+    }
 
-        let mut z = vec![T::zero(); rows * dim];
-        let lengths: Vec<T> = z
-            .chunks_exact_mut(dim)
-            .enumerate()
-            .map(|(j, zj)| normalize(batch.feature_row(j), zj))
-            .collect();
+    fn backward_rows<T: Scalar>(
+        &self,
+        batch: &Batch<'_, T>,
+        config: &Config,
+        rows: Range<usize>,
+        outcomes: &[RowOutcome<T>],
+    ) -> Result<Part<T>, Error> {
+        let params = batch.check(config)?;
+        crate::check_rows(batch, &rows)?;
+        crate::check_outcomes(batch, outcomes)?;
+        let dim = batch.shape().dim;
+        let (z, lengths) = normalized(batch);
         let problem = Problem {
             params: &params,
             batch,
             z: &z,
             dim,
         };
-
-        // Forward: one pass over k per row, statistics only.
-        let outcomes: Vec<RowOutcome<T>> = (0..rows)
-            .map(|j| {
-                let mut stats = RowStats::default();
-                problem.for_each_pair(j, |_, pair, s| stats.push(pair, s));
-                stats.finish(&params, rows, batch.weight(j))
-            })
-            .collect();
-        let anchors = outcomes.iter().filter(|o| o.anchor).count();
-        let factor = reduction_factor::<T>(config.reduction, rows, anchors);
-        let loss = factor * outcomes.iter().fold(T::zero(), |acc, o| acc + o.loss);
-
-        // Backward: recompute each logit; G_jk feeds both ∂z_j (via z_k) and ∂z_k (via z_j).
-        let mut dz = vec![T::zero(); rows * dim];
-        for (j, outcome) in outcomes.iter().enumerate() {
-            if !outcome.contributes() {
-                continue;
-            }
-            let grad = outcome.gradient(factor);
-            problem.for_each_pair(j, |k, pair, s| {
-                let g = grad.coefficient(pair, s) * params.inv_temperature;
-                for i in 0..dim {
-                    dz[j * dim + i] = dz[j * dim + i] + g * z[k * dim + i];
-                    dz[k * dim + i] = dz[k * dim + i] + g * z[j * dim + i];
+        let factor = shard::reduction::<T>(config, outcomes);
+        let grads: Vec<RowGrad<T>> = outcomes.iter().map(|o| o.gradient(factor)).collect();
+        // ∂L/∂z_j = (1/τ) Σ_k (G_jk + G_kj) z_k, recomputing each logit.
+        let mut grad_features = vec![T::zero(); rows.len() * dim];
+        for (j, df) in rows.clone().zip(grad_features.chunks_exact_mut(dim)) {
+            let mut dz = vec![T::zero(); dim];
+            problem.for_each_pair(j, |k, jk, kj, s| {
+                let g = (grads[j].coefficient(jk, s) + grads[k].coefficient(kj, s))
+                    * params.inv_temperature;
+                for (acc, &x) in dz.iter_mut().zip(&z[k * dim..(k + 1) * dim]) {
+                    *acc = *acc + g * x;
                 }
             });
+            normalize_backward(lengths[j], &z[j * dim..(j + 1) * dim], &dz, df);
         }
-        let mut grad_features = vec![T::zero(); rows * dim];
-        for (j, df) in grad_features.chunks_exact_mut(dim).enumerate() {
-            let span = j * dim..(j + 1) * dim;
-            normalize_backward(lengths[j], &z[span.clone()], &dz[span], df);
-        }
-
-        Ok(Output {
+        let loss = factor * outcomes[rows].iter().fold(T::zero(), |acc, o| acc + o.loss);
+        Ok(Part {
             loss,
             grad_features,
-            anchors: outcomes.iter().map(|o| o.anchor).collect(),
-            positives: outcomes.iter().map(|o| o.positives).collect(),
-            negatives: outcomes.iter().map(|o| o.negatives).collect(),
         })
     }
+}
+
+/// The normalised features and the feature lengths.
+fn normalized<T: Scalar>(batch: &Batch<'_, T>) -> (Vec<T>, Vec<T>) {
+    let dim = batch.shape().dim;
+    let mut z = vec![T::zero(); batch.rows() * dim];
+    let lengths = z
+        .chunks_exact_mut(dim)
+        .enumerate()
+        .map(|(j, zj)| normalize(batch.feature_row(j), zj))
+        .collect();
+    (z, lengths)
 }
 
 /// The inputs of one computation, for visiting the pairs of a row.
@@ -91,12 +108,19 @@ struct Problem<'a, 'b, T> {
 }
 
 impl<T: Scalar> Problem<'_, '_, T> {
-    /// Calls `visit(k, pair, s_jk)` for every `k` that is a positive or a negative of `j`.
-    fn for_each_pair(&self, j: usize, mut visit: impl FnMut(usize, Pair<T>, T)) {
+    /// Calls `visit(k, jk, kj, s_jk)` for every `k` that is a positive or a
+    /// negative of `j`, with what `k` is to `j` and what `j` is to `k`.
+    fn for_each_pair(&self, j: usize, mut visit: impl FnMut(usize, Pair<T>, Pair<T>, T)) {
         let log_eta = self.batch.weight(j).ln();
         let zj = &self.z[j * self.dim..(j + 1) * self.dim];
         for k in 0..self.batch.rows() {
-            let pair = Pair::classify(self.params, self.batch.row(j), self.batch.row(k), log_eta);
+            let (pair, kj) = Pair::classify_both(
+                self.params,
+                self.batch.row(j),
+                self.batch.row(k),
+                log_eta,
+                self.batch.weight(k).ln(),
+            );
             if pair == Pair::Neither {
                 continue;
             }
@@ -105,7 +129,7 @@ impl<T: Scalar> Problem<'_, '_, T> {
                 .iter()
                 .zip(zk)
                 .fold(T::zero(), |acc, (&a, &b)| acc + a * b);
-            visit(k, pair, dot * self.params.inv_temperature);
+            visit(k, pair, kj, dot * self.params.inv_temperature);
         }
     }
 }
