@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use conr_core::density::DensityConfig;
+use conr_core::shard::{Header, message_len, read_message, write_message};
+use conr_core::stats::RowOutcome;
 use conr_core::{Batch, Config, Shape};
-use conr_cpu::{Engine, Fast, Reference, density_weights, gram};
+use conr_cpu::{Engine, Fast, Reference, density_weights, even_slices, gram};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -88,6 +90,22 @@ pub struct BenchOptions {
     pub plan: TilePlan,
     /// The label distribution.
     pub labels: Labels,
+    /// Run the data-parallel protocol with this many workers too (CPU engines).
+    pub shards: Option<usize>,
+}
+
+/// One worker of a `--shards` run: its rows, its medians, what it sends.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRow {
+    /// The rows it owns.
+    pub rows: usize,
+    /// Median seconds of its phase 1 (`Engine::forward_rows`).
+    pub forward_s: f64,
+    /// Median seconds of its phase 2 (`Engine::backward_rows`).
+    pub backward_s: f64,
+    /// Bytes of its message of outcomes (f32), all it sends beyond the
+    /// feature gather.
+    pub sent_bytes: usize,
 }
 
 /// One size's result; `--json` prints one per line.
@@ -130,6 +148,8 @@ pub struct BenchRow {
     /// of ten `record` calls in one submission: the GPU's own time for a call, without the latency of
     /// one submission and wait each.
     pub record_batched_s: Option<f64>,
+    /// With `--shards W`: each worker, run one after another.
+    pub workers: Option<Vec<WorkerRow>>,
 }
 
 /// Parses `1024x512,4096x512`.
@@ -239,6 +259,58 @@ fn time_gemm(z: &[f32], m: usize, d: usize, threads: usize) -> Result<f64> {
         )?;
     }
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// Times each of `workers` workers' two phases (median of `--reps`), one
+/// worker after another, with the exchange of outcomes between the phases.
+fn time_workers<E: Engine>(
+    engine: &E,
+    batch: &Batch<'_, f32>,
+    config: &Config,
+    workers: usize,
+    options: &BenchOptions,
+) -> Result<Vec<WorkerRow>> {
+    if workers == 0 {
+        bail!("--shards must be at least 1");
+    }
+    let slices = even_slices(batch.rows(), workers);
+    let header = Header::new(config, batch.shape());
+    let mut forward = vec![Vec::new(); workers];
+    let mut backward = vec![Vec::new(); workers];
+    let mut sent = vec![0; workers];
+    for rep in 0..options.warmup + options.reps {
+        let timed = rep >= options.warmup;
+        let mut all = vec![RowOutcome::default(); batch.rows()];
+        for (w, slice) in slices.iter().enumerate() {
+            let start = Instant::now();
+            let outcomes = engine.forward_rows(batch, config, slice.clone())?;
+            let elapsed = start.elapsed().as_secs_f64();
+            let mut message = vec![0.0f32; message_len(outcomes.len())];
+            write_message(&header, slice.start, &outcomes, &mut message)?;
+            read_message(&header, &message, &mut all)?;
+            sent[w] = message.len() * std::mem::size_of::<f32>();
+            if timed {
+                forward[w].push(elapsed);
+            }
+        }
+        for (w, slice) in slices.iter().enumerate() {
+            let start = Instant::now();
+            engine.backward_rows(batch, config, slice.clone(), &all)?;
+            if timed {
+                backward[w].push(start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    Ok(slices
+        .iter()
+        .enumerate()
+        .map(|(w, slice)| WorkerRow {
+            rows: slice.len(),
+            forward_s: median(forward[w].clone()),
+            backward_s: median(backward[w].clone()),
+            sent_bytes: sent[w],
+        })
+        .collect())
 }
 
 /// The engine under test.
@@ -419,6 +491,18 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             Bench::Gpu(gpu) => gpu.precision().name(),
             _ => "f32",
         };
+        let workers = match (&engine, options.shards) {
+            (_, None) => None,
+            (Bench::Gpu(_), Some(_)) => bail!("--shards runs on the CPU engines (reference, cpu)"),
+            (Bench::Reference, Some(w)) => {
+                progress(&format!("M={m} D={d}: {w} workers"));
+                Some(time_workers(&Reference, &batch, &config, w, options)?)
+            }
+            (Bench::Cpu(fast), Some(w)) => {
+                progress(&format!("M={m} D={d}: {w} workers"));
+                Some(time_workers(fast, &batch, &config, w, options)?)
+            }
+        };
         let (plan, tile_share) = match &engine {
             Bench::Reference => (TilePlan::Dense, 1.0),
             Bench::Cpu(fast) => (fast.plan(), fast.tile_share(&batch, &config)?),
@@ -449,6 +533,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             peak_bytes: peak,
             record_s,
             record_batched_s,
+            workers,
         });
     }
     Ok(rows)

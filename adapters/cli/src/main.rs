@@ -69,7 +69,7 @@ enum Command {
         threads: usize,
         /// Print one JSON object per size (backend, m, d, threads, precision, plan, labels,
         /// pair_share, tile_share, fwd_bwd_s, gemm_s, gemm_equivalents, peak_bytes, record_s,
-        /// record_batched_s) instead of a table.
+        /// record_batched_s, workers) instead of a table.
         /// Which tiles the fast engines visit: `band` (only those that can hold a
         /// positive or a negative) or `dense` (every tile).
         #[arg(long, value_enum, default_value_t = PlanArg::Band)]
@@ -78,6 +78,11 @@ enum Command {
         /// `collapsed` (AgeDB ages, every prediction within ω̂ of every other).
         #[arg(long, value_enum, default_value_t = Labels::Agedb)]
         labels: Labels,
+        /// Also run the data-parallel protocol with W workers, one after another, and
+        /// report each worker's forward and backward time and the bytes it sends (CPU
+        /// engines).
+        #[arg(long)]
+        shards: Option<usize>,
         /// The GPU engine's precision: `f32`, or `mixed` (f16 tensor-core tiles with f32
         /// accumulation, where the adapter has cooperative matrices).
         #[arg(long, value_enum, default_value_t = BenchPrecision::F32)]
@@ -174,6 +179,7 @@ fn run(cli: Cli) -> Result<String> {
             precision,
             plan,
             labels,
+            shards,
             json,
         } => {
             if precision == BenchPrecision::Mixed && backend != Backend::Gpu {
@@ -188,6 +194,7 @@ fn run(cli: Cli) -> Result<String> {
                 gpu_precision: precision.into(),
                 plan: plan.into(),
                 labels,
+                shards,
             };
             // Progress on one self-erasing line, when a person is watching.
             let live = std::io::stderr().is_terminal();
@@ -307,6 +314,12 @@ fn table(rows: &[BenchRow]) -> String {
             or_dash(r.gemm_equivalents, 2),
             r.peak_bytes as f64 / (1024.0 * 1024.0)
         );
+        for (w, worker) in r.workers.iter().flatten().enumerate() {
+            out += &format!(
+                "  worker {w}: {} rows, forward {:.4} s, backward {:.4} s, sends {} bytes\n",
+                worker.rows, worker.forward_s, worker.backward_s, worker.sent_bytes
+            );
+        }
     }
     out.trim_end().to_string()
 }

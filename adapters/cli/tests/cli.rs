@@ -306,3 +306,36 @@ fn compute_with_shards_prints_the_same_object() {
         "--shards must be at least 1",
     );
 }
+
+#[test]
+fn bench_with_shards_reports_each_worker() {
+    let out = conr(&[
+        "bench",
+        "--sizes",
+        "100x8",
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--shards",
+        "3",
+        "--json",
+    ]);
+    let row = json(&out);
+    let workers = row["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 3);
+    let rows: Vec<u64> = workers
+        .iter()
+        .map(|w| w["rows"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, [34, 33, 33]);
+    for (w, &r) in workers.iter().zip(&rows) {
+        // A header of 10 values, then 10 a row, in f32.
+        assert_eq!(w["sent_bytes"].as_u64().unwrap(), 4 * (10 + 10 * r));
+        assert!(w["forward_s"].as_f64().unwrap() > 0.0);
+        assert!(w["backward_s"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(row["plan"], "band");
+}
