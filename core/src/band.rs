@@ -181,18 +181,47 @@ impl<'a, T: Scalar> BandPlan<'a, T> {
         start..end.max(start)
     }
 
-    /// How many tiles of `tile` sorted columns the run [`Self::columns`]
-    /// touches, for blocks of `block` sorted rows: the work of a band pass.
-    pub fn tiles(&self, block: usize, tile: usize) -> usize {
-        let (block, tile) = (block.max(1), tile.max(1));
+    /// For each block of `block` sorted rows (the last one shorter), the run
+    /// of sorted columns that can pair with it: a band pass's tile list.
+    pub fn block_columns(&self, block: usize) -> impl Iterator<Item = Range<usize>> + '_ {
+        let block = block.max(1);
         (0..self.keys.len())
             .step_by(block)
-            .map(|start| {
-                let cols = self.columns(start..start + block);
-                cols.len().div_ceil(tile)
-            })
+            .map(move |start| self.columns(start..start + block))
+    }
+
+    /// How many tiles of `tile` sorted columns the runs of
+    /// [`Self::block_columns`] touch: the work of a band pass.
+    pub fn tiles(&self, block: usize, tile: usize) -> usize {
+        let tile = tile.max(1);
+        self.block_columns(block)
+            .map(|cols| cols.len().div_ceil(tile))
             .sum()
     }
+}
+
+/// The share of `block`×`tile` tiles that both band passes visit together
+/// (they may overlap, so it may exceed 1), over the dense plan's tiles; 1
+/// where no band exists (`angular`). `order` and `keys` are scratch of
+/// length M, reused by both sides.
+pub fn tile_share<T: Scalar>(
+    batch: &Batch<'_, T>,
+    params: &Params<T>,
+    block: usize,
+    tile: usize,
+    order: &mut [u32],
+    keys: &mut [T],
+) -> Result<f64, Error> {
+    let rows = batch.rows();
+    let mut visited = 0;
+    for side in [Side::Positives, Side::Negatives] {
+        match BandPlan::new(batch, params, side, order, keys)? {
+            Some(plan) => visited += plan.tiles(block, tile),
+            None => return Ok(1.0),
+        }
+    }
+    let all = rows.div_ceil(block.max(1)) * rows.div_ceil(tile.max(1));
+    Ok(visited as f64 / all as f64)
 }
 
 #[cfg(test)]

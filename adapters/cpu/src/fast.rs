@@ -1,7 +1,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use conr_core::band::{BandPlan, Side, TilePlan};
+use conr_core::band::{self, BandPlan, Side, TilePlan};
 use conr_core::normalize::{normalize, normalize_backward};
 use conr_core::pairs::Pair;
 use conr_core::shard;
@@ -10,7 +10,7 @@ use conr_core::{Batch, Config, Error, Params, Scalar};
 use rayon::prelude::*;
 
 use crate::matmul::{Mat, gram_into, matmul};
-use crate::{Engine, Part};
+use crate::{Engine, Output, Part};
 
 /// Rows per block: each block is one parallel task and owns its rows' results.
 const ROW_BLOCK: usize = 64;
@@ -102,21 +102,13 @@ impl Fast {
         batch: &Batch<'_, T>,
         config: &Config,
     ) -> Result<f64, Error> {
-        let params = batch.check(config)?;
-        let rows = batch.rows();
-        let all = rows.div_ceil(ROW_BLOCK) * rows.div_ceil(COL_BLOCK);
         if self.plan == TilePlan::Dense {
             return Ok(1.0);
         }
-        let mut visited = 0;
-        for side in [Side::Positives, Side::Negatives] {
-            let (mut order, mut keys) = (vec![0u32; rows], vec![T::zero(); rows]);
-            match BandPlan::new(batch, &params, side, &mut order, &mut keys)? {
-                Some(plan) => visited += plan.tiles(ROW_BLOCK, COL_BLOCK),
-                None => return Ok(1.0),
-            }
-        }
-        Ok(visited as f64 / all as f64)
+        let params = batch.check(config)?;
+        let rows = batch.rows();
+        let (mut order, mut keys) = (vec![0u32; rows], vec![T::zero(); rows]);
+        band::tile_share(batch, &params, ROW_BLOCK, COL_BLOCK, &mut order, &mut keys)
     }
 
     /// The number of threads this engine computes on.
@@ -138,12 +130,8 @@ impl Engine for Fast {
         config: &Config,
         rows: Range<usize>,
     ) -> Result<Vec<RowOutcome<T>>, Error> {
-        let params = batch.check(config)?;
-        crate::check_rows(batch, &rows)?;
-        self.install(|| {
-            let prepared = Prepared::new(batch, &params, self.plan)?;
-            Ok(prepared.forward(rows))
-        })
+        let params = crate::check_phase(batch, config, &rows, None)?;
+        self.install(|| Prepared::new(batch, &params, self.plan).forward(rows))
     }
 
     fn backward_rows<T: Scalar>(
@@ -153,12 +141,24 @@ impl Engine for Fast {
         rows: Range<usize>,
         outcomes: &[RowOutcome<T>],
     ) -> Result<Part<T>, Error> {
-        let params = batch.check(config)?;
-        crate::check_rows(batch, &rows)?;
-        crate::check_outcomes(batch, outcomes)?;
+        let params = crate::check_phase(batch, config, &rows, Some(outcomes))?;
+        self.install(|| Prepared::new(batch, &params, self.plan).backward(rows, outcomes))
+    }
+
+    /// Both phases with one worker, on one preparation: the features are
+    /// normalised, sorted and gathered once.
+    fn compute<T: Scalar>(
+        &self,
+        batch: &Batch<'_, T>,
+        config: &Config,
+    ) -> Result<Output<T>, Error> {
+        let all = 0..batch.rows();
+        let params = crate::check_phase(batch, config, &all, None)?;
         self.install(|| {
-            let prepared = Prepared::new(batch, &params, self.plan)?;
-            Ok(prepared.backward(rows, outcomes))
+            let mut prepared = Prepared::new(batch, &params, self.plan);
+            let outcomes = prepared.forward(all.clone())?;
+            let part = prepared.backward(all, &outcomes)?;
+            Ok(crate::output(part, &outcomes))
         })
     }
 }
@@ -228,12 +228,14 @@ struct Prepared<'a, 'b, T> {
     log_eta: Vec<T>,
     /// Per band side: the sorted order and keys (the plans' scratch).
     scratch: Vec<(Vec<u32>, Vec<T>)>,
+    /// Per band side, once gathered: the features in that side's order.
+    gathered: Vec<Vec<T>>,
     rows: usize,
     dim: usize,
 }
 
 impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
-    fn new(batch: &'a Batch<'b, T>, params: &'a Params<T>, plan: TilePlan) -> Result<Self, Error> {
+    fn new(batch: &'a Batch<'b, T>, params: &'a Params<T>, plan: TilePlan) -> Self {
         let (rows, dim) = (batch.rows(), batch.shape().dim);
         let mut z = vec![T::zero(); rows * dim];
         let mut lengths = vec![T::zero(); rows];
@@ -248,16 +250,17 @@ impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
                 .collect(),
             TilePlan::Dense => Vec::new(),
         };
-        Ok(Self {
+        Self {
             params,
             batch,
             z,
             lengths,
             log_eta,
             scratch,
+            gathered: Vec::new(),
             rows,
             dim,
-        })
+        }
     }
 
     /// Runs `pass` on every view: the two band sides (positives first), or
@@ -277,9 +280,7 @@ impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
                 plans.push(plan);
             }
         }
-        if plans.len() < 2 {
-            plans.clear();
-        }
+        // Both sides have a band, or neither does (`angular`).
         let z = &self.z;
         let tiles = Tiles {
             params,
@@ -296,19 +297,29 @@ impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
             };
             return Ok(vec![pass(&tiles, &view)]);
         }
+        // The sort is a function of the data, so a later pass reuses the gathering.
+        if self.gathered.len() != plans.len() {
+            self.gathered = plans
+                .iter()
+                .map(|plan| {
+                    let mut gathered = vec![T::zero(); rows * dim];
+                    gathered
+                        .par_chunks_mut(dim)
+                        .zip(plan.order().par_iter())
+                        .for_each(|(out, &j)| {
+                            out.copy_from_slice(&z[j as usize * dim..(j as usize + 1) * dim]);
+                        });
+                    gathered
+                })
+                .collect();
+        }
         Ok(plans
             .iter()
-            .map(|plan| {
-                let mut gathered = vec![T::zero(); rows * dim];
-                gathered
-                    .par_chunks_mut(dim)
-                    .zip(plan.order().par_iter())
-                    .for_each(|(out, &j)| {
-                        out.copy_from_slice(&z[j as usize * dim..(j as usize + 1) * dim]);
-                    });
+            .zip(&self.gathered)
+            .map(|(plan, gathered)| {
                 let view = View {
                     order: Some(plan.order()),
-                    z: &gathered,
+                    z: gathered,
                     band: Some(plan),
                 };
                 pass(&tiles, &view)
@@ -319,7 +330,7 @@ impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
 
 impl<T: Scalar> Prepared<'_, '_, T> {
     /// Phase 1: the outcomes of `rows`, against every row.
-    fn forward(mut self, rows: Range<usize>) -> Vec<RowOutcome<T>> {
+    fn forward(&mut self, rows: Range<usize>) -> Result<Vec<RowOutcome<T>>, Error> {
         let (params, batch, total) = (self.params, self.batch, self.rows);
         let first = rows.start;
         let parts = self.with_views(|tiles, view| {
@@ -343,21 +354,25 @@ impl<T: Scalar> Prepared<'_, '_, T> {
         });
         let mut stats = vec![RowStats::default(); rows.len()];
         // Views in a fixed order (positives, then negatives): bit-identical across threads.
-        for part in parts.expect("the plans' scratch has the batch's length") {
+        for part in parts? {
             for (j, s) in part {
                 stats[j - first].merge(&s);
             }
         }
-        stats
+        Ok(stats
             .iter()
             .zip(rows)
             .map(|(s, j)| s.finish(params, total, batch.weight(j)))
-            .collect()
+            .collect())
     }
 
     /// Phase 2: the part of the loss and `∂L/∂features` of `rows`, given
     /// every row's outcome.
-    fn backward(mut self, rows: Range<usize>, outcomes: &[RowOutcome<T>]) -> Part<T> {
+    fn backward(
+        &mut self,
+        rows: Range<usize>,
+        outcomes: &[RowOutcome<T>],
+    ) -> Result<Part<T>, Error> {
         let config = &self.params.config;
         let dim = self.dim;
         let factor = shard::reduction::<T>(config, outcomes);
@@ -376,7 +391,7 @@ impl<T: Scalar> Prepared<'_, '_, T> {
                 .collect::<Vec<_>>()
         });
         let mut dz = vec![T::zero(); rows.len() * dim];
-        for part in parts.expect("the plans' scratch has the batch's length") {
+        for part in parts? {
             for (indices, block) in part {
                 for (&j, row) in indices.iter().zip(block.chunks_exact(dim)) {
                     let out = &mut dz[(j - first) * dim..(j - first + 1) * dim];
@@ -397,10 +412,10 @@ impl<T: Scalar> Prepared<'_, '_, T> {
                 normalize_backward(lengths[j], &z[j * dim..(j + 1) * dim], dz_j, out);
             });
         let loss = factor * outcomes[rows].iter().fold(T::zero(), |acc, o| acc + o.loss);
-        Part {
+        Ok(Part {
             loss,
             grad_features,
-        }
+        })
     }
 }
 

@@ -88,13 +88,18 @@ pub trait Engine {
         let all = 0..batch.rows();
         let outcomes = self.forward_rows(batch, config, all.clone())?;
         let part = self.backward_rows(batch, config, all, &outcomes)?;
-        Ok(Output {
-            loss: part.loss,
-            grad_features: part.grad_features,
-            anchors: outcomes.iter().map(|o| o.anchor).collect(),
-            positives: outcomes.iter().map(|o| o.positives).collect(),
-            negatives: outcomes.iter().map(|o| o.negatives).collect(),
-        })
+        Ok(output(part, &outcomes))
+    }
+}
+
+/// Phase 2's result of every row, with every row's outcome, as an [`Output`].
+pub(crate) fn output<T: Scalar>(part: Part<T>, outcomes: &[RowOutcome<T>]) -> Output<T> {
+    Output {
+        loss: part.loss,
+        grad_features: part.grad_features,
+        anchors: outcomes.iter().map(|o| o.anchor).collect(),
+        positives: outcomes.iter().map(|o| o.positives).collect(),
+        negatives: outcomes.iter().map(|o| o.negatives).collect(),
     }
 }
 
@@ -108,29 +113,29 @@ pub struct Part<T> {
     pub grad_features: Vec<T>,
 }
 
-pub(crate) fn check_rows<T: Scalar>(
+/// The checks of both phases: the config against the batch, a worker's
+/// rows inside it, and (phase 2) one outcome per row.
+pub(crate) fn check_phase<T: Scalar>(
     batch: &Batch<'_, T>,
+    config: &Config,
     rows: &Range<usize>,
-) -> Result<(), Error> {
+    outcomes: Option<&[RowOutcome<T>]>,
+) -> Result<conr_core::Params<T>, Error> {
+    let params = batch.check(config)?;
     if rows.start > rows.end || rows.end > batch.rows() {
         return Err(Error::InvalidConfig {
             field: "rows",
             why: "a worker's rows must be a run inside the batch",
         });
     }
-    Ok(())
-}
-
-pub(crate) fn check_outcomes<T: Scalar>(
-    batch: &Batch<'_, T>,
-    outcomes: &[RowOutcome<T>],
-) -> Result<(), Error> {
-    if outcomes.len() != batch.rows() {
+    if let Some(outcomes) = outcomes
+        && outcomes.len() != batch.rows()
+    {
         return Err(Error::ShapeMismatch {
             what: "outcomes",
             expected: batch.rows(),
             got: outcomes.len(),
         });
     }
-    Ok(())
+    Ok(params)
 }

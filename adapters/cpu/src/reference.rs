@@ -27,8 +27,7 @@ impl Engine for Reference {
         config: &Config,
         rows: Range<usize>,
     ) -> Result<Vec<RowOutcome<T>>, Error> {
-        let params = batch.check(config)?;
-        crate::check_rows(batch, &rows)?;
+        let params = crate::check_phase(batch, config, &rows, None)?;
         let (z, _) = normalized(batch);
         let problem = Problem {
             params: &params,
@@ -53,9 +52,7 @@ impl Engine for Reference {
         rows: Range<usize>,
         outcomes: &[RowOutcome<T>],
     ) -> Result<Part<T>, Error> {
-        let params = batch.check(config)?;
-        crate::check_rows(batch, &rows)?;
-        crate::check_outcomes(batch, outcomes)?;
+        let params = crate::check_phase(batch, config, &rows, Some(outcomes))?;
         let dim = batch.shape().dim;
         let (z, lengths) = normalized(batch);
         let problem = Problem {

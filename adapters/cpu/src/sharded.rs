@@ -81,13 +81,13 @@ pub fn compute_sharded<E: Engine, T: Scalar>(
         loss = loss + part.loss;
         grad_features[slice.start * dim..slice.end * dim].copy_from_slice(&part.grad_features);
     }
-    Ok(Output {
-        loss,
-        grad_features,
-        anchors: outcomes.iter().map(|o| o.anchor).collect(),
-        positives: outcomes.iter().map(|o| o.positives).collect(),
-        negatives: outcomes.iter().map(|o| o.negatives).collect(),
-    })
+    Ok(crate::output(
+        crate::Part {
+            loss,
+            grad_features,
+        },
+        &outcomes,
+    ))
 }
 
 /// Reads every worker's message into one outcome per row, refusing messages

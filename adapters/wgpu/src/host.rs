@@ -78,12 +78,9 @@ impl GpuConr {
             let Some(plan) = BandPlan::new(batch, params, side, &mut order, &mut keys)? else {
                 return Ok(false);
             };
-            let ranges: Vec<u32> = (0..rows)
-                .step_by(tile)
-                .flat_map(|start| {
-                    let cols = plan.columns(start..start + tile);
-                    [cols.start as u32, cols.end as u32]
-                })
+            let ranges: Vec<u32> = plan
+                .block_columns(tile)
+                .flat_map(|cols| [cols.start as u32, cols.end as u32])
                 .collect();
             self.queue
                 .write_buffer(&band.order[i], 0, bytemuck::cast_slice(plan.order()));

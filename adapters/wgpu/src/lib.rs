@@ -55,7 +55,7 @@ pub use host::GpuBuffers;
 pub use info::{AdapterSummary, adapters};
 pub use mixed::{GpuPrecision, mixed_support};
 
-use conr_core::band::{BandPlan, Side, TilePlan};
+use conr_core::band::{self, TilePlan};
 use dispatch::Pipelines;
 use workspace::{HostBuffers, Workspace};
 
@@ -335,15 +335,10 @@ impl GpuConr {
         }
         let params = batch.check(config)?;
         let (rows, tile) = (batch.rows(), TILE as usize);
-        let mut visited = 0;
-        for side in [Side::Positives, Side::Negatives] {
-            let (mut order, mut keys) = (vec![0u32; rows], vec![0.0f32; rows]);
-            match BandPlan::new(batch, &params, side, &mut order, &mut keys)? {
-                Some(plan) => visited += plan.tiles(tile, tile),
-                None => return Ok(1.0),
-            }
-        }
-        Ok(visited as f64 / (rows.div_ceil(tile) * rows.div_ceil(tile)) as f64)
+        let (mut order, mut keys) = (vec![0u32; rows], vec![0.0f32; rows]);
+        Ok(band::tile_share(
+            batch, &params, tile, tile, &mut order, &mut keys,
+        )?)
     }
 
     /// The precision this context computes in.
