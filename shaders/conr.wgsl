@@ -78,7 +78,12 @@ struct Params {
     stride: u32,
     // Column ranges of the mixed kernels (conr_mixed.wgsl).
     splits: u32,
-    _pad2: u32,
+    // The rows the tile kernels own, local to the row chunk: [row_begin,
+    // min(row_end, row_count)). One worker's rows (conr_core::shard), or all.
+    row_begin: u32,
+    row_end: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 // A running log-sum-exp: conr_core::stats::LogSumExp. Empty when sum == 0.
@@ -573,6 +578,11 @@ fn normalize_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // ------------------------------------------------------------- logit tiles
 
+// The end of the rows the tile kernels own, local to the row chunk.
+fn row_end() -> u32 {
+    return min(params.row_count, params.row_end);
+}
+
 // The thread's 4×4 block of z_j·z_k for the tile at (row_base, col_base) of
 // the chunks. 16-feature slices of both row sets are staged transposed in
 // workgroup memory (tile_a[k][row], tile_b[k][col], four rows per vec4), so
@@ -589,7 +599,7 @@ fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array
             var a = 0.0;
             var b = 0.0;
             if (k0 + kk < dim) {
-                if (row_base + r < params.row_count) {
+                if (row_base + r < row_end()) {
                     a = z_rows[at(row_base + r) * dim + k0 + kk];
                 }
                 if (col_base + r < params.col_count) {
@@ -619,12 +629,12 @@ fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array
 @compute @workgroup_size(16, 16)
 fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let flat = lid.y * SIDE + lid.x;
-    let row_base = wid.x * TILE;
+    let row_base = params.row_begin + wid.x * TILE;
     var mine = array<RowStats, 4>(empty_stats(), empty_stats(), empty_stats(), empty_stats());
     var keys: array<RowKey, 4>;
     for (var i = 0u; i < 4u; i++) {
         let r = row_base + lid.y * 4u + i;
-        keys[i] = row_key(params.row_offset + at(min(r, params.row_count - 1u)));
+        keys[i] = row_key(params.row_offset + at(min(r, row_end() - 1u)));
     }
     let cols = tile_columns(wid.x);
     for (var col_base = cols.x; col_base < cols.y; col_base += TILE) {
@@ -634,7 +644,7 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             let r = row_base + lid.y * 4u + i;
             for (var c = 0u; c < 4u; c++) {
                 let col = lid.x * 4u + c;
-                if (r < params.row_count && col_base + col < params.col_count) {
+                if (r < row_end() && col_base + col < params.col_count) {
                     var kj: Pair;
                     let j = params.row_offset + at(r);
                     let k = params.col_offset + at(col_base + col);
@@ -661,7 +671,7 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         }
         workgroupBarrier();
     }
-    if (flat < TILE && row_base + flat < params.row_count) {
+    if (flat < TILE && row_base + flat < row_end()) {
         let j = params.row_offset + at(row_base + flat);
         if (has_flag(FLAG_ACCUMULATE)) {
             stats[j] = stats_merge(stats[j], merged[flat]);
@@ -717,14 +727,14 @@ fn reduce_loss(@builtin(local_invocation_index) t: u32) {
 @compute @workgroup_size(16, 16)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let flat = lid.y * SIDE + lid.x;
-    let row_base = wid.x * TILE;
+    let row_base = params.row_begin + wid.x * TILE;
     let dim = params.dim;
     let inv_t = params.inv_temperature;
     let factor = totals.factor;
     var keys: array<RowKey, 4>;
     var rows_out: array<RowOutcome, 4>;
     for (var i = 0u; i < 4u; i++) {
-        let j = params.row_offset + at(min(row_base + lid.y * 4u + i, params.row_count - 1u));
+        let j = params.row_offset + at(min(row_base + lid.y * 4u + i, row_end() - 1u));
         keys[i] = row_key(j);
         rows_out[i] = outcomes[j];
     }
@@ -738,7 +748,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
             for (var c = 0u; c < 4u; c++) {
                 let col = lid.x * 4u + c;
                 var h = 0.0;
-                if (row_base + r < params.row_count && col_base + col < params.col_count) {
+                if (row_base + r < row_end() && col_base + col < params.col_count) {
                     let j = params.row_offset + at(row_base + r);
                     let k = params.col_offset + at(col_base + col);
                     var kj: Pair;
@@ -781,7 +791,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
                 let r = row_base + lid.y * 4u + i;
                 for (var c = 0u; c < 4u; c++) {
                     let d = d0 + lid.x * 4u + c;
-                    if (r < params.row_count && d < dim) {
+                    if (r < row_end() && d < dim) {
                         dz[at(r) * dim + d] += acc[i][c];
                     }
                 }

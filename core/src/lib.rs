@@ -73,7 +73,7 @@ pub use batch::{Batch, MAX_WEIGHT, Shape};
 pub use config::{Aggregation, Config, LabelMetric, Params, Pushing, PushingKind, Reduction};
 pub use error::Error;
 #[cfg(feature = "alloc")]
-pub use output::Output;
+pub use output::{Output, Part};
 
 /// The floating-point types the core computes in: `f32` and `f64`.
 ///

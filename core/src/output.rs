@@ -3,6 +3,7 @@
 use alloc::vec::Vec;
 
 use crate::Scalar;
+use crate::stats::RowOutcome;
 
 /// The loss, its gradient, the anchors and the pair counts of one batch: what
 /// every engine (the CPU reference, the fast CPU engine, the GPU engine)
@@ -42,6 +43,31 @@ impl<T: Scalar> Output<T> {
             anchors: self.anchors,
             positives: self.positives,
             negatives: self.negatives,
+        }
+    }
+}
+
+/// One worker's result of phase 2 of the data-parallel protocol
+/// ([`crate::shard`]): its part of the loss and its rows' gradient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part<T> {
+    /// Its part of the loss: `factor · Σ_{j in its rows} l_j`
+    /// ([`crate::shard::part_loss`]). The loss is the sum of every worker's part.
+    pub loss: T,
+    /// `∂L/∂features` of its rows, row-major (rows × D).
+    pub grad_features: Vec<T>,
+}
+
+impl<T: Scalar> Output<T> {
+    /// The output of a batch from phase 2's result over every row and every
+    /// row's outcome.
+    pub fn from_part(part: Part<T>, outcomes: &[RowOutcome<T>]) -> Self {
+        Self {
+            loss: part.loss,
+            grad_features: part.grad_features,
+            anchors: outcomes.iter().map(|o| o.anchor).collect(),
+            positives: outcomes.iter().map(|o| o.positives).collect(),
+            negatives: outcomes.iter().map(|o| o.negatives).collect(),
         }
     }
 }

@@ -233,9 +233,41 @@ pub fn reduction<T: Scalar>(config: &Config, outcomes: &[RowOutcome<T>]) -> T {
     reduction_factor(config.reduction, outcomes.len(), anchors)
 }
 
+/// A worker's part of the loss: `factor · Σ_{j in rows} l_j`, with the
+/// factor of the whole batch (`outcomes` holds every row).
+pub fn part_loss<T: Scalar>(config: &Config, outcomes: &[RowOutcome<T>], rows: Range<usize>) -> T {
+    let factor = reduction::<T>(config, outcomes);
+    factor * outcomes[rows].iter().fold(T::zero(), |acc, o| acc + o.loss)
+}
+
 impl<T: Scalar> RowOutcome<T> {
-    /// The row as [`RECORD_LEN`] scalars: loss, anchor, |P|, |Q|, weight,
-    /// ln D, ln Σ_P e^s, |P|/n, 1/n, aggregation.
+    /// The row as [`RECORD_LEN`] scalars, the unit of a message: loss,
+    /// anchor (0 or 1), |P|, |Q|, weight, ln D, ln Σ_P e^s, |P|/n, 1/n,
+    /// aggregation (0 mean of logs, 1 log of mean).
+    ///
+    /// ```
+    /// use conr_core::stats::RowOutcome;
+    /// let outcome = RowOutcome::<f32>::default();
+    /// let record = outcome.to_record();
+    /// assert_eq!(RowOutcome::from_record(&record), Some(outcome));
+    /// assert_eq!(RowOutcome::<f32>::from_record(&record[..9]), None);
+    /// ```
+    pub fn to_record(&self) -> [T; RECORD_LEN] {
+        let mut record = [T::zero(); RECORD_LEN];
+        self.write_record(&mut record);
+        record
+    }
+
+    /// The inverse of [`RowOutcome::to_record`]; `None` for a slice of
+    /// another length or values no engine writes (non-finite values, flags
+    /// other than 0 or 1, counts that are not whole).
+    pub fn from_record(record: &[T]) -> Option<Self> {
+        if record.len() != RECORD_LEN {
+            return None;
+        }
+        Self::read_record(record)
+    }
+
     fn write_record(&self, out: &mut [T]) {
         let flag = |b: bool| if b { T::one() } else { T::zero() };
         out[0] = self.loss;

@@ -30,6 +30,26 @@ impl<T: Scalar> Default for LogSumExp<T> {
 }
 
 impl<T: Scalar> LogSumExp<T> {
+    /// A sum kept elsewhere as a running maximum and the sum of `e^{x − max}`
+    /// (another engine's statistics, read back): empty when `sum` is 0.
+    ///
+    /// ```
+    /// use conr_core::stats::LogSumExp;
+    /// let mut a = LogSumExp::default();
+    /// a.push(1.0f64);
+    /// a.push(2.0);
+    /// let b = LogSumExp::from_parts(2.0, 1.0 + (-1.0f64).exp());
+    /// assert!((a.value() - b.value()).abs() < 1e-15);
+    /// assert!(LogSumExp::from_parts(7.0f64, 0.0).is_empty());
+    /// ```
+    pub fn from_parts(max: T, sum: T) -> Self {
+        if sum.is_zero() {
+            Self::default()
+        } else {
+            Self { max, sum }
+        }
+    }
+
     /// Adds `e^x` for a finite `x`.
     #[inline]
     pub fn push(&mut self, x: T) {

@@ -394,3 +394,74 @@ fn repeated_calls_with_and_without_weights() {
         agree(&on_gpu(gpu, case), &want, case.config.temperature).unwrap();
     }
 }
+
+/// The data-parallel protocol on the GPU's row phases: the workers that own
+/// `slices` (in order, covering the batch), one after another.
+fn sharded_on_gpu(
+    gpu: &GpuConr,
+    b: &RandomBatch,
+    slices: &[std::ops::Range<usize>],
+) -> Result<Output<f64>, GpuError> {
+    let small = b.convert::<f32>();
+    let batch = small.batch();
+    let mut outcomes = Vec::with_capacity(b.shape.rows);
+    for slice in slices {
+        outcomes.extend(gpu.forward_rows(&batch, &b.config, slice.clone())?);
+    }
+    let mut part = conr_core::Part {
+        loss: 0.0,
+        grad_features: Vec::new(),
+    };
+    for slice in slices {
+        let mine = gpu.backward_rows(&batch, &b.config, slice.clone(), &outcomes)?;
+        part.loss += mine.loss;
+        part.grad_features.extend(mine.grad_features);
+    }
+    Ok(widen(Output::from_part(part, &outcomes)))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, max_global_rejects: 100_000, ..ProptestConfig::default() })]
+
+    /// W in {1, 2, 3, 7} workers on the GPU's row phases give the reference's
+    /// loss and gradient, in one chunk and in several.
+    #[test]
+    fn gpu_row_phases_equal_the_reference(b in any_batch(200, 24), w in prop::sample::select(vec![1usize, 2, 3, 7])) {
+        let Some(gpu) = dense_gpu() else { return Ok(()) };
+        prop_assume!(b.row_norms_above(0.05) && !b.has_near_ties(1e-5));
+        let want = Reference.compute(&b.batch(), &b.config).unwrap();
+        let slices = conr_cpu::even_slices(b.shape.rows, w);
+        agree(&sharded_on_gpu(gpu, &b, &slices).unwrap(), &want, b.config.temperature)?;
+        let chunked = chunked_gpu();
+        agree(&sharded_on_gpu(chunked, &b, &slices).unwrap(), &want, b.config.temperature)?;
+    }
+}
+
+/// A context whose chunks hold 128 rows of 24 features (more of narrower ones).
+fn chunked_gpu() -> &'static GpuConr {
+    static CHUNKED: std::sync::OnceLock<GpuConr> = std::sync::OnceLock::new();
+    CHUNKED.get_or_init(|| GpuConr::new().unwrap().with_max_binding_bytes(128 * 24 * 4))
+}
+
+#[test]
+fn gpu_row_phases_refuse_bad_rows_and_outcomes() {
+    let Some(gpu) = gpu() else { return };
+    let shape = Shape {
+        rows: 4,
+        dim: 2,
+        label_dim: 1,
+    };
+    let f = [1.0, 0.1, 0.9, 0.2, 0.1, 1.0, 0.2, 0.8];
+    let (y, p) = ([20.0, 20.5, 60.0, 60.5], [40.0, 40.2, 40.4, 40.1]);
+    let batch = Batch::new(shape, &f, &y, &p, None).unwrap();
+    let config = Config::official_agedb();
+    assert!(gpu.forward_rows(&batch, &config, 2..5).is_err());
+    let outcomes = gpu.forward_rows(&batch, &config, 0..4).unwrap();
+    assert_eq!(gpu.forward_rows(&batch, &config, 1..1).unwrap().len(), 0);
+    assert!(
+        gpu.backward_rows(&batch, &config, 0..2, &outcomes[..3])
+            .is_err()
+    );
+    let part = gpu.backward_rows(&batch, &config, 1..3, &outcomes).unwrap();
+    assert_eq!(part.grad_features.len(), 4);
+}

@@ -99,9 +99,9 @@ pub struct BenchOptions {
 pub struct WorkerRow {
     /// The rows it owns.
     pub rows: usize,
-    /// Median seconds of its phase 1 (`Engine::forward_rows`).
+    /// Median seconds of its preparation and phase 1 (`Engine::worker`, `Worker::forward`).
     pub forward_s: f64,
-    /// Median seconds of its phase 2 (`Engine::backward_rows`).
+    /// Median seconds of its phase 2 (`Worker::backward`), on the same preparation.
     pub backward_s: f64,
     /// Bytes of its message of outcomes (f32), all it sends beyond the
     /// feature gather.
@@ -281,10 +281,14 @@ fn time_workers<E: Engine>(
     for rep in 0..options.warmup + options.reps {
         let timed = rep >= options.warmup;
         let mut all = vec![RowOutcome::default(); batch.rows()];
+        // Each worker prepares once (timed with its phase 1) and keeps it for phase 2.
+        let mut kept = Vec::with_capacity(workers);
         for (w, slice) in slices.iter().enumerate() {
             let start = Instant::now();
-            let outcomes = engine.forward_rows(batch, config, slice.clone())?;
+            let mut worker = engine.worker(batch, config)?;
+            let outcomes = worker.forward(slice.clone())?;
             let elapsed = start.elapsed().as_secs_f64();
+            kept.push(worker);
             let mut message = vec![0.0f32; message_len(outcomes.len())];
             write_message(&header, slice.start, &outcomes, &mut message)?;
             read_message(&header, &message, &mut all)?;
@@ -293,9 +297,9 @@ fn time_workers<E: Engine>(
                 forward[w].push(elapsed);
             }
         }
-        for (w, slice) in slices.iter().enumerate() {
+        for (w, (slice, worker)) in slices.iter().zip(&mut kept).enumerate() {
             let start = Instant::now();
-            engine.backward_rows(batch, config, slice.clone(), &all)?;
+            worker.backward(slice.clone(), &all)?;
             if timed {
                 backward[w].push(start.elapsed().as_secs_f64());
             }

@@ -10,7 +10,7 @@ use conr_core::{Batch, Config, Error, Params, Scalar};
 use rayon::prelude::*;
 
 use crate::matmul::{Mat, gram_into, matmul};
-use crate::{Engine, Output, Part};
+use crate::{Engine, Part, Worker};
 
 /// Rows per block: each block is one parallel task and owns its rows' results.
 const ROW_BLOCK: usize = 64;
@@ -124,42 +124,43 @@ impl Engine for Fast {
         "cpu"
     }
 
-    fn forward_rows<T: Scalar>(
-        &self,
-        batch: &Batch<'_, T>,
+    /// Normalises the features and, with the band plan, sorts and gathers
+    /// both sides' views, once for both phases.
+    fn worker<'a, T: Scalar>(
+        &'a self,
+        batch: &'a Batch<'a, T>,
         config: &Config,
-        rows: Range<usize>,
-    ) -> Result<Vec<RowOutcome<T>>, Error> {
-        let params = crate::check_phase(batch, config, &rows, None)?;
-        self.install(|| Prepared::new(batch, &params, self.plan).forward(rows))
+    ) -> Result<Box<dyn Worker<T> + 'a>, Error> {
+        let params = batch.check(config)?;
+        let prepared = self.install(|| Prepared::new(batch, params, self.plan));
+        Ok(Box::new(FastWorker {
+            engine: self,
+            prepared,
+        }))
+    }
+}
+
+/// The fast engine's worker: one preparation, both phases on the engine's pool.
+struct FastWorker<'a, T> {
+    engine: &'a Fast,
+    prepared: Prepared<'a, T>,
+}
+
+impl<T: Scalar> Worker<T> for FastWorker<'_, T> {
+    fn forward(&mut self, rows: Range<usize>) -> Result<Vec<RowOutcome<T>>, Error> {
+        crate::check_phase::<T>(self.prepared.rows, &rows, None)?;
+        let prepared = &mut self.prepared;
+        self.engine.install(|| prepared.forward(rows))
     }
 
-    fn backward_rows<T: Scalar>(
-        &self,
-        batch: &Batch<'_, T>,
-        config: &Config,
+    fn backward(
+        &mut self,
         rows: Range<usize>,
         outcomes: &[RowOutcome<T>],
     ) -> Result<Part<T>, Error> {
-        let params = crate::check_phase(batch, config, &rows, Some(outcomes))?;
-        self.install(|| Prepared::new(batch, &params, self.plan).backward(rows, outcomes))
-    }
-
-    /// Both phases with one worker, on one preparation: the features are
-    /// normalised, sorted and gathered once.
-    fn compute<T: Scalar>(
-        &self,
-        batch: &Batch<'_, T>,
-        config: &Config,
-    ) -> Result<Output<T>, Error> {
-        let all = 0..batch.rows();
-        let params = crate::check_phase(batch, config, &all, None)?;
-        self.install(|| {
-            let mut prepared = Prepared::new(batch, &params, self.plan);
-            let outcomes = prepared.forward(all.clone())?;
-            let part = prepared.backward(all, &outcomes)?;
-            Ok(crate::output(part, &outcomes))
-        })
+        crate::check_phase(self.prepared.rows, &rows, Some(outcomes))?;
+        let prepared = &mut self.prepared;
+        self.engine.install(|| prepared.backward(rows, outcomes))
     }
 }
 
@@ -204,27 +205,42 @@ impl<T: Scalar> View<'_, T> {
         }
     }
 
-    /// The positions of the rows in `rows`, in this view's order, in blocks of
-    /// [`ROW_BLOCK`]: a worker's own rows.
+    /// The positions of the rows in `rows` (a worker's own rows), in this
+    /// view's order, in blocks of at most [`ROW_BLOCK`].
+    ///
+    /// On a band side a block also spans at most `ROW_BLOCK` sorted
+    /// positions: a worker's rows are scattered through the sorted order, and
+    /// a block's column run is the band of its whole span, so 64 rows of one
+    /// worker in four would each visit the band of 256 positions. Blocks of
+    /// a short span keep every row's columns what they are with one worker.
     fn blocks(&self, rows: &Range<usize>) -> Vec<Vec<usize>> {
-        let positions: Vec<usize> = match self.order {
-            None => rows.clone().collect(),
-            Some(order) => (0..order.len())
-                .filter(|&p| rows.contains(&(order[p] as usize)))
-                .collect(),
+        let Some(order) = self.order else {
+            let positions: Vec<usize> = rows.clone().collect();
+            return positions.chunks(ROW_BLOCK).map(<[usize]>::to_vec).collect();
         };
-        positions.chunks(ROW_BLOCK).map(<[usize]>::to_vec).collect()
+        let mut blocks: Vec<Vec<usize>> = Vec::new();
+        for p in (0..order.len()).filter(|&p| rows.contains(&(order[p] as usize))) {
+            match blocks.last_mut() {
+                Some(block) if block.len() < ROW_BLOCK && p - block[0] < ROW_BLOCK => {
+                    block.push(p);
+                }
+                _ => blocks.push(vec![p]),
+            }
+        }
+        blocks
     }
 }
 
-/// Everything a pass reads: the normalised features, the weights, and the
-/// views (the dense one, or the two sides of the band with their features
-/// gathered in sorted order, so that band tiles stay contiguous for the GEMMs).
-struct Prepared<'a, 'b, T> {
-    params: &'a Params<T>,
-    batch: &'a Batch<'b, T>,
+/// Everything a pass reads: the weights and the views, each with its
+/// normalised features: the dense view in row order, or the two sides of the
+/// band with their features in sorted order, so that band tiles stay
+/// contiguous for the GEMMs. Each is built on the first pass that needs it and
+/// kept for the next.
+struct Prepared<'a, T> {
+    params: Params<T>,
+    batch: &'a Batch<'a, T>,
+    /// The normalised features in row order (the dense view), once built.
     z: Vec<T>,
-    lengths: Vec<T>,
     log_eta: Vec<T>,
     /// Per band side: the sorted order and keys (the plans' scratch).
     scratch: Vec<(Vec<u32>, Vec<T>)>,
@@ -234,15 +250,9 @@ struct Prepared<'a, 'b, T> {
     dim: usize,
 }
 
-impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
-    fn new(batch: &'a Batch<'b, T>, params: &'a Params<T>, plan: TilePlan) -> Self {
+impl<'a, T: Scalar> Prepared<'a, T> {
+    fn new(batch: &'a Batch<'a, T>, params: Params<T>, plan: TilePlan) -> Self {
         let (rows, dim) = (batch.rows(), batch.shape().dim);
-        let mut z = vec![T::zero(); rows * dim];
-        let mut lengths = vec![T::zero(); rows];
-        z.par_chunks_mut(dim)
-            .zip(lengths.par_iter_mut())
-            .enumerate()
-            .for_each(|(j, (zj, length))| *length = normalize(batch.feature_row(j), zj));
         let log_eta: Vec<T> = (0..rows).map(|j| batch.weight(j).ln()).collect();
         let scratch = match plan {
             TilePlan::Band => (0..2)
@@ -253,8 +263,7 @@ impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
         Self {
             params,
             batch,
-            z,
-            lengths,
+            z: Vec::new(),
             log_eta,
             scratch,
             gathered: Vec::new(),
@@ -269,7 +278,7 @@ impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
         &mut self,
         pass: impl Fn(&Tiles<'_, '_, T>, &View<'_, T>) -> R,
     ) -> Result<Vec<R>, Error> {
-        let (batch, params, rows, dim) = (self.batch, self.params, self.rows, self.dim);
+        let (batch, params, rows, dim) = (self.batch, &self.params, self.rows, self.dim);
         let mut plans = Vec::with_capacity(2);
         for ((order, keys), side) in self
             .scratch
@@ -281,7 +290,6 @@ impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
             }
         }
         // Both sides have a band, or neither does (`angular`).
-        let z = &self.z;
         let tiles = Tiles {
             params,
             batch,
@@ -290,9 +298,12 @@ impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
             dim,
         };
         if plans.is_empty() {
+            if self.z.is_empty() {
+                self.z = normalized(batch, None);
+            }
             let view = View {
                 order: None,
-                z,
+                z: &self.z,
                 band: None,
             };
             return Ok(vec![pass(&tiles, &view)]);
@@ -301,16 +312,7 @@ impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
         if self.gathered.len() != plans.len() {
             self.gathered = plans
                 .iter()
-                .map(|plan| {
-                    let mut gathered = vec![T::zero(); rows * dim];
-                    gathered
-                        .par_chunks_mut(dim)
-                        .zip(plan.order().par_iter())
-                        .for_each(|(out, &j)| {
-                            out.copy_from_slice(&z[j as usize * dim..(j as usize + 1) * dim]);
-                        });
-                    gathered
-                })
+                .map(|plan| normalized(batch, Some(plan.order())))
                 .collect();
         }
         Ok(plans
@@ -328,7 +330,7 @@ impl<'a, 'b, T: Scalar> Prepared<'a, 'b, T> {
     }
 }
 
-impl<T: Scalar> Prepared<'_, '_, T> {
+impl<T: Scalar> Prepared<'_, T> {
     /// Phase 1: the outcomes of `rows`, against every row.
     fn forward(&mut self, rows: Range<usize>) -> Result<Vec<RowOutcome<T>>, Error> {
         let (params, batch, total) = (self.params, self.batch, self.rows);
@@ -362,7 +364,7 @@ impl<T: Scalar> Prepared<'_, '_, T> {
         Ok(stats
             .iter()
             .zip(rows)
-            .map(|(s, j)| s.finish(params, total, batch.weight(j)))
+            .map(|(s, j)| s.finish(&params, total, batch.weight(j)))
             .collect())
     }
 
@@ -373,7 +375,8 @@ impl<T: Scalar> Prepared<'_, '_, T> {
         rows: Range<usize>,
         outcomes: &[RowOutcome<T>],
     ) -> Result<Part<T>, Error> {
-        let config = &self.params.config;
+        let config = self.params.config;
+        let config = &config;
         let dim = self.dim;
         let factor = shard::reduction::<T>(config, outcomes);
         let grads: Vec<RowGrad<T>> = outcomes.iter().map(|o| o.gradient(factor)).collect();
@@ -402,21 +405,36 @@ impl<T: Scalar> Prepared<'_, '_, T> {
             }
         }
         let mut grad_features = vec![T::zero(); rows.len() * dim];
-        let (z, lengths) = (&self.z, &self.lengths);
+        let batch = self.batch;
         grad_features
             .par_chunks_mut(dim)
             .zip(dz.par_chunks(dim))
             .enumerate()
-            .for_each(|(i, (out, dz_j))| {
-                let j = first + i;
-                normalize_backward(lengths[j], &z[j * dim..(j + 1) * dim], dz_j, out);
-            });
-        let loss = factor * outcomes[rows].iter().fold(T::zero(), |acc, o| acc + o.loss);
+            .for_each_init(
+                || vec![T::zero(); dim],
+                |zj, (i, (out, dz_j))| {
+                    // z_j again from f_j: cheaper than keeping every row's.
+                    let length = normalize(batch.feature_row(first + i), zj);
+                    normalize_backward(length, zj, dz_j, out);
+                },
+            );
+        let loss = shard::part_loss(config, outcomes, rows);
         Ok(Part {
             loss,
             grad_features,
         })
     }
+}
+
+/// The normalised features, in row order or in `order`.
+fn normalized<T: Scalar>(batch: &Batch<'_, T>, order: Option<&[u32]>) -> Vec<T> {
+    let dim = batch.shape().dim;
+    let mut z = vec![T::zero(); batch.rows() * dim];
+    z.par_chunks_mut(dim).enumerate().for_each(|(p, zp)| {
+        let j = order.map_or(p, |o| o[p] as usize);
+        normalize(batch.feature_row(j), zp);
+    });
+    z
 }
 
 /// What the tile passes read.

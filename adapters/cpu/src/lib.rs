@@ -36,7 +36,7 @@ mod matmul;
 mod reference;
 mod sharded;
 
-pub use conr_core::{self as core, Batch, Config, Error, Output, Scalar, Shape};
+pub use conr_core::{self as core, Batch, Config, Error, Output, Part, Scalar, Shape};
 pub use density::density_weights;
 pub use fast::Fast;
 pub use matmul::gram;
@@ -49,93 +49,98 @@ use std::ops::Range;
 /// A ConR engine: computes the loss and its gradient for one batch.
 ///
 /// The computation is two phases over the rows a worker owns (see
-/// [`conr_core::shard`]): [`Engine::forward_rows`] gives their outcomes,
-/// and, once every row's outcome is known, [`Engine::backward_rows`] gives
-/// their part of the loss and their gradient. [`Engine::compute`] is the same
-/// two phases with one worker owning every row; [`compute_sharded`] runs W
+/// [`conr_core::shard`]), run by a [`Worker`] that [`Engine::worker`]
+/// prepares once per batch: [`Worker::forward`] gives its rows' outcomes,
+/// and, once every row's outcome is known, [`Worker::backward`] gives their
+/// part of the loss and their gradient. [`Engine::compute`] is the same two
+/// phases with one worker owning every row; [`compute_sharded`] runs W
 /// workers one after another in one process.
 pub trait Engine {
     /// A short name for reports (`"reference"`, `"cpu"`, ...).
     fn name(&self) -> &'static str;
 
-    /// Phase 1: the outcomes of the rows in `rows`, against every row.
-    ///
-    /// Validates `config` against `batch` first; see [`Batch::check`].
+    /// A worker on `batch`: validates `config` against it (see
+    /// [`Batch::check`]) and prepares what both phases read (the normalised
+    /// features, and for [`Fast`] the band's sorted views), once.
+    fn worker<'a, T: Scalar>(
+        &'a self,
+        batch: &'a Batch<'a, T>,
+        config: &Config,
+    ) -> Result<Box<dyn Worker<T> + 'a>, Error>;
+
+    /// Phase 1 alone, on a worker of its own: the outcomes of `rows`.
     fn forward_rows<T: Scalar>(
         &self,
         batch: &Batch<'_, T>,
         config: &Config,
         rows: Range<usize>,
-    ) -> Result<Vec<RowOutcome<T>>, Error>;
+    ) -> Result<Vec<RowOutcome<T>>, Error> {
+        self.worker(batch, config)?.forward(rows)
+    }
 
-    /// Phase 2: given every row's outcome (`outcomes.len() == M`), the part
-    /// of the loss and `∂L/∂features` of the rows in `rows`.
+    /// Phase 2 alone, on a worker of its own: given every row's outcome, the
+    /// part of the loss and `∂L/∂features` of `rows`.
     fn backward_rows<T: Scalar>(
         &self,
         batch: &Batch<'_, T>,
         config: &Config,
         rows: Range<usize>,
         outcomes: &[RowOutcome<T>],
-    ) -> Result<Part<T>, Error>;
+    ) -> Result<Part<T>, Error> {
+        self.worker(batch, config)?.backward(rows, outcomes)
+    }
 
     /// The loss, `∂loss/∂features`, the anchors and the pair counts: both
-    /// phases with one worker.
+    /// phases on one worker that owns every row.
     fn compute<T: Scalar>(
         &self,
         batch: &Batch<'_, T>,
         config: &Config,
     ) -> Result<Output<T>, Error> {
         let all = 0..batch.rows();
-        let outcomes = self.forward_rows(batch, config, all.clone())?;
-        let part = self.backward_rows(batch, config, all, &outcomes)?;
-        Ok(output(part, &outcomes))
+        let mut worker = self.worker(batch, config)?;
+        let outcomes = worker.forward(all.clone())?;
+        let part = worker.backward(all, &outcomes)?;
+        Ok(Output::from_part(part, &outcomes))
     }
 }
 
-/// Phase 2's result of every row, with every row's outcome, as an [`Output`].
-pub(crate) fn output<T: Scalar>(part: Part<T>, outcomes: &[RowOutcome<T>]) -> Output<T> {
-    Output {
-        loss: part.loss,
-        grad_features: part.grad_features,
-        anchors: outcomes.iter().map(|o| o.anchor).collect(),
-        positives: outcomes.iter().map(|o| o.positives).collect(),
-        negatives: outcomes.iter().map(|o| o.negatives).collect(),
-    }
+/// One worker's two phases on one batch (see [`Engine::worker`]), with what
+/// the engine prepared kept between them.
+pub trait Worker<T: Scalar> {
+    /// Phase 1: the outcomes of the rows in `rows`, against every row.
+    fn forward(&mut self, rows: Range<usize>) -> Result<Vec<RowOutcome<T>>, Error>;
+
+    /// Phase 2: given every row's outcome (`outcomes.len() == M`), the part
+    /// of the loss and `∂L/∂features` of the rows in `rows`.
+    fn backward(
+        &mut self,
+        rows: Range<usize>,
+        outcomes: &[RowOutcome<T>],
+    ) -> Result<Part<T>, Error>;
 }
 
-/// One worker's result of phase 2.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Part<T> {
-    /// Its part of the loss: `factor · Σ_{j in its rows} l_j`. The loss is the
-    /// sum of every worker's part.
-    pub loss: T,
-    /// `∂L/∂features` of its rows, row-major (rows × D).
-    pub grad_features: Vec<T>,
-}
-
-/// The checks of both phases: the config against the batch, a worker's
-/// rows inside it, and (phase 2) one outcome per row.
+/// The checks of a phase: the worker's rows inside the batch, and (phase
+/// 2) one outcome per row.
 pub(crate) fn check_phase<T: Scalar>(
-    batch: &Batch<'_, T>,
-    config: &Config,
+    rows_in_batch: usize,
     rows: &Range<usize>,
     outcomes: Option<&[RowOutcome<T>]>,
-) -> Result<conr_core::Params<T>, Error> {
-    let params = batch.check(config)?;
-    if rows.start > rows.end || rows.end > batch.rows() {
+) -> Result<(), Error> {
+    if rows.start > rows.end || rows.end > rows_in_batch {
         return Err(Error::InvalidConfig {
             field: "rows",
             why: "a worker's rows must be a run inside the batch",
         });
     }
     if let Some(outcomes) = outcomes
-        && outcomes.len() != batch.rows()
+        && outcomes.len() != rows_in_batch
     {
         return Err(Error::ShapeMismatch {
             what: "outcomes",
-            expected: batch.rows(),
+            expected: rows_in_batch,
             got: outcomes.len(),
         });
     }
-    Ok(params)
+    Ok(())
 }

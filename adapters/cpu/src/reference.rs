@@ -6,7 +6,7 @@ use conr_core::shard;
 use conr_core::stats::{RowGrad, RowOutcome, RowStats};
 use conr_core::{Batch, Config, Error, Params, Scalar};
 
-use crate::{Engine, Part};
+use crate::{Engine, Part, Worker};
 
 /// The reference engine: plain loops over the core, one row at a time.
 ///
@@ -21,47 +21,65 @@ impl Engine for Reference {
         "reference"
     }
 
-    fn forward_rows<T: Scalar>(
-        &self,
-        batch: &Batch<'_, T>,
+    fn worker<'a, T: Scalar>(
+        &'a self,
+        batch: &'a Batch<'a, T>,
         config: &Config,
-        rows: Range<usize>,
-    ) -> Result<Vec<RowOutcome<T>>, Error> {
-        let params = crate::check_phase(batch, config, &rows, None)?;
-        let (z, _) = normalized(batch);
-        let problem = Problem {
-            params: &params,
+    ) -> Result<Box<dyn Worker<T> + 'a>, Error> {
+        let params = batch.check(config)?;
+        let (z, lengths) = normalized(batch);
+        Ok(Box::new(ReferenceWorker {
+            params,
             batch,
-            z: &z,
-            dim: batch.shape().dim,
-        };
+            z,
+            lengths,
+        }))
+    }
+}
+
+/// The reference engine's worker: the normalised features, kept for both phases.
+struct ReferenceWorker<'a, T> {
+    params: Params<T>,
+    batch: &'a Batch<'a, T>,
+    z: Vec<T>,
+    lengths: Vec<T>,
+}
+
+impl<T: Scalar> ReferenceWorker<'_, T> {
+    fn problem(&self) -> Problem<'_, '_, T> {
+        Problem {
+            params: &self.params,
+            batch: self.batch,
+            z: &self.z,
+            dim: self.batch.shape().dim,
+        }
+    }
+}
+
+impl<T: Scalar> Worker<T> for ReferenceWorker<'_, T> {
+    fn forward(&mut self, rows: Range<usize>) -> Result<Vec<RowOutcome<T>>, Error> {
+        let batch = self.batch;
+        crate::check_phase::<T>(batch.rows(), &rows, None)?;
+        let problem = self.problem();
         // One pass over k per row, statistics only.
         Ok(rows
             .map(|j| {
                 let mut stats = RowStats::default();
                 problem.for_each_pair(j, |_, pair, _, s| stats.push(pair, s));
-                stats.finish(&params, batch.rows(), batch.weight(j))
+                stats.finish(&self.params, batch.rows(), batch.weight(j))
             })
             .collect())
     }
 
-    fn backward_rows<T: Scalar>(
-        &self,
-        batch: &Batch<'_, T>,
-        config: &Config,
+    fn backward(
+        &mut self,
         rows: Range<usize>,
         outcomes: &[RowOutcome<T>],
     ) -> Result<Part<T>, Error> {
-        let params = crate::check_phase(batch, config, &rows, Some(outcomes))?;
-        let dim = batch.shape().dim;
-        let (z, lengths) = normalized(batch);
-        let problem = Problem {
-            params: &params,
-            batch,
-            z: &z,
-            dim,
-        };
-        let factor = shard::reduction::<T>(config, outcomes);
+        crate::check_phase(self.batch.rows(), &rows, Some(outcomes))?;
+        let (params, z, dim) = (&self.params, &self.z, self.batch.shape().dim);
+        let problem = self.problem();
+        let factor = shard::reduction::<T>(&params.config, outcomes);
         let grads: Vec<RowGrad<T>> = outcomes.iter().map(|o| o.gradient(factor)).collect();
         // ∂L/∂z_j = (1/τ) Σ_k (G_jk + G_kj) z_k, recomputing each logit.
         let mut grad_features = vec![T::zero(); rows.len() * dim];
@@ -74,9 +92,9 @@ impl Engine for Reference {
                     *acc = *acc + g * x;
                 }
             });
-            normalize_backward(lengths[j], &z[j * dim..(j + 1) * dim], &dz, df);
+            normalize_backward(self.lengths[j], &z[j * dim..(j + 1) * dim], &dz, df);
         }
-        let loss = factor * outcomes[rows].iter().fold(T::zero(), |acc, o| acc + o.loss);
+        let loss = shard::part_loss(&params.config, outcomes, rows);
         Ok(Part {
             loss,
             grad_features,

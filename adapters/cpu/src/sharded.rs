@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use conr_core::shard::{Header, message_len, read_message, write_message};
 use conr_core::stats::RowOutcome;
-use conr_core::{Batch, Config, Error, Output, Scalar};
+use conr_core::{Batch, Config, Error, Output, Part, Scalar};
 
 use crate::Engine;
 
@@ -41,7 +41,10 @@ pub fn even_slices(rows: usize, workers: usize) -> Vec<Range<usize>> {
 ///    every row once;
 /// 3. each worker computes its part of the loss and its rows' gradient.
 ///
-/// The result equals [`Engine::compute`] up to summation order.
+/// The result equals [`Engine::compute`] up to summation order. Each worker
+/// prepares anew for each phase ([`Engine::forward_rows`],
+/// [`Engine::backward_rows`]), so that memory stays that of one worker; a
+/// real worker keeps one [`crate::Worker`] for both.
 ///
 /// ```
 /// use conr_cpu::{Batch, Config, Engine, Reference, Shape, compute_sharded, even_slices};
@@ -81,8 +84,8 @@ pub fn compute_sharded<E: Engine, T: Scalar>(
         loss = loss + part.loss;
         grad_features[slice.start * dim..slice.end * dim].copy_from_slice(&part.grad_features);
     }
-    Ok(crate::output(
-        crate::Part {
+    Ok(Output::from_part(
+        Part {
             loss,
             grad_features,
         },

@@ -169,7 +169,31 @@ pub(crate) struct Sources<'a> {
     pub weights: Option<BufferBinding<'a>>,
 }
 
-/// Writes every dispatch's uniform block and records the whole pass into `encoder`.
+/// Which phases a recording runs, and the rows its tile kernels own: both
+/// phases over every row for a whole computation, or one phase over one
+/// worker's rows (conr_core::shard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Steps {
+    /// Phase 1: the row statistics (and, with `backward`, their outcomes and the loss).
+    pub forward: bool,
+    /// Phase 2: ∂L/∂features, from the outcomes and totals in the workspace.
+    pub backward: bool,
+    /// The rows whose statistics or gradient the tile kernels compute.
+    pub rows: std::ops::Range<usize>,
+}
+
+impl Steps {
+    /// Both phases over all `rows` rows.
+    pub fn whole(rows: usize) -> Self {
+        Self {
+            forward: true,
+            backward: true,
+            rows: 0..rows,
+        }
+    }
+}
+
+/// Writes every dispatch's uniform block and records the pass into `encoder`.
 ///
 /// `banded`: the tile kernels visit only the band plan's tiles, whose orders
 /// and column runs the caller wrote into `ws.band` (one chunk, f32 only).
@@ -186,16 +210,23 @@ pub(crate) fn record(
     src: &Sources<'_>,
     base: Params,
     banded: bool,
+    steps: &Steps,
     groups: &mut Vec<wgpu::BindGroup>,
 ) {
     let plan = ws.plan;
+    // Each row chunk's share of the owned rows, local to the chunk.
+    let owned = |a: usize| {
+        let (offset, count) = plan.chunk(a);
+        let local = |r: usize| r.saturating_sub(offset).min(count);
+        (local(steps.rows.start), local(steps.rows.end))
+    };
     let chunks = plan.chunks();
     let base = Params {
         stride: plan.stride() as u32,
         splits: plan.splits as u32,
         ..base
     };
-    let banded = banded && chunks == 1 && ws.band.is_some();
+    let banded = banded && chunks == 1 && ws.band.is_some() && *steps == Steps::whole(plan.rows);
     if banded {
         // One chunk: the plain block, then one per band side; the negatives
         // merge into the positives' statistics.
@@ -217,7 +248,10 @@ pub(crate) fn record(
             let (row_offset, row_count) = plan.chunk(a);
             let (col_offset, col_count) = plan.chunk(b);
             let accumulate = if b > 0 { FLAG_ACCUMULATE } else { 0 };
+            let (row_begin, row_end) = owned(a);
             let p = Params {
+                row_begin: row_begin as u32,
+                row_end: row_end as u32,
                 row_offset: row_offset as u32,
                 row_count: row_count as u32,
                 col_offset: col_offset as u32,
@@ -338,18 +372,25 @@ pub(crate) fn record(
             1,
         );
     }
-    for &(a, b, pass) in &tile_passes {
-        dispatch(
-            &pipelines.row_stats,
-            (a, b, pass),
-            tiles(plan.chunk(a).1),
-            1,
-        );
+    // The row tiles of the owned rows of chunk a.
+    let owned_tiles = |a: usize| {
+        let (begin, end) = owned(a);
+        tiles(end - begin)
+    };
+    if steps.forward {
+        for &(a, b, pass) in &tile_passes {
+            dispatch(&pipelines.row_stats, (a, b, pass), owned_tiles(a), 1);
+        }
     }
-    dispatch(&pipelines.finish_rows, once, linear(plan.rows), 1);
-    dispatch(&pipelines.reduce_loss, once, 1, 1);
+    if !steps.backward {
+        return;
+    }
+    if steps.forward {
+        dispatch(&pipelines.finish_rows, once, linear(plan.rows), 1);
+        dispatch(&pipelines.reduce_loss, once, 1, 1);
+    }
     for &(a, b, pass) in &tile_passes {
-        dispatch(&pipelines.backward, (a, b, pass), tiles(plan.chunk(a).1), 1);
+        dispatch(&pipelines.backward, (a, b, pass), owned_tiles(a), 1);
     }
     for a in 0..chunks {
         dispatch(

@@ -3,10 +3,14 @@
 
 use std::sync::mpsc;
 
-use conr_core::{Batch, Config, Output, Shape};
+use std::ops::Range;
+
+use conr_core::shard;
+use conr_core::stats::{LogSumExp, RowOutcome, RowStats};
+use conr_core::{Batch, Config, Output, Part, Shape};
 use wgpu::BufferBinding;
 
-use crate::dispatch::{Sources, record};
+use crate::dispatch::{Sources, Steps, record};
 use crate::params::Params;
 use crate::plan::Plan;
 use crate::workspace::{BandBuffers, HostBuffers, Workspace};
@@ -49,6 +53,47 @@ fn check(
         });
     }
     Ok(())
+}
+
+/// What a run computes: both phases over every row, or one phase over a
+/// worker's rows.
+enum Phase<'a> {
+    Whole,
+    Forward(Range<usize>),
+    /// The worker's rows and every row's outcome.
+    Backward(Range<usize>, &'a [RowOutcome<f32>]),
+}
+
+/// What a run reads back: the gradient (M×D, after phase 2) and the row
+/// statistics then the totals as words (after phase 1).
+struct Readback {
+    grad: Vec<f32>,
+    words: Vec<u32>,
+}
+
+/// The outcomes in the shader's layout (`struct RowOutcome`, 8 words a row)
+/// and the totals block (loss, factor, anchor count) of the whole batch.
+fn gpu_outcomes(config: &Config, outcomes: &[RowOutcome<f32>]) -> (Vec<u32>, [u32; 4]) {
+    let factor = shard::reduction::<f32>(config, outcomes);
+    let anchors = outcomes.iter().filter(|o| o.anchor).count() as u32;
+    let words = outcomes
+        .iter()
+        .flat_map(|o| {
+            // loss, anchor, |P|, |Q|, weight, ln D, ln Σ_P e^s, |P|/n, 1/n, aggregation
+            let r = o.to_record();
+            [
+                r[0].to_bits(),
+                u32::from(o.anchor),
+                u32::from(o.contributes()),
+                r[5].to_bits(),
+                r[6].to_bits(),
+                r[7].to_bits(),
+                r[8].to_bits(),
+                r[4].to_bits(),
+            ]
+        })
+        .collect();
+    (words, [0, factor.to_bits(), anchors, 0])
 }
 
 fn chunked<'a>(buffer: &'a wgpu::Buffer, plan: &Plan) -> Vec<BufferBinding<'a>> {
@@ -111,32 +156,18 @@ impl GpuConr {
         batch: &Batch<'_, f32>,
         config: &Config,
     ) -> Result<Output<f32>, GpuError> {
-        self.check_lost()?;
-        let params = batch.check(config)?;
-        let shape = batch.shape();
-        let plan = self.chunk_plan(shape)?;
-        let mut cache = self
-            .cache
-            .lock()
-            .map_err(|_| GpuError::Device("a previous call panicked".into()))?;
-        let result = self.compute_locked(
-            &mut cache,
-            batch,
-            &params,
-            plan,
-            Params::new(
-                &params,
-                shape.rows as u32,
-                shape.dim as u32,
-                shape.label_dim as u32,
-                batch.weights().is_some(),
-            ),
-        );
-        if result.is_err() {
-            // The buffers may be in any state after a failure: start afresh next time.
-            *cache = crate::Cache::default();
-        }
-        result
+        let rows = batch.rows();
+        let read = self.run(batch, config, Phase::Whole)?;
+        let stat = |j: usize, field: usize| read.words[j * 8 + field];
+        let positives: Vec<u32> = (0..rows).map(|j| stat(j, 5)).collect();
+        let negatives: Vec<u32> = (0..rows).map(|j| stat(j, 6)).collect();
+        Ok(Output {
+            loss: f32::from_bits(read.words[rows * 8]),
+            grad_features: read.grad,
+            anchors: negatives.iter().map(|&n| n > 0).collect(),
+            positives,
+            negatives,
+        })
     }
 
     /// [`GpuConr::compute`] for a batch in any precision: the GPU computes in
@@ -158,14 +189,135 @@ impl GpuConr {
         Ok(self.compute(&small, config)?.cast())
     }
 
-    fn compute_locked(
+    /// Phase 1 of the data-parallel protocol ([`conr_core::shard`]) for the
+    /// worker that owns `rows`: their outcomes against every row of `batch`.
+    ///
+    /// The GPU computes each row's statistics; the host finishes them with
+    /// `conr_core`'s [`RowStats::finish`], in f32. Row phases visit every tile
+    /// (the dense plan) and need [`GpuPrecision::F32`](crate::GpuPrecision).
+    ///
+    /// ```no_run
+    /// use conr_core::{Batch, Config, Shape, shard};
+    /// use conr_wgpu::GpuConr;
+    /// let gpu = GpuConr::new()?;
+    /// let shape = Shape { rows: 4, dim: 2, label_dim: 1 };
+    /// let f = [1.0, 0.1, 0.9, 0.2, 0.1, 1.0, 0.2, 0.8];
+    /// let batch = Batch::new(shape, &f, &[20.0, 20.5, 60.0, 60.5], &[40.0, 40.2, 40.4, 40.1], None)?;
+    /// let config = Config::official_agedb();
+    /// // Two workers, one after another.
+    /// let mut outcomes = gpu.forward_rows(&batch, &config, 0..2)?;
+    /// outcomes.extend(gpu.forward_rows(&batch, &config, 2..4)?);
+    /// let first = gpu.backward_rows(&batch, &config, 0..2, &outcomes)?;
+    /// let second = gpu.backward_rows(&batch, &config, 2..4, &outcomes)?;
+    /// let whole = gpu.compute(&batch, &config)?;
+    /// assert!((first.loss + second.loss - whole.loss).abs() < 1e-5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn forward_rows(
+        &self,
+        batch: &Batch<'_, f32>,
+        config: &Config,
+        rows: Range<usize>,
+    ) -> Result<Vec<RowOutcome<f32>>, GpuError> {
+        let params = batch.check(config)?;
+        let read = self.run(batch, config, Phase::Forward(rows.clone()))?;
+        Ok(rows
+            .map(|j| {
+                let w = &read.words[j * 8..j * 8 + 8];
+                let f = |i: usize| f32::from_bits(w[i]);
+                let stats = RowStats {
+                    positive: LogSumExp::from_parts(f(0), f(1)),
+                    negative: LogSumExp::from_parts(f(2), f(3)),
+                    positive_logit_sum: f(4),
+                    positives: w[5],
+                    negatives: w[6],
+                };
+                stats.finish(&params, batch.rows(), batch.weight(j))
+            })
+            .collect())
+    }
+
+    /// Phase 2 of the data-parallel protocol for the worker that owns
+    /// `rows`: given every row's outcome (`outcomes.len() == M`), its part of
+    /// the loss and `∂L/∂features` of its rows. See
+    /// [`GpuConr::forward_rows`].
+    pub fn backward_rows(
+        &self,
+        batch: &Batch<'_, f32>,
+        config: &Config,
+        rows: Range<usize>,
+        outcomes: &[RowOutcome<f32>],
+    ) -> Result<Part<f32>, GpuError> {
+        if outcomes.len() != batch.rows() {
+            return Err(conr_core::Error::ShapeMismatch {
+                what: "outcomes",
+                expected: batch.rows(),
+                got: outcomes.len(),
+            }
+            .into());
+        }
+        let read = self.run(batch, config, Phase::Backward(rows.clone(), outcomes))?;
+        let dim = batch.shape().dim;
+        Ok(Part {
+            loss: shard::part_loss(config, outcomes, rows.clone()),
+            grad_features: read.grad[rows.start * dim..rows.end * dim].to_vec(),
+        })
+    }
+
+    /// Checks, takes the lock, and runs `phase`; a failure drops the cached
+    /// buffers, which may be in any state after it.
+    fn run(
+        &self,
+        batch: &Batch<'_, f32>,
+        config: &Config,
+        phase: Phase<'_>,
+    ) -> Result<Readback, GpuError> {
+        self.check_lost()?;
+        let params = batch.check(config)?;
+        let shape = batch.shape();
+        if let Phase::Forward(rows) | Phase::Backward(rows, _) = &phase {
+            if rows.start > rows.end || rows.end > shape.rows {
+                return Err(conr_core::Error::InvalidConfig {
+                    field: "rows",
+                    why: "a worker's rows must be a run inside the batch",
+                }
+                .into());
+            }
+            if self.precision != crate::GpuPrecision::F32 {
+                return Err(GpuError::Unsupported {
+                    what: "a row phase in mixed precision",
+                    why: "the data-parallel row phases run in f32 only".into(),
+                });
+            }
+        }
+        let plan = self.chunk_plan(shape)?;
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| GpuError::Device("a previous call panicked".into()))?;
+        let base = Params::new(
+            &params,
+            shape.rows as u32,
+            shape.dim as u32,
+            shape.label_dim as u32,
+            batch.weights().is_some(),
+        );
+        let result = self.run_locked(&mut cache, batch, &params, plan, base, phase);
+        if result.is_err() {
+            *cache = crate::Cache::default();
+        }
+        result
+    }
+
+    fn run_locked(
         &self,
         cache: &mut crate::Cache,
         batch: &Batch<'_, f32>,
         core: &conr_core::Params<f32>,
         plan: Plan,
         base: Params,
-    ) -> Result<Output<f32>, GpuError> {
+        phase: Phase<'_>,
+    ) -> Result<Readback, GpuError> {
         self.workspace(cache, plan)?;
         if cache.host.is_none() {
             cache.host = Some(self.scoped(|| HostBuffers::new(&self.device, plan))?);
@@ -174,17 +326,31 @@ impl GpuConr {
         let (Some(ws), Some(host)) = (workspace.as_ref(), host.as_mut()) else {
             return Err(GpuError::Device("the working buffers are missing".into()));
         };
-        // The band plan's orders and column runs, when this batch has a band.
-        let banded = match &ws.band {
-            Some(band) => self.write_band(band, batch, core)?,
-            None => false,
+        let rows = plan.rows;
+        let steps = match &phase {
+            Phase::Whole => Steps::whole(rows),
+            Phase::Forward(owned) => Steps {
+                forward: true,
+                backward: false,
+                rows: owned.clone(),
+            },
+            Phase::Backward(owned, _) => Steps {
+                forward: false,
+                backward: true,
+                rows: owned.clone(),
+            },
+        };
+        // The band plan's orders and column runs, when this batch has a band
+        // (whole computations only: a worker's rows are scattered in the sorted order).
+        let banded = match (&ws.band, &phase) {
+            (Some(band), Phase::Whole) => self.write_band(band, batch, core)?,
+            _ => false,
         };
         if host.bound_weights != batch.weights().is_some() || host.bound_band != banded {
             host.bind_groups.clear();
             host.bound_weights = batch.weights().is_some();
             host.bound_band = banded;
         }
-        let rows = plan.rows;
         let pipelines = self.pipelines()?;
         self.scoped(|| {
             let d = plan.dim;
@@ -202,6 +368,15 @@ impl GpuConr {
                 self.queue
                     .write_buffer(&host.weights, 0, bytemuck::cast_slice(w));
             }
+            if let Phase::Backward(_, outcomes) = &phase {
+                // Every row's outcome, and the factor and anchor count of the
+                // whole batch, where the forward kernels would have left them.
+                let (words, totals) = gpu_outcomes(&core.config, outcomes);
+                self.queue
+                    .write_buffer(&ws.outcomes, 0, bytemuck::cast_slice(&words));
+                self.queue
+                    .write_buffer(&ws.totals, 0, bytemuck::cast_slice(&totals));
+            }
             fn whole(b: &wgpu::Buffer) -> BufferBinding<'_> {
                 b.as_entire_buffer_binding()
             }
@@ -217,6 +392,12 @@ impl GpuConr {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("conr compute"),
                 });
+            // A phase records fewer dispatches than the cached bind groups serve.
+            let mut fresh = Vec::new();
+            let groups = match phase {
+                Phase::Whole => &mut host.bind_groups,
+                _ => &mut fresh,
+            };
             record(
                 pipelines,
                 &self.device,
@@ -226,27 +407,34 @@ impl GpuConr {
                 &sources,
                 base,
                 banded,
-                &mut host.bind_groups,
+                &steps,
+                groups,
             );
-            for (grad, readback) in host.grad.iter().zip(&host.grad_readback) {
-                encoder.copy_buffer_to_buffer(grad, 0, readback, 0, grad.size());
+            if steps.backward {
+                for (grad, readback) in host.grad.iter().zip(&host.grad_readback) {
+                    encoder.copy_buffer_to_buffer(grad, 0, readback, 0, grad.size());
+                }
             }
-            let stats_bytes = rows as u64 * 32;
-            encoder.copy_buffer_to_buffer(&ws.stats, 0, &host.stats_readback, 0, stats_bytes);
-            encoder.copy_buffer_to_buffer(&ws.totals, 0, &host.stats_readback, stats_bytes, 16);
+            if steps.forward {
+                let stats_bytes = rows as u64 * 32;
+                encoder.copy_buffer_to_buffer(&ws.stats, 0, &host.stats_readback, 0, stats_bytes);
+                encoder.copy_buffer_to_buffer(&ws.totals, 0, &host.stats_readback, stats_bytes, 16);
+            }
             self.queue.submit([encoder.finish()]);
         })?;
 
+        let mut readbacks: Vec<&wgpu::Buffer> = Vec::new();
+        if steps.backward {
+            readbacks.extend(&host.grad_readback);
+        }
+        if steps.forward {
+            readbacks.push(&host.stats_readback);
+        }
         let (sender, receiver) = mpsc::channel();
-        let readbacks: Vec<&wgpu::Buffer> = host
-            .grad_readback
-            .iter()
-            .chain([&host.stats_readback])
-            .collect();
-        for (i, buffer) in readbacks.iter().enumerate() {
+        for buffer in &readbacks {
             let sender = sender.clone();
             buffer.map_async(wgpu::MapMode::Read, .., move |r| {
-                let _ = sender.send((i, r));
+                let _ = sender.send(r);
             });
         }
         self.device
@@ -254,46 +442,36 @@ impl GpuConr {
             .map_err(|e| GpuError::Readback(e.to_string()))?;
         self.check_lost()?;
         for _ in 0..readbacks.len() {
-            let (_, result) = receiver
+            let result = receiver
                 .recv()
                 .map_err(|e| GpuError::Readback(e.to_string()))?;
             result.map_err(|e| GpuError::Readback(e.to_string()))?;
         }
-
-        let mut grad_features = Vec::with_capacity(rows * plan.dim);
-        for buffer in &host.grad_readback {
-            let view = buffer
-                .get_mapped_range(..)
-                .map_err(|e| GpuError::Readback(e.to_string()))?;
-            grad_features.extend_from_slice(bytemuck::cast_slice::<u8, f32>(&view));
+        let mut read = Readback {
+            grad: Vec::new(),
+            words: Vec::new(),
+        };
+        if steps.backward {
+            read.grad.reserve(rows * plan.dim);
+            for buffer in &host.grad_readback {
+                let view = buffer
+                    .get_mapped_range(..)
+                    .map_err(|e| GpuError::Readback(e.to_string()))?;
+                read.grad
+                    .extend_from_slice(bytemuck::cast_slice::<u8, f32>(&view));
+            }
         }
-        let (loss, anchors, positives, negatives) = {
+        if steps.forward {
             let view = host
                 .stats_readback
                 .get_mapped_range(..)
                 .map_err(|e| GpuError::Readback(e.to_string()))?;
-            let words: &[u32] = bytemuck::cast_slice(&view);
-            let stat = |j: usize, field: usize| words[j * 8 + field];
-            let positives: Vec<u32> = (0..rows).map(|j| stat(j, 5)).collect();
-            let negatives: Vec<u32> = (0..rows).map(|j| stat(j, 6)).collect();
-            let loss = f32::from_bits(words[rows * 8]);
-            (
-                loss,
-                negatives.iter().map(|&n| n > 0).collect(),
-                positives,
-                negatives,
-            )
-        };
+            read.words = bytemuck::cast_slice::<u8, u32>(&view).to_vec();
+        }
         for buffer in readbacks {
             buffer.unmap();
         }
-        Ok(Output {
-            loss,
-            grad_features,
-            anchors,
-            positives,
-            negatives,
-        })
+        Ok(read)
     }
 
     /// Records ConR's forward and backward passes into `encoder`, on
@@ -378,6 +556,7 @@ impl GpuConr {
                 base,
                 // The record path has no host copy of the labels to plan with.
                 false,
+                &Steps::whole(shape.rows),
                 // Caller-owned buffers may differ on every call: no cache.
                 &mut Vec::new(),
             );

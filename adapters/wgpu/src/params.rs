@@ -26,7 +26,11 @@ pub(crate) struct Params {
     pub stride: u32,
     /// The column ranges of the mixed kernels.
     pub splits: u32,
-    pub _pad: u32,
+    /// The rows the tile kernels own, local to the row chunk:
+    /// `row_begin..min(row_end, row_count)` (a worker's rows, or all).
+    pub row_begin: u32,
+    pub row_end: u32,
+    pub _pad: [u32; 2],
 }
 
 pub(crate) const FLAG_PADDING: u32 = 1;
@@ -89,7 +93,9 @@ impl Params {
             },
             stride: 0,
             splits: 1,
-            _pad: 0,
+            row_begin: 0,
+            row_end: u32::MAX,
+            _pad: [0; 2],
         }
     }
 }

@@ -127,8 +127,19 @@ impl Workspace {
                 rows * 32,
                 U::STORAGE | U::COPY_SRC,
             ),
-            outcomes: buffer(device, "conr row outcomes", rows * 32, U::STORAGE),
-            totals: buffer(device, "conr totals", 16, U::STORAGE | U::COPY_SRC),
+            // COPY_DST: a worker's phase 2 writes every row's outcome and the totals.
+            outcomes: buffer(
+                device,
+                "conr row outcomes",
+                rows * 32,
+                U::STORAGE | U::COPY_DST,
+            ),
+            totals: buffer(
+                device,
+                "conr totals",
+                16,
+                U::STORAGE | U::COPY_SRC | U::COPY_DST,
+            ),
             // Dense: one per chunk pair. Band (one chunk): plain, positives, negatives.
             params: (0..(chunks * chunks).max(3))
                 .map(|i| {
