@@ -220,6 +220,34 @@ pub fn read_message<T: Scalar>(
     Ok(first..first + rows)
 }
 
+/// Reads every worker's message (the all-gather's result) into one outcome
+/// per row, refusing messages from another config or shape, rows sent twice,
+/// and rows no worker sent (a missing worker).
+#[cfg(feature = "alloc")]
+pub fn gather<T: Scalar>(
+    header: &Header,
+    messages: &[&[T]],
+) -> Result<alloc::vec::Vec<RowOutcome<T>>, Error> {
+    use alloc::vec;
+    let rows = header.shape.rows;
+    let mut outcomes = vec![RowOutcome::default(); rows];
+    let mut seen = vec![false; rows];
+    let mut scratch = vec![RowOutcome::default(); rows];
+    for message in messages {
+        let got = read_message(header, message, &mut scratch)?;
+        for j in got {
+            if core::mem::replace(&mut seen[j], true) {
+                return Err(bad("two workers sent the same row"));
+            }
+            outcomes[j] = scratch[j];
+        }
+    }
+    if seen.iter().any(|&s| !s) {
+        return Err(bad("no worker sent some rows: a worker is missing"));
+    }
+    Ok(outcomes)
+}
+
 /// A whole number in `[0, 2^24]`, or `None`.
 fn as_count<T: Scalar>(x: T) -> Option<usize> {
     let x = x.to_f64()?;

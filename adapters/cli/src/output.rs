@@ -72,7 +72,7 @@ pub fn compute_with(
         }
         if backend == Backend::Gpu {
             bail!(
-                "--shards runs on the CPU engines (reference, cpu); the gpu backend does not shard yet"
+                "--shards runs on the CPU engines (reference, cpu); across GPUs, run conr-mpi --backend gpu"
             );
         }
     }

@@ -4,8 +4,7 @@
 
 use std::ops::Range;
 
-use conr_core::shard::{Header, message_len, read_message, write_message};
-use conr_core::stats::RowOutcome;
+use conr_core::shard::{Header, gather, message_len, write_message};
 use conr_core::{Batch, Config, Error, Output, Part, Scalar};
 
 use crate::Engine;
@@ -74,6 +73,7 @@ pub fn compute_sharded<E: Engine, T: Scalar>(
         messages.push(message);
     }
     // The exchange: every worker would read every message; one read serves all here.
+    let messages: Vec<&[T]> = messages.iter().map(Vec::as_slice).collect();
     let outcomes = gather(&header, &messages)?;
     // Phase 2.
     let mut loss = T::zero();
@@ -91,37 +91,6 @@ pub fn compute_sharded<E: Engine, T: Scalar>(
         },
         &outcomes,
     ))
-}
-
-/// Reads every worker's message into one outcome per row, refusing messages
-/// from another config or shape, overlapping rows, and missing rows.
-pub(crate) fn gather<T: Scalar>(
-    header: &Header,
-    messages: &[Vec<T>],
-) -> Result<Vec<RowOutcome<T>>, Error> {
-    let rows = header.shape().rows;
-    let mut outcomes = vec![RowOutcome::default(); rows];
-    let mut seen = vec![false; rows];
-    let mut scratch = vec![RowOutcome::default(); rows];
-    for message in messages {
-        let got = read_message(header, message, &mut scratch)?;
-        for j in got {
-            if std::mem::replace(&mut seen[j], true) {
-                return Err(Error::InvalidConfig {
-                    field: "message",
-                    why: "two workers sent the same row",
-                });
-            }
-            outcomes[j] = scratch[j];
-        }
-    }
-    if seen.iter().any(|&s| !s) {
-        return Err(Error::InvalidConfig {
-            field: "message",
-            why: "no worker sent some rows: a worker is missing",
-        });
-    }
-    Ok(outcomes)
 }
 
 #[cfg(test)]
@@ -151,23 +120,16 @@ mod tests {
             m
         };
         let (a, b) = (message(0..2, &config), message(2..4, &config));
-        assert!(gather(&header, &[a.clone(), b.clone()]).is_ok());
-        assert!(
-            gather(&header, std::slice::from_ref(&a)).is_err(),
-            "rows 2..4 missing"
-        );
-        assert!(
-            gather(&header, &[a.clone(), a.clone(), b.clone()]).is_err(),
-            "rows 0..2 twice"
-        );
+        let (a, b) = (a.as_slice(), b.as_slice());
+        assert!(gather(&header, &[a, b]).is_ok());
+        assert!(gather(&header, &[a]).is_err(), "rows 2..4 missing");
+        assert!(gather(&header, &[a, a, b]).is_err(), "rows 0..2 twice");
         let paper = message(2..4, &Config::paper());
+        assert!(gather(&header, &[a, &paper]).is_err(), "another config");
         assert!(
-            gather(&header, &[a.clone(), paper]).is_err(),
-            "another config"
+            gather(&header, &[a, &b[..b.len() - 1]]).is_err(),
+            "a record cut short"
         );
-        let mut short = b;
-        short.pop();
-        assert!(gather(&header, &[a, short]).is_err(), "a record cut short");
         // Slices that do not cover the batch are refused too.
         let short = std::slice::from_ref(&(0..3));
         assert!(compute_sharded(&Reference, &batch, &config, short).is_err());
