@@ -261,6 +261,32 @@ pub fn reduction<T: Scalar>(config: &Config, outcomes: &[RowOutcome<T>]) -> T {
     reduction_factor(config.reduction, outcomes.len(), anchors)
 }
 
+/// The checks of a worker's phase on a batch of `rows` rows: its own rows a
+/// run inside the batch, and (phase 2) one outcome per row.
+///
+/// ```
+/// use conr_core::shard::check_phase;
+/// assert!(check_phase(4, &(1..3), None).is_ok());
+/// assert!(check_phase(4, &(3..5), None).is_err());
+/// assert!(check_phase(4, &(0..4), Some(3)).is_err());
+/// ```
+pub fn check_phase(rows: usize, own: &Range<usize>, outcomes: Option<usize>) -> Result<(), Error> {
+    if own.start > own.end || own.end > rows {
+        return Err(Error::InvalidConfig {
+            field: "rows",
+            why: "a worker's rows must be a run inside the batch",
+        });
+    }
+    match outcomes {
+        Some(got) if got != rows => Err(Error::ShapeMismatch {
+            what: "outcomes",
+            expected: rows,
+            got,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A worker's part of the loss: `factor · Σ_{j in rows} l_j`, with the
 /// factor of the whole batch (`outcomes` holds every row).
 pub fn part_loss<T: Scalar>(config: &Config, outcomes: &[RowOutcome<T>], rows: Range<usize>) -> T {

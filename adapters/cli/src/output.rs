@@ -77,26 +77,41 @@ pub fn compute_with(
         }
     }
     let config = case.config.to_config()?;
-    let precision = match (backend, precision) {
-        (Backend::Gpu, Some(Precision::F64)) => {
-            bail!("the gpu backend computes in f32 only: use --precision f32")
-        }
-        (Backend::Gpu, _) => Precision::F32,
-        (_, p) => p.unwrap_or(Precision::F64),
-    };
+    let precision = Precision::resolve(backend, precision)?;
     let output = match precision {
         Precision::F64 => run::<f64>(case, &config, backend, shards)?,
         Precision::F32 => run::<f32>(case, &config, backend, shards)?,
     };
-    Ok(ComputeReport {
-        loss: output.loss,
-        grad_features: output.grad_features,
-        anchors: output.anchors,
-        positives: output.positives,
-        negatives: output.negatives,
-        backend,
-        precision,
-    })
+    Ok(ComputeReport::new(output, backend, precision))
+}
+
+impl Precision {
+    /// The precision `backend` computes in when asked for `asked`: f64 by
+    /// default on the CPU, f32 (its only one) on the GPU.
+    pub fn resolve(backend: Backend, asked: Option<Precision>) -> Result<Self> {
+        Ok(match (backend, asked) {
+            (Backend::Gpu, Some(Precision::F64)) => {
+                bail!("the gpu backend computes in f32 only: use --precision f32")
+            }
+            (Backend::Gpu, _) => Precision::F32,
+            (_, p) => p.unwrap_or(Precision::F64),
+        })
+    }
+}
+
+impl ComputeReport {
+    /// The report of `output`, computed by `backend` in `precision`.
+    pub fn new(output: Output<f64>, backend: Backend, precision: Precision) -> Self {
+        Self {
+            loss: output.loss,
+            grad_features: output.grad_features,
+            anchors: output.anchors,
+            positives: output.positives,
+            negatives: output.negatives,
+            backend,
+            precision,
+        }
+    }
 }
 
 /// Converts the case to `T` and runs it, returning the output widened to f64.

@@ -148,7 +148,7 @@ struct FastWorker<'a, T> {
 
 impl<T: Scalar> Worker<T> for FastWorker<'_, T> {
     fn forward(&mut self, rows: Range<usize>) -> Result<Vec<RowOutcome<T>>, Error> {
-        crate::check_phase::<T>(self.prepared.rows, &rows, None)?;
+        shard::check_phase(self.prepared.rows, &rows, None)?;
         let prepared = &mut self.prepared;
         self.engine.install(|| prepared.forward(rows))
     }
@@ -158,7 +158,7 @@ impl<T: Scalar> Worker<T> for FastWorker<'_, T> {
         rows: Range<usize>,
         outcomes: &[RowOutcome<T>],
     ) -> Result<Part<T>, Error> {
-        crate::check_phase(self.prepared.rows, &rows, Some(outcomes))?;
+        shard::check_phase(self.prepared.rows, &rows, Some(outcomes.len()))?;
         let prepared = &mut self.prepared;
         self.engine.install(|| prepared.backward(rows, outcomes))
     }
@@ -375,10 +375,10 @@ impl<T: Scalar> Prepared<'_, T> {
         rows: Range<usize>,
         outcomes: &[RowOutcome<T>],
     ) -> Result<Part<T>, Error> {
+        // A copy: the passes below borrow self mutably.
         let config = self.params.config;
-        let config = &config;
         let dim = self.dim;
-        let factor = shard::reduction::<T>(config, outcomes);
+        let factor = shard::reduction::<T>(&config, outcomes);
         let grads: Vec<RowGrad<T>> = outcomes.iter().map(|o| o.gradient(factor)).collect();
         let first = rows.start;
         let parts = self.with_views(|tiles, view| {
@@ -418,7 +418,7 @@ impl<T: Scalar> Prepared<'_, T> {
                     normalize_backward(length, zj, dz_j, out);
                 },
             );
-        let loss = shard::part_loss(config, outcomes, rows);
+        let loss = shard::part_loss(&config, outcomes, rows);
         Ok(Part {
             loss,
             grad_features,

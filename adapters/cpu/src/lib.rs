@@ -119,28 +119,3 @@ pub trait Worker<T: Scalar> {
         outcomes: &[RowOutcome<T>],
     ) -> Result<Part<T>, Error>;
 }
-
-/// The checks of a phase: the worker's rows inside the batch, and (phase
-/// 2) one outcome per row.
-pub(crate) fn check_phase<T: Scalar>(
-    rows_in_batch: usize,
-    rows: &Range<usize>,
-    outcomes: Option<&[RowOutcome<T>]>,
-) -> Result<(), Error> {
-    if rows.start > rows.end || rows.end > rows_in_batch {
-        return Err(Error::InvalidConfig {
-            field: "rows",
-            why: "a worker's rows must be a run inside the batch",
-        });
-    }
-    if let Some(outcomes) = outcomes
-        && outcomes.len() != rows_in_batch
-    {
-        return Err(Error::ShapeMismatch {
-            what: "outcomes",
-            expected: rows_in_batch,
-            got: outcomes.len(),
-        });
-    }
-    Ok(())
-}

@@ -59,7 +59,7 @@ impl<T: Scalar> ReferenceWorker<'_, T> {
 impl<T: Scalar> Worker<T> for ReferenceWorker<'_, T> {
     fn forward(&mut self, rows: Range<usize>) -> Result<Vec<RowOutcome<T>>, Error> {
         let batch = self.batch;
-        crate::check_phase::<T>(batch.rows(), &rows, None)?;
+        shard::check_phase(batch.rows(), &rows, None)?;
         let problem = self.problem();
         // One pass over k per row, statistics only.
         Ok(rows
@@ -76,7 +76,7 @@ impl<T: Scalar> Worker<T> for ReferenceWorker<'_, T> {
         rows: Range<usize>,
         outcomes: &[RowOutcome<T>],
     ) -> Result<Part<T>, Error> {
-        crate::check_phase(self.batch.rows(), &rows, Some(outcomes))?;
+        shard::check_phase(self.batch.rows(), &rows, Some(outcomes.len()))?;
         let (params, z, dim) = (&self.params, &self.z, self.batch.shape().dim);
         let problem = self.problem();
         let factor = shard::reduction::<T>(&params.config, outcomes);

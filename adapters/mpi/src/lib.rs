@@ -34,7 +34,7 @@ pub use phases::{Phases, RankEngine};
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
 use conr_cli::input::{LossCase, read_json};
 use conr_cli::output::{Backend, ComputeReport, Precision};
 use conr_core::Scalar;
@@ -64,28 +64,14 @@ where
     C: Communicator + CommunicatorCollectives,
 {
     let case: LossCase = read_json(input)?;
-    let precision = match (backend, precision) {
-        (Backend::Gpu, Some(Precision::F64)) => {
-            bail!("the gpu backend computes in f32 only: use --precision f32")
-        }
-        (Backend::Gpu, _) => Precision::F32,
-        (_, p) => p.unwrap_or(Precision::F64),
-    };
+    let precision = Precision::resolve(backend, precision)?;
     let engine = RankEngine::new(backend)?;
     let output = match precision {
         Precision::F64 => run_case::<f64, C>(world, &engine, &case)?.map(|o| o.cast()),
         Precision::F32 => run_case::<f32, C>(world, &engine, &case)?.map(|o| o.cast()),
     };
     Ok(output.map(|o| MpiReport {
-        report: ComputeReport {
-            loss: o.loss,
-            grad_features: o.grad_features,
-            anchors: o.anchors,
-            positives: o.positives,
-            negatives: o.negatives,
-            backend,
-            precision,
-        },
+        report: ComputeReport::new(o, backend, precision),
         workers: world.size() as usize,
     }))
 }
@@ -102,13 +88,15 @@ where
 {
     let config = case.config.to_config()?;
     let shape = case.shape();
-    if case.features.len() != shape.rows * shape.dim
-        || case.labels.len() != shape.rows * shape.label_dim
-        || case.preds.len() != shape.rows * shape.label_dim
-        || case.weights.as_ref().is_some_and(|w| w.len() != shape.rows)
-    {
-        bail!("the input's arrays do not have the lengths n, d and label_dim give");
-    }
+    // The core's checks of the whole file, before this rank takes its rows.
+    conr_core::Batch::new(
+        shape,
+        &case.features,
+        &case.labels,
+        &case.preds,
+        case.weights.as_deref(),
+    )
+    .context("the input's arrays do not have the lengths n, d and label_dim give")?;
     let rows = rank_rows(shape.rows, world.size() as usize, world.rank() as usize);
     let take = |v: &[f64], width: usize| -> Vec<T> {
         v[rows.start * width..rows.end * width]

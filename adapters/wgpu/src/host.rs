@@ -64,6 +64,25 @@ enum Phase<'a> {
     Backward(Range<usize>, &'a [RowOutcome<f32>]),
 }
 
+impl Phase<'_> {
+    /// The steps the kernels record for this phase on a batch of `rows` rows.
+    fn steps(&self, rows: usize) -> Steps {
+        match self {
+            Phase::Whole => Steps::whole(rows),
+            Phase::Forward(own) => Steps {
+                forward: true,
+                backward: false,
+                rows: own.clone(),
+            },
+            Phase::Backward(own, _) => Steps {
+                forward: false,
+                backward: true,
+                rows: own.clone(),
+            },
+        }
+    }
+}
+
 /// What a run reads back: the gradient (M×D, after phase 2) and the row
 /// statistics then the totals as words (after phase 1).
 struct Readback {
@@ -248,14 +267,6 @@ impl GpuConr {
         rows: Range<usize>,
         outcomes: &[RowOutcome<f32>],
     ) -> Result<Part<f32>, GpuError> {
-        if outcomes.len() != batch.rows() {
-            return Err(conr_core::Error::ShapeMismatch {
-                what: "outcomes",
-                expected: batch.rows(),
-                got: outcomes.len(),
-            }
-            .into());
-        }
         let read = self.run(batch, config, Phase::Backward(rows.clone(), outcomes))?;
         let dim = batch.shape().dim;
         Ok(Part {
@@ -275,14 +286,13 @@ impl GpuConr {
         self.check_lost()?;
         let params = batch.check(config)?;
         let shape = batch.shape();
-        if let Phase::Forward(rows) | Phase::Backward(rows, _) = &phase {
-            if rows.start > rows.end || rows.end > shape.rows {
-                return Err(conr_core::Error::InvalidConfig {
-                    field: "rows",
-                    why: "a worker's rows must be a run inside the batch",
-                }
-                .into());
-            }
+        if !matches!(phase, Phase::Whole) {
+            let steps = phase.steps(shape.rows);
+            let outcomes = match &phase {
+                Phase::Backward(_, outcomes) => Some(outcomes.len()),
+                _ => None,
+            };
+            shard::check_phase(shape.rows, &steps.rows, outcomes)?;
             if self.precision != crate::GpuPrecision::F32 {
                 return Err(GpuError::Unsupported {
                     what: "a row phase in mixed precision",
@@ -327,19 +337,7 @@ impl GpuConr {
             return Err(GpuError::Device("the working buffers are missing".into()));
         };
         let rows = plan.rows;
-        let steps = match &phase {
-            Phase::Whole => Steps::whole(rows),
-            Phase::Forward(owned) => Steps {
-                forward: true,
-                backward: false,
-                rows: owned.clone(),
-            },
-            Phase::Backward(owned, _) => Steps {
-                forward: false,
-                backward: true,
-                rows: owned.clone(),
-            },
-        };
+        let steps = phase.steps(rows);
         // The band plan's orders and column runs, when this batch has a band
         // (whole computations only: a worker's rows are scattered in the sorted order).
         let banded = match (&ws.band, &phase) {
