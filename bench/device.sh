@@ -12,6 +12,8 @@
 #   mkdir -p .gl/bin && cp target/release/conr .gl/bin/ \
 #     && cp "$(ls -t target/debug/deps/gpu-* | grep -v '\.d$' | head -1)" .gl/bin/gpu-tests \
 #     && cp "$(ls -t target/debug/deps/gpu_mixed-* | grep -v '\.d$' | head -1)" .gl/bin/gpu-mixed-tests
+# and, for the burn training step on both paths (conr-burn's `paths` example):
+#   cargo build --release -p conr-burn --example paths && cp target/release/examples/paths .gl/bin/burn-paths
 set -u
 OUT=${OUT:-/tmp/conr-device}
 mkdir -p "$OUT"
@@ -45,6 +47,14 @@ for run in ${RUNS:-mixed:band f32:band f32:dense}; do
         > "$OUT/bench-gpu-$precision-$plan.jsonl" 2> "$OUT/bench-gpu-$precision-$plan.err"
     echo "bench $precision $plan exit $?"
 done
+if [ -z "${SKIP_BURN:-}" ] && [ -x .gl/bin/burn-paths ]; then
+    # One burn training step with ConR, in place on burn's wgpu buffers and through the host.
+    for rows in ${BURN_ROWS:-256 4096 16384}; do
+        echo "== burn step, M = $rows, D = 512"
+        timeout 150 .gl/bin/burn-paths --rows "$rows" --dim 512 --reps "$REPS" > "$OUT/burn-paths-$rows.txt" 2>&1
+        echo "burn paths $rows exit $?"
+    done
+fi
 if [ -z "${SKIP_TORCH:-}" ]; then
     echo "== torch (official AgeDB ConR) and cuBLAS GEMM"
     timeout 150 python3 bench/torch_conr.py --device cuda --sizes "$SIZES" --reps "$REPS" > "$OUT/bench-torch.jsonl" 2> "$OUT/bench-torch.err"
@@ -52,3 +62,4 @@ if [ -z "${SKIP_TORCH:-}" ]; then
 fi
 grep -h "mixed precision\|test result" "$OUT"/gpu-*tests.log
 cat "$OUT"/bench-*.jsonl
+cat "$OUT"/burn-paths-*.txt 2>/dev/null

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use conr_cli::input::{LossCase, WeightsCase};
+pub use conr_cli::input::{LossCase, WeightsCase};
 use conr_cpu::{Batch, Engine, Output, Scalar};
 use serde_json::Value;
 

@@ -194,8 +194,8 @@ fn record_on_caller_buffers() {
         })
     };
     let f = init("features", &features, U::STORAGE);
-    let y = init("labels", &labels, U::STORAGE);
-    let p = init("preds", &preds, U::STORAGE);
+    let y = init("labels", &labels, U::COPY_SRC);
+    let p = init("preds", &preds, U::COPY_SRC);
     let grad = init("grad", &[7.0; 18], U::STORAGE | U::COPY_DST | U::COPY_SRC);
     let loss = init("loss", &[0.0], U::COPY_DST | U::COPY_SRC);
     let read = device.create_buffer(&wgpu::BufferDescriptor {
@@ -206,12 +206,12 @@ fn record_on_caller_buffers() {
     });
     let mut encoder = device.create_command_encoder(&Default::default());
     let buffers = GpuBuffers {
-        features: &f,
-        labels: &y,
-        preds: &p,
+        features: f.slice(..),
+        labels: y.slice(..),
+        preds: p.slice(..),
         weights: None,
-        grad_features: &grad,
-        loss: &loss,
+        grad_features: grad.slice(..),
+        loss: loss.slice(..),
     };
     gpu.record(&mut encoder, shape, buffers, &config).unwrap();
     encoder.copy_buffer_to_buffer(&grad, 0, &read, 0, 72);
@@ -232,7 +232,7 @@ fn record_on_caller_buffers() {
 
     // A buffer without the needed usage is refused before anything is recorded.
     let bad = GpuBuffers {
-        grad_features: &f,
+        grad_features: f.slice(..),
         ..buffers
     };
     let err = gpu.record(
@@ -251,6 +251,111 @@ fn record_on_caller_buffers() {
         ),
         "{err:?}"
     );
+}
+
+/// Tensors sub-allocated from one buffer, as a framework's memory pool hands
+/// them out: every input and output a slice at its own aligned offset, the
+/// labels in the same buffer as the gradient the backward kernel writes.
+/// A slice that starts off the storage alignment is refused.
+#[test]
+fn record_on_slices_of_one_shared_buffer() {
+    let Some(gpu) = gpu() else { return };
+    let shape = Shape {
+        rows: 70,
+        dim: 5,
+        label_dim: 2,
+    };
+    let (m, d, l) = (shape.rows, shape.dim, shape.label_dim);
+    let features: Vec<f32> = (0..m * d)
+        .map(|i| ((i * 7919 % 1009) as f32 / 1009.0) - 0.5)
+        .collect();
+    let labels: Vec<f32> = (0..m * l).map(|i| [20.0, 21.0, 40.0][i % 3]).collect();
+    let preds: Vec<f32> = labels.iter().map(|y| 30.0 + 0.1 * y).collect();
+    let weights: Vec<f32> = (0..m).map(|j| 0.5 + (j % 4) as f32).collect();
+    let config = Config::official_agedb();
+    let batch = Batch::new(shape, &features, &labels, &preds, Some(&weights)).unwrap();
+    let want = widen(Reference.compute(&batch, &config).unwrap());
+
+    let device = gpu.device();
+    let align = u64::from(device.limits().min_storage_buffer_offset_alignment);
+    // Slots in one buffer: loss, features, labels, grad, preds, weights.
+    let sizes = [4, m * d * 4, m * l * 4, m * d * 4, m * l * 4, m * 4].map(|s| s as u64);
+    let mut offsets = [0u64; 6];
+    let mut end = 0u64;
+    for (slot, size) in sizes.iter().enumerate() {
+        offsets[slot] = end.next_multiple_of(align) + align;
+        end = offsets[slot] + size;
+    }
+    use wgpu::BufferUsages as U;
+    let pool = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("pool"),
+        size: end,
+        usage: U::STORAGE | U::COPY_SRC | U::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let queue = gpu.queue();
+    queue.write_buffer(&pool, offsets[1], bytemuck::cast_slice(&features));
+    queue.write_buffer(&pool, offsets[2], bytemuck::cast_slice(&labels));
+    queue.write_buffer(&pool, offsets[4], bytemuck::cast_slice(&preds));
+    queue.write_buffer(&pool, offsets[5], bytemuck::cast_slice(&weights));
+    let slot = |i: usize| pool.slice(offsets[i]..offsets[i] + sizes[i]);
+    let buffers = GpuBuffers {
+        features: slot(1),
+        labels: slot(2),
+        preds: slot(4),
+        weights: Some(slot(5)),
+        grad_features: slot(3),
+        loss: slot(0),
+    };
+    let mut encoder = device.create_command_encoder(&Default::default());
+    gpu.record(&mut encoder, shape, buffers, &config).unwrap();
+    let read = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("read"),
+        size: end,
+        usage: U::MAP_READ | U::COPY_DST,
+        mapped_at_creation: false,
+    });
+    encoder.copy_buffer_to_buffer(&pool, 0, &read, 0, end);
+    queue.submit([encoder.finish()]);
+    read.map_async(wgpu::MapMode::Read, .., |r| r.unwrap());
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let view = read.get_mapped_range(..).unwrap();
+    let words: &[f32] = bytemuck::cast_slice(&view);
+    let at = |i: usize, n: usize| &words[offsets[i] as usize / 4..][..n];
+    let got = Output {
+        loss: f64::from(at(0, 1)[0]),
+        grad_features: at(3, m * d).iter().map(|&g| f64::from(g)).collect(),
+        ..want.clone()
+    };
+    agree(&got, &want, config.temperature).unwrap();
+    // The inputs are untouched.
+    assert_eq!(at(2, m * l), &labels[..]);
+    assert_eq!(at(1, m * d), &features[..]);
+    drop(view);
+    read.unmap();
+
+    if align > 4 {
+        let skewed = GpuBuffers {
+            features: pool.slice(offsets[1] + 4..offsets[1] + 4 + sizes[1]),
+            ..buffers
+        };
+        let err = gpu.record(
+            &mut device.create_command_encoder(&Default::default()),
+            shape,
+            skewed,
+            &config,
+        );
+        assert!(
+            matches!(
+                err,
+                Err(GpuError::BadBuffer {
+                    what: "features",
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+    }
 }
 
 /// Errors leave the context usable, and absurd sizes are refused up front.
@@ -284,12 +389,12 @@ fn errors_do_not_poison_the_context() {
         mapped_at_creation: false,
     });
     let buffers = GpuBuffers {
-        features: &dummy,
-        labels: &dummy,
-        preds: &dummy,
+        features: dummy.slice(..),
+        labels: dummy.slice(..),
+        preds: dummy.slice(..),
         weights: None,
-        grad_features: &dummy,
-        loss: &dummy,
+        grad_features: dummy.slice(..),
+        loss: dummy.slice(..),
     };
     let err = gpu.record(&mut encoder, huge, buffers, &Config::paper());
     assert!(matches!(err, Err(GpuError::TooLarge { .. })), "{err:?}");

@@ -350,9 +350,9 @@ fn time_record(
         })
     };
     let features = init("bench features", &data.features, U::STORAGE);
-    let labels = init("bench labels", &data.labels, U::STORAGE);
-    let preds = init("bench preds", &data.preds, U::STORAGE);
-    let weights = init("bench weights", &data.weights, U::STORAGE);
+    let labels = init("bench labels", &data.labels, U::COPY_SRC);
+    let preds = init("bench preds", &data.preds, U::COPY_SRC);
+    let weights = init("bench weights", &data.weights, U::COPY_SRC);
     let grad = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("bench grad"),
         size: (data.features.len() * 4) as u64,
@@ -366,12 +366,12 @@ fn time_record(
         mapped_at_creation: false,
     });
     let buffers = GpuBuffers {
-        features: &features,
-        labels: &labels,
-        preds: &preds,
-        weights: Some(&weights),
-        grad_features: &grad,
-        loss: &loss,
+        features: features.slice(..),
+        labels: labels.slice(..),
+        preds: preds.slice(..),
+        weights: Some(weights.slice(..)),
+        grad_features: grad.slice(..),
+        loss: loss.slice(..),
     };
     let mut times = Vec::new();
     for rep in 0..options.warmup + options.reps {

@@ -41,20 +41,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     };
     let f = init("features", &features, U::STORAGE);
-    let y = init("labels", &labels, U::STORAGE);
-    let p = init("preds", &preds, U::STORAGE);
+    let y = init("labels", &labels, U::COPY_SRC);
+    let p = init("preds", &preds, U::COPY_SRC);
     let grad = init("grad", &[0.0; 18], U::STORAGE | U::COPY_DST | U::COPY_SRC);
     let loss = init("loss", &[0.0], U::COPY_DST | U::COPY_SRC);
 
     // Record ConR's forward and backward passes next to your own commands.
     let mut encoder = device.create_command_encoder(&Default::default());
     let buffers = GpuBuffers {
-        features: &f,
-        labels: &y,
-        preds: &p,
+        features: f.slice(..),
+        labels: y.slice(..),
+        preds: p.slice(..),
         weights: None,
-        grad_features: &grad,
-        loss: &loss,
+        grad_features: grad.slice(..),
+        loss: loss.slice(..),
     };
     gpu.record(&mut encoder, shape, buffers, &Config::official_agedb())?;
 

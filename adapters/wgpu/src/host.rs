@@ -18,38 +18,54 @@ use crate::{GpuConr, GpuError};
 use conr_core::band::{BandPlan, Side};
 
 /// Caller-owned buffers for [`GpuConr::record`], all f32, row-major.
+///
+/// Each is a slice of a buffer (`buffer.slice(..)` for a whole one), so that
+/// tensors a framework sub-allocates from a larger buffer can be used in
+/// place. The features and the gradient must start at a multiple of the
+/// device's `min_storage_buffer_offset_alignment`, the others at a multiple of 4.
 #[derive(Debug, Clone, Copy)]
 pub struct GpuBuffers<'a> {
     /// M×D features; usage `STORAGE`.
-    pub features: &'a wgpu::Buffer,
-    /// M×L labels; usage `STORAGE`.
-    pub labels: &'a wgpu::Buffer,
-    /// M×L predictions; usage `STORAGE`.
-    pub preds: &'a wgpu::Buffer,
-    /// M weights, or `None` for all ones; usage `STORAGE`.
-    pub weights: Option<&'a wgpu::Buffer>,
+    pub features: wgpu::BufferSlice<'a>,
+    /// M×L labels; usage `COPY_SRC` (they are copied, O(M·L), so that they
+    /// may share a buffer with `grad_features`).
+    pub labels: wgpu::BufferSlice<'a>,
+    /// M×L predictions; usage `COPY_SRC`.
+    pub preds: wgpu::BufferSlice<'a>,
+    /// M weights, or `None` for all ones; usage `COPY_SRC`.
+    pub weights: Option<wgpu::BufferSlice<'a>>,
     /// Receives ∂L/∂features (M×D); usage `STORAGE | COPY_DST`.
-    pub grad_features: &'a wgpu::Buffer,
-    /// Receives the loss as one f32 at offset 0; usage `COPY_DST`.
-    pub loss: &'a wgpu::Buffer,
+    pub grad_features: wgpu::BufferSlice<'a>,
+    /// Receives the loss as one f32 at the slice's start; usage `COPY_DST`.
+    pub loss: wgpu::BufferSlice<'a>,
 }
 
 fn check(
     what: &'static str,
-    buffer: &wgpu::Buffer,
+    slice: wgpu::BufferSlice<'_>,
     needed: u64,
     usage: wgpu::BufferUsages,
+    alignment: u64,
 ) -> Result<(), GpuError> {
-    if buffer.size() < needed {
+    if slice.size() < needed {
         return Err(GpuError::BadBuffer {
             what,
-            why: format!("has {} bytes, needs {needed}", buffer.size()),
+            why: format!("has {} bytes, needs {needed}", slice.size()),
         });
     }
-    if !buffer.usage().contains(usage) {
+    if !slice.buffer().usage().contains(usage) {
         return Err(GpuError::BadBuffer {
             what,
-            why: format!("needs usage {usage:?}, has {:?}", buffer.usage()),
+            why: format!("needs usage {usage:?}, has {:?}", slice.buffer().usage()),
+        });
+    }
+    if slice.offset() % alignment != 0 {
+        return Err(GpuError::BadBuffer {
+            what,
+            why: format!(
+                "starts at byte {}, not a multiple of {alignment}",
+                slice.offset()
+            ),
         });
     }
     Ok(())
@@ -115,11 +131,11 @@ fn gpu_outcomes(config: &Config, outcomes: &[RowOutcome<f32>]) -> (Vec<u32>, [u3
     (words, [0, factor.to_bits(), anchors, 0])
 }
 
-fn chunked<'a>(buffer: &'a wgpu::Buffer, plan: &Plan) -> Vec<BufferBinding<'a>> {
+fn chunked<'a>(buffer: &'a wgpu::Buffer, base: u64, plan: &Plan) -> Vec<BufferBinding<'a>> {
     (0..plan.chunks())
         .map(|a| BufferBinding {
             buffer,
-            offset: plan.chunk_offset(a),
+            offset: base + plan.chunk_offset(a),
             size: wgpu::BufferSize::new(plan.chunk_bytes(a)),
         })
         .collect()
@@ -472,8 +488,26 @@ impl GpuConr {
         Ok(read)
     }
 
+    /// The checks [`GpuConr::record`] makes before it looks at the buffers:
+    /// a valid config, a batch with rows and widths, and a shape this device
+    /// can hold. For callers that must refuse a batch before they can hand
+    /// over its buffers (a framework that records later, lazily).
+    pub fn check_record(&self, shape: Shape, config: &Config) -> Result<(), GpuError> {
+        self.check_lost()?;
+        config.params::<f32>()?;
+        if shape.rows == 0 {
+            return Err(conr_core::Error::EmptyBatch.into());
+        }
+        if shape.dim == 0 || shape.label_dim == 0 {
+            let what = if shape.dim == 0 { "features" } else { "labels" };
+            return Err(conr_core::Error::ZeroWidth { what }.into());
+        }
+        self.chunk_plan(shape).map(|_| ())
+    }
+
     /// Records ConR's forward and backward passes into `encoder`, on
-    /// caller-owned buffers, with no copy of the inputs. After the caller
+    /// caller-owned buffers, with no copy of the features (the M×L labels,
+    /// predictions and weights are copied on the device). After the caller
     /// submits the encoder, `buffers.grad_features` holds ∂L/∂features and
     /// `buffers.loss` holds the loss.
     ///
@@ -488,31 +522,33 @@ impl GpuConr {
         config: &Config,
     ) -> Result<(), GpuError> {
         use wgpu::BufferUsages as U;
-        self.check_lost()?;
+        self.check_record(shape, config)?;
         let params = config.params::<f32>()?;
-        if shape.rows == 0 {
-            return Err(conr_core::Error::EmptyBatch.into());
-        }
-        if shape.dim == 0 || shape.label_dim == 0 {
-            let what = if shape.dim == 0 { "features" } else { "labels" };
-            return Err(conr_core::Error::ZeroWidth { what }.into());
-        }
         // What the device cannot hold is refused before the buffers are looked at.
         let plan = self.chunk_plan(shape)?;
         let (m, d, l) = (shape.rows as u64, shape.dim as u64, shape.label_dim as u64);
-        check("features", buffers.features, m * d * 4, U::STORAGE)?;
-        check("labels", buffers.labels, m * l * 4, U::STORAGE)?;
-        check("preds", buffers.preds, m * l * 4, U::STORAGE)?;
+        let align = u64::from(self.device.limits().min_storage_buffer_offset_alignment);
+        check("features", buffers.features, m * d * 4, U::STORAGE, align)?;
+        let copy_align = wgpu::COPY_BUFFER_ALIGNMENT;
+        check("labels", buffers.labels, m * l * 4, U::COPY_SRC, copy_align)?;
+        check("preds", buffers.preds, m * l * 4, U::COPY_SRC, copy_align)?;
         if let Some(w) = buffers.weights {
-            check("weights", w, m * 4, U::STORAGE)?;
+            check("weights", w, m * 4, U::COPY_SRC, copy_align)?;
         }
         check(
             "grad_features",
             buffers.grad_features,
             m * d * 4,
             U::STORAGE | U::COPY_DST,
+            align,
         )?;
-        check("loss", buffers.loss, 4, U::COPY_DST)?;
+        check(
+            "loss",
+            buffers.loss,
+            4,
+            U::COPY_DST,
+            wgpu::COPY_BUFFER_ALIGNMENT,
+        )?;
         let mut cache = self
             .cache
             .lock()
@@ -521,20 +557,13 @@ impl GpuConr {
         let Some(ws) = cache.workspace.as_ref() else {
             return Err(GpuError::Device("the working buffers are missing".into()));
         };
-        fn part(buffer: &wgpu::Buffer, bytes: u64) -> BufferBinding<'_> {
+        fn whole(buffer: &wgpu::Buffer, bytes: u64) -> BufferBinding<'_> {
             BufferBinding {
                 buffer,
                 offset: 0,
                 size: wgpu::BufferSize::new(bytes),
             }
         }
-        let sources = Sources {
-            features: chunked(buffers.features, &plan),
-            grad: chunked(buffers.grad_features, &plan),
-            labels: part(buffers.labels, m * l * 4),
-            preds: part(buffers.preds, m * l * 4),
-            weights: buffers.weights.map(|w| part(w, m * 4)),
-        };
         let base = Params::new(
             &params,
             m as u32,
@@ -544,6 +573,23 @@ impl GpuConr {
         );
         let pipelines = self.pipelines()?;
         let result = self.scoped(|| {
+            let [labels, preds, weights] = &ws.copied;
+            let mut copy = |from: wgpu::BufferSlice<'_>, to: &wgpu::Buffer, bytes: u64| {
+                encoder.copy_buffer_to_buffer(from.buffer(), from.offset(), to, 0, bytes);
+            };
+            copy(buffers.labels, labels, m * l * 4);
+            copy(buffers.preds, preds, m * l * 4);
+            if let Some(w) = buffers.weights {
+                copy(w, weights, m * 4);
+            }
+            let (f, g) = (buffers.features, buffers.grad_features);
+            let sources = Sources {
+                features: chunked(f.buffer(), f.offset(), &plan),
+                grad: chunked(g.buffer(), g.offset(), &plan),
+                labels: whole(labels, m * l * 4),
+                preds: whole(preds, m * l * 4),
+                weights: buffers.weights.map(|_| whole(weights, m * 4)),
+            };
             record(
                 pipelines,
                 &self.device,
@@ -558,7 +604,8 @@ impl GpuConr {
                 // Caller-owned buffers may differ on every call: no cache.
                 &mut Vec::new(),
             );
-            encoder.copy_buffer_to_buffer(&ws.totals, 0, buffers.loss, 0, 4);
+            let loss = buffers.loss;
+            encoder.copy_buffer_to_buffer(&ws.totals, 0, loss.buffer(), loss.offset(), 4);
         });
         if result.is_err() {
             *cache = crate::Cache::default();

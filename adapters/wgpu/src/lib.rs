@@ -225,6 +225,23 @@ impl GpuConr {
         queue: wgpu::Queue,
         precision: GpuPrecision,
     ) -> Result<Self, GpuError> {
+        Self::build(device, queue, precision, true)
+    }
+
+    /// [`GpuConr::from_device`] on a device that another runtime owns and
+    /// watches (a framework's wgpu device): conr leaves the device's lost
+    /// callback to its owner, because wgpu keeps one callback per device and
+    /// setting conr's would silence the owner's.
+    pub fn from_shared_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self, GpuError> {
+        Self::build(device, queue, GpuPrecision::F32, false)
+    }
+
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        precision: GpuPrecision,
+        watch_loss: bool,
+    ) -> Result<Self, GpuError> {
         if precision == GpuPrecision::Mixed {
             mixed::check_features(device.features())?;
             mixed::check_subgroups(&device.adapter_info())?;
@@ -249,21 +266,24 @@ impl GpuConr {
             });
         }
         let lost = Arc::new(LostFlag::default());
-        let flag = Arc::clone(&lost);
-        device.set_device_lost_callback(move |_, message| {
-            if let Ok(mut reason) = flag.reason.lock() {
-                *reason = message;
-            }
-            flag.lost.store(true, Ordering::SeqCst);
-        });
+        if watch_loss {
+            let flag = Arc::clone(&lost);
+            device.set_device_lost_callback(move |_, message| {
+                if let Ok(mut reason) = flag.reason.lock() {
+                    *reason = message;
+                }
+                flag.lost.store(true, Ordering::SeqCst);
+            });
+        }
         let max_binding = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
+        let adapter = Some(device.adapter_info());
         let mut gpu = Self {
             pipelines: None,
             device,
             queue,
-            adapter: None,
+            adapter,
             cache: Mutex::new(Cache::default()),
             max_binding,
             precision,
@@ -356,12 +376,12 @@ impl GpuConr {
         &self.queue
     }
 
-    /// The adapter's description, when this context picked the adapter itself.
+    /// The adapter's description (wgpu reports it for a caller's device too).
     pub fn adapter_info(&self) -> Option<&wgpu::AdapterInfo> {
         self.adapter.as_ref()
     }
 
-    /// The adapter's name and backend, or `"caller's device"`.
+    /// The adapter's name and backend, or `"caller's device"` where wgpu did not say.
     pub fn adapter_name(&self) -> String {
         match &self.adapter {
             Some(info) => format!("{} ({:?})", info.name, info.backend),

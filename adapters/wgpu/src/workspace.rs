@@ -29,6 +29,12 @@ pub(crate) struct Workspace {
     pub band: Option<BandBuffers>,
     /// Bound as the band buffers in dense passes (never read then).
     pub no_band: wgpu::Buffer,
+    /// [`GpuConr::record`](crate::GpuConr::record)'s own copies of the
+    /// caller's labels, predictions and weights. The backward kernel binds
+    /// them read-only beside the writable gradient, and wgpu refuses one
+    /// buffer in both roles in a dispatch: a framework that sub-allocates its
+    /// tensors from shared buffers may hand over labels and gradient in one.
+    pub copied: [wgpu::Buffer; 3],
 }
 
 /// One side each: the rows in sorted order (u32 × M) and each 64-row block's
@@ -173,6 +179,12 @@ impl Workspace {
                 }
             }),
             no_band: buffer(device, "conr no band", 16, U::STORAGE),
+            copied: [
+                ("conr labels copy", rows * plan.label_dim as u64 * 4),
+                ("conr preds copy", rows * plan.label_dim as u64 * 4),
+                ("conr weights copy", rows * 4),
+            ]
+            .map(|(label, size)| buffer(device, label, size, U::STORAGE | U::COPY_DST)),
         }
     }
 }

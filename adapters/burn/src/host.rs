@@ -1,0 +1,108 @@
+//! The host path: the batch is read into host memory, a conr CPU engine
+//! computes the loss and the gradient, and both come back as tensors on the
+//! features' device. It runs on every backend the op supports.
+
+use burn::tensor::{DType, Element, Tensor, TensorData};
+use conr_core::{Batch, Config, Scalar, Shape};
+use conr_cpu::{Engine, Fast, Output, Reference};
+
+use crate::Error;
+
+/// The CPU engine of the host path.
+#[derive(Clone, Debug)]
+pub enum HostEngine {
+    /// The fast engine (the default): blocked, multi-threaded, and with the
+    /// band plan, time that grows with the pairs that matter.
+    Fast(Fast),
+    /// The reference engine: plain loops, the oracle every engine is tested
+    /// against.
+    Reference,
+}
+
+impl Default for HostEngine {
+    fn default() -> Self {
+        HostEngine::Fast(Fast::new())
+    }
+}
+
+impl HostEngine {
+    fn compute<T: Scalar>(
+        &self,
+        batch: &Batch<'_, T>,
+        config: &Config,
+    ) -> Result<Output<T>, Error> {
+        Ok(match self {
+            HostEngine::Fast(fast) => fast.compute(batch, config)?,
+            HostEngine::Reference => Reference.compute(batch, config)?,
+        })
+    }
+}
+
+/// The batch as host tensors' data, already checked for shape.
+pub(crate) struct HostBatch {
+    pub shape: Shape,
+    pub features: TensorData,
+    pub labels: TensorData,
+    pub preds: TensorData,
+    pub weights: Option<TensorData>,
+}
+
+fn read<const D: usize>(what: &str, tensor: Tensor<D>) -> Result<TensorData, Error> {
+    tensor
+        .try_into_data()
+        .map_err(|e| Error::Burn(format!("reading the {what}: {e}")))
+}
+
+impl HostBatch {
+    pub fn read<const L: usize>(
+        shape: Shape,
+        features: &Tensor<2>,
+        labels: Tensor<L>,
+        preds: Tensor<L>,
+        weights: Option<Tensor<1>>,
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            shape,
+            features: read("features", features.clone())?,
+            labels: read("labels", labels)?,
+            preds: read("predictions", preds)?,
+            weights: weights.map(|w| read("weights", w)).transpose()?,
+        })
+    }
+
+    /// The loss (`[1]`) and `∂loss/∂features` (M×D) as host data: in f64
+    /// for f64 features, in f32 for every other float type.
+    pub fn compute(
+        self,
+        engine: &HostEngine,
+        config: &Config,
+    ) -> Result<(TensorData, TensorData), Error> {
+        match self.features.dtype() {
+            DType::F64 => self.compute_in::<f64>(engine, config),
+            _ => self.compute_in::<f32>(engine, config),
+        }
+    }
+
+    fn compute_in<T: Scalar + Element>(
+        self,
+        engine: &HostEngine,
+        config: &Config,
+    ) -> Result<(TensorData, TensorData), Error> {
+        let values = |data: TensorData| {
+            data.convert::<T>()
+                .try_into_vec::<T>()
+                .map_err(|e| Error::Burn(format!("converting a tensor: {e:?}")))
+        };
+        let features = values(self.features)?;
+        let labels = values(self.labels)?;
+        let preds = values(self.preds)?;
+        let weights = self.weights.map(values).transpose()?;
+        let batch = Batch::new(self.shape, &features, &labels, &preds, weights.as_deref())?;
+        let out = engine.compute(&batch, config)?;
+        let rows = [self.shape.rows, self.shape.dim];
+        Ok((
+            TensorData::new(vec![out.loss], [1]),
+            TensorData::new(out.grad_features, rows),
+        ))
+    }
+}

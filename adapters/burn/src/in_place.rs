@@ -1,0 +1,256 @@
+//! The in-place path: conr-wgpu on burn's own wgpu device, queue and tensor
+//! buffers.
+//!
+//! burn's wgpu runtime (cubecl) hands out the exact `wgpu::Device` and
+//! `wgpu::Queue` it runs on ([`Device::wgpu_options`]'s `init_with_setup`),
+//! and, for a tensor, the buffer, offset and size of its allocation
+//! (`Client::get_resource`). [`Job::run`] takes those for the features, the
+//! labels, the predictions, the weights and two fresh outputs, flushes
+//! burn's pending work into the queue, and submits conr's passes after it on
+//! the same queue. wgpu runs one queue's submissions in order, so conr reads
+//! the features after burn wrote them, and burn's later work (the backward
+//! pass that reads the gradient) runs after conr wrote it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use burn::backend::ops::FloatTensorOps;
+use burn::tensor::wgpu::{WgpuOptions, WgpuSetup};
+use burn::tensor::{DType, Device, Shape as BurnShape};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::cubecl::server::Handle;
+use burn_cubecl::cubecl::wgpu::{AutoCompiler, WgpuResource, WgpuServer};
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+use conr_core::{Config, Shape};
+use conr_wgpu::{GpuBuffers, GpuConr};
+
+use crate::Error;
+
+/// burn's wgpu runtime and conr's GPU engine on one device and one queue.
+///
+/// Create it once per process, before any tensor touches burn's default wgpu
+/// device, and use [`SharedWgpu::device`] for the model and the batch: burn
+/// refuses to initialise a wgpu device twice, and a tensor on another wgpu
+/// device takes the host path. Cloning is cheap (the state is shared).
+///
+/// ```no_run
+/// use burn::tensor::{Tensor, TensorData};
+/// use conr_burn::{Config, ConrLoss, Route, SharedWgpu};
+///
+/// let shared = SharedWgpu::init()?;
+/// let device = shared.device().clone().autodiff();
+/// let conr = ConrLoss::new(Config::official_agedb())?.in_place_on(shared.clone());
+/// let features = Tensor::<2>::from_data(
+///     TensorData::new(vec![1.0f32, 0.1, 0.9, 0.2, 0.1, 1.0, 0.2, 0.8], [4, 2]),
+///     &device,
+/// )
+/// .require_grad();
+/// assert_eq!(conr.route(&features), Route::InPlace);
+/// let labels = Tensor::<1>::from_floats([20.0, 20.5, 60.0, 60.5], &device);
+/// let preds = Tensor::<1>::from_floats([40.0, 40.2, 40.4, 40.1], &device);
+/// let loss = conr.forward(features.clone(), labels, preds, None)?;
+/// let grads = loss.backward();
+/// assert!(features.grad(&grads).is_some());
+/// # Ok::<(), conr_burn::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct SharedWgpu {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    device: Device,
+    gpu: GpuConr,
+    alignment: u64,
+    batches: AtomicU64,
+    error: Mutex<Option<Error>>,
+}
+
+impl std::fmt::Debug for SharedWgpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedWgpu")
+            .field("device", &self.inner.device)
+            .field("adapter", &self.inner.gpu.adapter_name())
+            .field("batches", &self.batches())
+            .finish()
+    }
+}
+
+impl SharedWgpu {
+    /// Brings up burn's wgpu runtime on its default adapter, and conr on the
+    /// same device and queue.
+    pub fn init() -> Result<Self, Error> {
+        Self::init_with(Device::wgpu_options())
+    }
+
+    /// [`SharedWgpu::init`] with burn's wgpu options (adapter, graphics API,
+    /// memory policy).
+    pub fn init_with(options: WgpuOptions) -> Result<Self, Error> {
+        let (device, setup) = options
+            .init_with_setup()
+            .map_err(|e| Error::Burn(format!("bringing up wgpu: {e}")))?;
+        Self::from_setup(device, &setup)
+    }
+
+    /// conr on a setup already registered with burn: `device` must be the
+    /// burn device that `Device::wgpu_options().setup(setup).init()` or
+    /// `init_with_setup` returned for `setup`.
+    pub fn from_setup(device: Device, setup: &WgpuSetup) -> Result<Self, Error> {
+        if !matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_)) {
+            return Err(Error::Device(format!(
+                "{device:?} is not a wgpu device of burn's cubecl backend"
+            )));
+        }
+        let gpu = GpuConr::from_shared_device(setup.device.clone(), setup.queue.clone())?;
+        let alignment = u64::from(setup.device.limits().min_storage_buffer_offset_alignment);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                device: device.without_autodiff(),
+                gpu,
+                alignment,
+                batches: AtomicU64::new(0),
+                error: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The burn device whose tensors take the in-place path (use
+    /// `.autodiff()` on a clone to train).
+    pub fn device(&self) -> &Device {
+        &self.inner.device
+    }
+
+    /// conr's engine on burn's device and queue.
+    pub fn gpu(&self) -> &GpuConr {
+        &self.inner.gpu
+    }
+
+    /// How many batches conr has recorded on burn's buffers so far. burn runs
+    /// work lazily: a batch counts once burn executes it (at the latest when
+    /// its loss or gradient is read).
+    pub fn batches(&self) -> u64 {
+        self.inner.batches.load(Ordering::SeqCst)
+    }
+
+    /// The error of the last batch that failed on the device, if any, and
+    /// clears it. Such a batch was refused after [`crate::ConrLoss::forward`]
+    /// returned (burn executes lazily); its loss and gradient are NaN.
+    pub fn take_error(&self) -> Option<Error> {
+        self.inner.error.lock().ok().and_then(|mut e| e.take())
+    }
+
+    pub(crate) fn job(&self, shape: Shape, config: Config) -> Job {
+        Job {
+            shared: self.clone(),
+            shape,
+            config,
+        }
+    }
+}
+
+/// One batch for [`crate::extension::InPlace`]: where to run it and how.
+#[derive(Clone)]
+pub struct Job {
+    shared: SharedWgpu,
+    shape: Shape,
+    config: Config,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("shape", &self.shape)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+type Resource = cubecl_runtime::storage::ManagedResource<WgpuResource>;
+
+impl Job {
+    /// The loss and the gradient of `[features, labels, preds, weights]`.
+    /// A failure is kept for [`SharedWgpu::take_error`] and gives NaNs: burn
+    /// may run this long after the caller returned.
+    pub(crate) fn run(self, inputs: [CubeTensor; 4]) -> (CubeTensor, CubeTensor) {
+        let features = &inputs[0];
+        let (client, device) = (features.client.clone(), features.device.clone());
+        let (m, d) = (self.shape.rows, self.shape.dim);
+        let output = |shape: BurnShape| {
+            let handle = client.empty(shape.num_elements() * 4);
+            CubeTensor::new_contiguous(client.clone(), device.clone(), shape, handle, DType::F32)
+        };
+        let (loss, grad) = (output(BurnShape::new([1])), output(BurnShape::new([m, d])));
+        match self.record(inputs, &loss, &grad) {
+            Ok(()) => {
+                self.shared.inner.batches.fetch_add(1, Ordering::SeqCst);
+                (loss, grad)
+            }
+            Err(e) => {
+                if let Ok(mut slot) = self.shared.inner.error.lock() {
+                    *slot = Some(e);
+                }
+                let nan = |t: CubeTensor| CubeBackend::float_add_scalar(t, f32::NAN.into());
+                (nan(loss), nan(grad))
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        inputs: [CubeTensor; 4],
+        loss: &CubeTensor,
+        grad: &CubeTensor,
+    ) -> Result<(), Error> {
+        let inner = &self.shared.inner;
+        let client = loss.client.clone();
+        let resource = |handle: &Handle| -> Result<Resource, Error> {
+            client
+                .get_resource::<WgpuServer<AutoCompiler>>(handle.clone())
+                .map_err(|e| Error::Burn(format!("reaching a tensor's wgpu buffer: {e:?}")))
+        };
+        // conr binds the features at a storage offset: a view that starts
+        // elsewhere is copied (burn allocates at aligned offsets).
+        let [features, labels, preds, weights] = inputs.map(into_contiguous);
+        let features_at = resource(&features.handle)?;
+        let (features, features_at) = if features_at.resource().offset % inner.alignment == 0 {
+            (features, features_at)
+        } else {
+            let copy = features.copy();
+            let at = resource(&copy.handle)?;
+            (copy, at)
+        };
+        let at = [&labels, &preds, &weights, grad, loss]
+            .map(|t| resource(&t.handle))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        // burn's pending work (what wrote the features) goes first.
+        client
+            .flush()
+            .map_err(|e| Error::Burn(format!("flushing burn's queue: {e:?}")))?;
+        fn slice(r: &Resource) -> wgpu::BufferSlice<'_> {
+            let r = r.resource();
+            r.buffer.slice(r.offset..r.offset + r.size)
+        }
+        let gpu = &inner.gpu;
+        let mut encoder = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("conr in burn"),
+            });
+        let buffers = GpuBuffers {
+            features: slice(&features_at),
+            labels: slice(&at[0]),
+            preds: slice(&at[1]),
+            weights: Some(slice(&at[2])),
+            grad_features: slice(&at[3]),
+            loss: slice(&at[4]),
+        };
+        gpu.record(&mut encoder, self.shape, buffers, &self.config)?;
+        gpu.queue().submit([encoder.finish()]);
+        // The tensors (and so their allocations) stay alive until here; burn
+        // reuses freed memory only for work it submits after this.
+        drop((features, labels, preds, weights));
+        Ok(())
+    }
+}

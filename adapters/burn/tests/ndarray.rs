@@ -1,0 +1,255 @@
+//! The host path on burn's ndarray backend: the fixtures and the reference
+//! engine through burn's autodiff, finite differences, the upstream
+//! gradient, bad inputs, and a few optimizer steps.
+#![allow(deprecated)] // burn marks NdArray deprecated; it is the CPU backend tested here.
+
+mod common;
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use common::{HostBatch, agree, loss_and_grad, values};
+use conr_burn::{Config, ConrLoss, Error, HostEngine, conr_loss};
+use conr_core::Shape;
+use conr_cpu::{Engine, Reference};
+use conr_tests::budget::{F32_FIXTURE, F64_FIXTURE, F64_VS_F64, F64_VS_FD};
+use conr_tests::fixtures::{Expected, loss_cases};
+use proptest::prelude::*;
+
+fn device() -> Device {
+    Device::ndarray().autodiff()
+}
+
+fn reference(b: &HostBatch) -> conr_cpu::Output<f64> {
+    let batch = conr_core::Batch::new(
+        b.shape,
+        &b.features,
+        &b.labels,
+        &b.preds,
+        b.weights.as_deref(),
+    )
+    .expect("a valid batch");
+    Reference
+        .compute(&batch, &b.config)
+        .expect("the reference computes")
+}
+
+fn through_burn(b: &HostBatch, dtype: DType, engine: HostEngine) -> Result<(f64, Vec<f64>), Error> {
+    let t = b.on(&device(), dtype);
+    let conr = ConrLoss::new(b.config)?.with_engine(engine);
+    let loss = conr.forward(t.features.clone(), t.labels, t.preds, t.weights)?;
+    assert_eq!(
+        loss.dtype(),
+        dtype,
+        "the loss keeps the features' float type"
+    );
+    Ok(loss_and_grad(loss, &t.features))
+}
+
+#[test]
+fn every_fixture_through_burn_autodiff_in_f64_and_f32() {
+    let mut failures = Vec::new();
+    let cases = loss_cases();
+    assert!(!cases.is_empty(), "the fixtures are in place");
+    for (file, case) in cases {
+        let want = Expected::of(&case);
+        let b = HostBatch::from_case(&case);
+        for (dtype, budget) in [(DType::F64, &F64_FIXTURE), (DType::F32, &F32_FIXTURE)] {
+            let got = through_burn(&b, dtype, HostEngine::default()).map_err(|e| e.to_string());
+            if let Err(e) = got.and_then(|got| agree(budget, &got, want.loss, &want.grad)) {
+                failures.push(format!("{file} {dtype:?}: {e}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// burn's autodiff gives exactly the reference engine's gradient (f64,
+    /// 1e-9 relative), on either host engine, for any config and shape.
+    #[test]
+    fn autodiff_gradient_equals_the_reference(b in conr_tests::random::any_batch(40, 12)) {
+        let b = HostBatch::from_random(&b);
+        let want = reference(&b);
+        for engine in [HostEngine::default(), HostEngine::Reference] {
+            let got = through_burn(&b, DType::F64, engine).expect("burn computes");
+            agree(&F64_VS_F64, &got, want.loss, &want.grad_features).map_err(TestCaseError::fail)?;
+        }
+    }
+}
+
+/// The gradient burn reports is the derivative of the loss burn reports:
+/// central differences on the op's own forward value.
+#[test]
+fn gradient_matches_finite_differences() {
+    let b = HostBatch {
+        shape: Shape {
+            rows: 6,
+            dim: 3,
+            label_dim: 1,
+        },
+        features: vec![
+            1.0, 0.1, 0.3, 0.9, 0.2, -0.1, 0.2, 1.0, 0.4, 0.8, 0.3, 0.0, 0.1, 0.9, 0.2, 0.3, 0.2,
+            1.0,
+        ],
+        labels: vec![20.0, 21.0, 60.0, 20.0, 21.0, 60.0],
+        preds: vec![30.0, 30.4, 30.8, 30.1, 30.5, 30.9],
+        weights: Some(vec![1.0, 2.0, 0.5, 1.0, 1.5, 1.0]),
+        config: Config::official_agedb(),
+    };
+    let (_, grad) = through_burn(&b, DType::F64, HostEngine::default()).unwrap();
+    let value = |features: &[f64]| {
+        let plain = Device::ndarray();
+        let t = HostBatch {
+            features: features.to_vec(),
+            ..b.clone()
+        }
+        .on(&plain, DType::F64);
+        let loss = conr_loss(t.features, t.labels, t.preds, t.weights, &b.config).unwrap();
+        values(loss)[0]
+    };
+    let numeric: Vec<f64> = (0..b.features.len())
+        .map(|i| {
+            let h = 1e-6 * b.features[i].abs().max(1.0);
+            let mut up = b.features.clone();
+            let mut down = b.features.clone();
+            up[i] += h;
+            down[i] -= h;
+            (value(&up) - value(&down)) / (2.0 * h)
+        })
+        .collect();
+    F64_VS_FD
+        .vector("grad vs finite differences", &grad, &numeric)
+        .unwrap();
+    assert!(
+        grad.iter().any(|g| g.abs() > 1e-3),
+        "a batch with a gradient"
+    );
+}
+
+/// The backward step scales conr's gradient by the upstream gradient.
+#[test]
+fn the_upstream_gradient_scales_the_gradient() {
+    let case = &loss_cases()[0].1;
+    let b = HostBatch::from_case(case);
+    let t = b.on(&device(), DType::F64);
+    let loss = conr_loss(t.features.clone(), t.labels, t.preds, t.weights, &b.config).unwrap();
+    let (_, grad) = loss_and_grad(loss.clone() * 3.0 + 1.0, &t.features);
+    let want = reference(&b);
+    for (g, w) in grad.iter().zip(&want.grad_features) {
+        approx::assert_relative_eq!(*g, 3.0 * w, max_relative = 1e-9, epsilon = 1e-15);
+    }
+}
+
+/// Without autodiff the op is the loss value, with the same float type.
+#[test]
+fn without_autodiff_the_op_is_the_value() {
+    let case = &loss_cases()[0].1;
+    let b = HostBatch::from_case(case);
+    let t = b.on(&Device::ndarray(), DType::F64);
+    let loss = conr_loss(t.features, t.labels, t.preds, t.weights, &b.config).unwrap();
+    assert_eq!(loss.dims(), [1]);
+    approx::assert_relative_eq!(values(loss)[0], reference(&b).loss, max_relative = 1e-9);
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let d = device();
+    let features = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], &d);
+    let labels = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &d);
+    let preds = Tensor::<1>::from_floats([1.5, 2.5, 3.5], &d);
+    let config = Config::paper();
+    let run = |f: Tensor<2>, y: Tensor<1>, p: Tensor<1>, w: Option<Tensor<1>>| {
+        conr_loss(f, y, p, w, &config)
+    };
+
+    let short = Tensor::<1>::from_floats([1.0, 2.0], &d);
+    assert!(matches!(
+        run(features.clone(), short.clone(), preds.clone(), None),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        run(features.clone(), labels.clone(), short.clone(), None),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        run(features.clone(), labels.clone(), preds.clone(), Some(short)),
+        Err(Error::Shape(_))
+    ));
+    let wide = Tensor::<3>::zeros([3, 1, 1], &d);
+    assert!(matches!(
+        conr_loss(features.clone(), wide.clone(), wide, None, &config),
+        Err(Error::Shape(_))
+    ));
+
+    let nan = Tensor::<2>::from_floats([[1.0, f32::NAN], [0.0, 1.0], [0.5, 0.5]], &d);
+    assert!(matches!(
+        run(nan, labels.clone(), preds.clone(), None),
+        Err(Error::Input(_))
+    ));
+    let inf = Tensor::<1>::from_floats([1.0, f32::INFINITY, 3.0], &d);
+    assert!(matches!(
+        run(features.clone(), inf, preds.clone(), None),
+        Err(Error::Input(_))
+    ));
+    let negative = Tensor::<1>::from_floats([1.0, -1.0, 1.0], &d);
+    assert!(matches!(
+        run(
+            features.clone(),
+            labels.clone(),
+            preds.clone(),
+            Some(negative)
+        ),
+        Err(Error::Input(_))
+    ));
+
+    let empty = Tensor::<2>::zeros([0, 2], &d);
+    let none = Tensor::<1>::zeros([0], &d);
+    assert!(matches!(
+        run(empty, none.clone(), none, None),
+        Err(Error::Input(_))
+    ));
+
+    let cold = Config {
+        temperature: 0.0,
+        ..Config::paper()
+    };
+    assert!(matches!(ConrLoss::new(cold), Err(Error::Input(_))));
+
+    // After all of that, the op still works.
+    assert!(run(features, labels, preds, None).is_ok());
+}
+
+/// A small encoder trained on L1 + ConR: a few Adam steps lower the loss.
+#[test]
+fn optimizer_steps_lower_the_loss() {
+    let d = device();
+    let mut encoder: Linear = LinearConfig::new(4, 8).init(&d);
+    let mut adam = AdamConfig::new().init();
+    let rows = 32;
+    let inputs: Vec<f32> = (0..rows * 4)
+        .map(|i| ((i * 37 % 101) as f32 / 101.0) - 0.5)
+        .collect();
+    let x = Tensor::<2>::from_data(TensorData::new(inputs, [rows, 4]), &d);
+    let labels: Vec<f32> = (0..rows).map(|j| (j % 4) as f32 * 10.0).collect();
+    let y = Tensor::<1>::from_data(TensorData::new(labels, [rows]), &d);
+    let p = Tensor::<1>::full([rows], 15.0, &d);
+    let conr = ConrLoss::new(Config::official_agedb()).unwrap();
+    let mut losses = Vec::new();
+    for _ in 0..30 {
+        let features = encoder.forward(x.clone());
+        let loss = conr.forward(features, y.clone(), p.clone(), None).unwrap();
+        losses.push(values(loss.clone())[0]);
+        let grads = GradientsParams::from_grads(loss.backward(), &encoder);
+        encoder = adam.step(0.05, encoder, grads);
+    }
+    let (first, last) = (losses[0], losses[losses.len() - 1]);
+    assert!(
+        last < 0.9 * first,
+        "the loss fell from {first} to {last}: {losses:?}"
+    );
+    let _ = encoder.num_params();
+}
