@@ -83,26 +83,62 @@ impl HostBatch {
         }
     }
 
+    /// Checks the values as every conr engine does (naming the first bad
+    /// one), without computing the loss.
+    pub fn check(self, config: &Config) -> Result<(), Error> {
+        let values = Values::<f32>::of(self)?;
+        values.batch()?.check(config)?;
+        Ok(())
+    }
+
     fn compute_in<T: Scalar + Element>(
         self,
         engine: &HostEngine,
         config: &Config,
     ) -> Result<(TensorData, TensorData), Error> {
+        let values = Values::<T>::of(self)?;
+        let out = engine.compute(&values.batch()?, config)?;
+        let rows = [values.shape.rows, values.shape.dim];
+        Ok((
+            TensorData::new(vec![out.loss], [1]),
+            TensorData::new(out.grad_features, rows),
+        ))
+    }
+}
+
+/// A host batch's values in one precision.
+struct Values<T> {
+    shape: Shape,
+    features: Vec<T>,
+    labels: Vec<T>,
+    preds: Vec<T>,
+    weights: Option<Vec<T>>,
+}
+
+impl<T: Scalar + Element> Values<T> {
+    fn of(batch: HostBatch) -> Result<Self, Error> {
         let values = |data: TensorData| {
             data.convert::<T>()
                 .try_into_vec::<T>()
                 .map_err(|e| Error::Burn(format!("converting a tensor: {e:?}")))
         };
-        let features = values(self.features)?;
-        let labels = values(self.labels)?;
-        let preds = values(self.preds)?;
-        let weights = self.weights.map(values).transpose()?;
-        let batch = Batch::new(self.shape, &features, &labels, &preds, weights.as_deref())?;
-        let out = engine.compute(&batch, config)?;
-        let rows = [self.shape.rows, self.shape.dim];
-        Ok((
-            TensorData::new(vec![out.loss], [1]),
-            TensorData::new(out.grad_features, rows),
-        ))
+        Ok(Self {
+            shape: batch.shape,
+            features: values(batch.features)?,
+            labels: values(batch.labels)?,
+            preds: values(batch.preds)?,
+            weights: batch.weights.map(values).transpose()?,
+        })
+    }
+
+    /// The batch, with conr's checks of its values.
+    fn batch(&self) -> Result<Batch<'_, T>, Error> {
+        Ok(Batch::new(
+            self.shape,
+            &self.features,
+            &self.labels,
+            &self.preds,
+            self.weights.as_deref(),
+        )?)
     }
 }

@@ -191,7 +191,7 @@ impl ConrLoss {
                 preds.clone().reshape([m, l]),
                 weighted.then(|| weights.clone()),
             )?;
-            host.compute(&HostEngine::Reference, &self.config)?;
+            host.check(&self.config)?;
         }
         let (loss, grad) = <Dispatch as InPlace>::conr_in_place(
             features.into_dispatch(),

@@ -5,34 +5,16 @@
 
 mod common;
 
-use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor};
 use common::{HostBatch, agree, loss_and_grad, values};
 use conr_burn::{Config, ConrLoss, Error, HostEngine, conr_loss};
 use conr_core::Shape;
-use conr_cpu::{Engine, Reference};
 use conr_tests::budget::{F32_FIXTURE, F64_FIXTURE, F64_VS_F64, F64_VS_FD};
 use conr_tests::fixtures::{Expected, loss_cases};
 use proptest::prelude::*;
 
 fn device() -> Device {
     Device::ndarray().autodiff()
-}
-
-fn reference(b: &HostBatch) -> conr_cpu::Output<f64> {
-    let batch = conr_core::Batch::new(
-        b.shape,
-        &b.features,
-        &b.labels,
-        &b.preds,
-        b.weights.as_deref(),
-    )
-    .expect("a valid batch");
-    Reference
-        .compute(&batch, &b.config)
-        .expect("the reference computes")
 }
 
 fn through_burn(b: &HostBatch, dtype: DType, engine: HostEngine) -> Result<(f64, Vec<f64>), Error> {
@@ -73,7 +55,7 @@ proptest! {
     #[test]
     fn autodiff_gradient_equals_the_reference(b in conr_tests::random::any_batch(40, 12)) {
         let b = HostBatch::from_random(&b);
-        let want = reference(&b);
+        let want = b.reference();
         for engine in [HostEngine::default(), HostEngine::Reference] {
             let got = through_burn(&b, DType::F64, engine).expect("burn computes");
             agree(&F64_VS_F64, &got, want.loss, &want.grad_features).map_err(TestCaseError::fail)?;
@@ -138,7 +120,7 @@ fn the_upstream_gradient_scales_the_gradient() {
     let t = b.on(&device(), DType::F64);
     let loss = conr_loss(t.features.clone(), t.labels, t.preds, t.weights, &b.config).unwrap();
     let (_, grad) = loss_and_grad(loss.clone() * 3.0 + 1.0, &t.features);
-    let want = reference(&b);
+    let want = b.reference();
     for (g, w) in grad.iter().zip(&want.grad_features) {
         approx::assert_relative_eq!(*g, 3.0 * w, max_relative = 1e-9, epsilon = 1e-15);
     }
@@ -152,7 +134,7 @@ fn without_autodiff_the_op_is_the_value() {
     let t = b.on(&Device::ndarray(), DType::F64);
     let loss = conr_loss(t.features, t.labels, t.preds, t.weights, &b.config).unwrap();
     assert_eq!(loss.dims(), [1]);
-    approx::assert_relative_eq!(values(loss)[0], reference(&b).loss, max_relative = 1e-9);
+    approx::assert_relative_eq!(values(loss)[0], b.reference().loss, max_relative = 1e-9);
 }
 
 #[test]
@@ -226,30 +208,11 @@ fn bad_inputs_are_errors_not_panics() {
 /// A small encoder trained on L1 + ConR: a few Adam steps lower the loss.
 #[test]
 fn optimizer_steps_lower_the_loss() {
-    let d = device();
-    let mut encoder: Linear = LinearConfig::new(4, 8).init(&d);
-    let mut adam = AdamConfig::new().init();
-    let rows = 32;
-    let inputs: Vec<f32> = (0..rows * 4)
-        .map(|i| ((i * 37 % 101) as f32 / 101.0) - 0.5)
-        .collect();
-    let x = Tensor::<2>::from_data(TensorData::new(inputs, [rows, 4]), &d);
-    let labels: Vec<f32> = (0..rows).map(|j| (j % 4) as f32 * 10.0).collect();
-    let y = Tensor::<1>::from_data(TensorData::new(labels, [rows]), &d);
-    let p = Tensor::<1>::full([rows], 15.0, &d);
     let conr = ConrLoss::new(Config::official_agedb()).unwrap();
-    let mut losses = Vec::new();
-    for _ in 0..30 {
-        let features = encoder.forward(x.clone());
-        let loss = conr.forward(features, y.clone(), p.clone(), None).unwrap();
-        losses.push(values(loss.clone())[0]);
-        let grads = GradientsParams::from_grads(loss.backward(), &encoder);
-        encoder = adam.step(0.05, encoder, grads);
-    }
+    let losses = common::train(&conr, &device(), 30);
     let (first, last) = (losses[0], losses[losses.len() - 1]);
     assert!(
         last < 0.9 * first,
         "the loss fell from {first} to {last}: {losses:?}"
     );
-    let _ = encoder.num_params();
 }

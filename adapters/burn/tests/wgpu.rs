@@ -10,14 +10,10 @@ mod common;
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{DType, Tensor, TensorData};
 use common::{HostBatch, agree, loss_and_grad, values};
 use conr_burn::{Config, ConrLoss, Error, Route, SharedWgpu};
 use conr_core::Shape;
-use conr_cpu::{Engine, Reference};
 use conr_tests::budget::{F32_FIXTURE, GPU_VS_CPU, scaled_by_inv_temperature};
 use conr_tests::fixtures::{Expected, loss_cases};
 
@@ -45,20 +41,6 @@ fn shared() -> Option<(SharedWgpu, MutexGuard<'static, ()>)> {
             None
         }
     }
-}
-
-fn reference(b: &HostBatch) -> conr_cpu::Output<f64> {
-    let batch = conr_core::Batch::new(
-        b.shape,
-        &b.features,
-        &b.labels,
-        &b.preds,
-        b.weights.as_deref(),
-    )
-    .expect("a valid batch");
-    Reference
-        .compute(&batch, &b.config)
-        .expect("the reference computes")
 }
 
 /// A batch of `rows` rows in four label groups, with rare labels predicted
@@ -151,7 +133,7 @@ fn in_place_equals_the_host_path_and_really_runs_in_place() {
             "the in-place path recorded on burn's buffers"
         );
 
-        let want = reference(&b);
+        let want = b.reference();
         let budget = scaled_by_inv_temperature(GPU_VS_CPU, config.temperature);
         agree(&budget, &by_gpu, want.loss, &want.grad_features).unwrap();
         agree(&budget, &by_gpu, by_host.0, &by_host.1).unwrap();
@@ -188,7 +170,7 @@ fn views_and_wide_labels_run_in_place() {
     let grads = loss.clone().backward();
     let grad = values(whole.grad(&grads).expect("a gradient"));
     assert_eq!(shared.batches() - before, 1);
-    let want = reference(&b);
+    let want = b.reference();
     assert!(
         grad[..64].iter().all(|&g| g == 0.0),
         "rows outside the view get no gradient"
@@ -318,7 +300,7 @@ fn other_float_types_take_the_host_path() {
         assert_eq!(conr.route(&probe), Route::Host);
         let (got, in_place) = run(&conr, &shared, &b, DType::F64);
         assert_eq!(in_place, 0);
-        let want = reference(&b);
+        let want = b.reference();
         agree(
             &conr_tests::budget::F64_VS_F64,
             &got,
@@ -338,34 +320,15 @@ fn optimizer_steps_lower_the_loss_in_place() {
     let Some((shared, _lock)) = shared() else {
         return;
     };
-    let d = shared.device().clone().autodiff();
-    let mut encoder: Linear = LinearConfig::new(4, 8).init(&d);
-    let mut adam = AdamConfig::new().init();
-    let rows = 32;
-    let inputs: Vec<f32> = (0..rows * 4)
-        .map(|i| ((i * 37 % 101) as f32 / 101.0) - 0.5)
-        .collect();
-    let x = Tensor::<2>::from_data(TensorData::new(inputs, [rows, 4]), &d);
-    let labels: Vec<f32> = (0..rows).map(|j| (j % 4) as f32 * 10.0).collect();
-    let y = Tensor::<1>::from_data(TensorData::new(labels, [rows]), &d);
-    let p = Tensor::<1>::full([rows], 15.0, &d);
     let conr = ConrLoss::new(Config::official_agedb())
         .unwrap()
         .in_place_on(shared.clone());
     let before = shared.batches();
-    let mut losses = Vec::new();
-    for _ in 0..30 {
-        let features = encoder.forward(x.clone());
-        let loss = conr.forward(features, y.clone(), p.clone(), None).unwrap();
-        losses.push(values(loss.clone())[0]);
-        let grads = GradientsParams::from_grads(loss.backward(), &encoder);
-        encoder = adam.step(0.05, encoder, grads);
-    }
+    let losses = common::train(&conr, &shared.device().clone().autodiff(), 30);
     assert_eq!(shared.batches() - before, 30);
     let (first, last) = (losses[0], losses[losses.len() - 1]);
     assert!(
         last < 0.9 * first,
         "the loss fell from {first} to {last}: {losses:?}"
     );
-    let _ = encoder.num_params();
 }

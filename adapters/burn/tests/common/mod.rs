@@ -47,6 +47,22 @@ impl HostBatch {
         }
     }
 
+    /// The reference engine's output, in f64.
+    pub fn reference(&self) -> conr_cpu::Output<f64> {
+        use conr_cpu::Engine;
+        let batch = conr_core::Batch::new(
+            self.shape,
+            &self.features,
+            &self.labels,
+            &self.preds,
+            self.weights.as_deref(),
+        )
+        .expect("a valid batch");
+        conr_cpu::Reference
+            .compute(&batch, &self.config)
+            .expect("the reference computes")
+    }
+
     pub fn on(&self, device: &Device, dtype: DType) -> Tensors {
         let Shape {
             rows,
@@ -96,4 +112,33 @@ pub fn agree(
 ) -> Result<(), String> {
     budget.loss.scalar("loss", *loss, want_loss)?;
     budget.grad.vector("grad", grad, want_grad)
+}
+
+/// `steps` Adam steps of a linear encoder (4 → 8) on ConR alone, over 32
+/// rows in four label groups on `device`. Returns the loss of each step.
+pub fn train(conr: &conr_burn::ConrLoss, device: &Device, steps: usize) -> Vec<f64> {
+    use burn::module::Module;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::{AdamConfig, GradientsParams};
+
+    let mut encoder: Linear = LinearConfig::new(4, 8).init(device);
+    let mut adam = AdamConfig::new().init();
+    let rows = 32;
+    let inputs: Vec<f32> = (0..rows * 4)
+        .map(|i| ((i * 37 % 101) as f32 / 101.0) - 0.5)
+        .collect();
+    let x = Tensor::<2>::from_data(TensorData::new(inputs, [rows, 4]), device);
+    let labels: Vec<f32> = (0..rows).map(|j| (j % 4) as f32 * 10.0).collect();
+    let y = Tensor::<1>::from_data(TensorData::new(labels, [rows]), device);
+    let p = Tensor::<1>::full([rows], 15.0, device);
+    let mut losses = Vec::new();
+    for _ in 0..steps {
+        let features = encoder.forward(x.clone());
+        let loss = conr.forward(features, y.clone(), p.clone(), None).unwrap();
+        losses.push(values(loss.clone())[0]);
+        let grads = GradientsParams::from_grads(loss.backward(), &encoder);
+        encoder = adam.step(0.05, encoder, grads);
+    }
+    assert!(encoder.num_params() > 0);
+    losses
 }

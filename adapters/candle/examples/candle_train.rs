@@ -2,7 +2,7 @@
 //! an imbalanced synthetic regression task. The loss falls as it trains.
 //!
 //! ```sh
-//! cargo run -p conr-candle --release --example train
+//! cargo run -p conr-candle --release --example candle_train
 //! ```
 
 use candle_core::{DType, Device, Module, Tensor};
