@@ -168,6 +168,18 @@ pub fn check_engine<E: Engine>(
     failures
 }
 
+/// A fixture's batch in f64 with its config, owned.
+pub fn owned_batch(case: &LossCase) -> crate::random::RandomBatch {
+    crate::random::RandomBatch {
+        shape: case.shape(),
+        features: case.features.clone(),
+        labels: case.labels.clone(),
+        preds: case.preds.clone(),
+        weights: case.weights.clone(),
+        config: case.config.to_config().expect("a valid fixture config"),
+    }
+}
+
 /// A fixture's batch in f32, owned.
 pub fn f32_batch(case: &LossCase) -> crate::random::Converted<f32> {
     let c = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();

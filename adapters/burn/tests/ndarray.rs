@@ -6,7 +6,7 @@
 mod common;
 
 use burn::tensor::{DType, Device, Tensor};
-use common::{HostBatch, agree, loss_and_grad, values};
+use common::{HostBatch, OnBurn, agree, loss_and_grad, values};
 use conr_burn::{Config, ConrLoss, Error, HostEngine, conr_loss};
 use conr_core::Shape;
 use conr_tests::budget::{F32_FIXTURE, F64_FIXTURE, F64_VS_F64, F64_VS_FD};
@@ -36,7 +36,7 @@ fn every_fixture_through_burn_autodiff_in_f64_and_f32() {
     assert!(!cases.is_empty(), "the fixtures are in place");
     for (file, case) in cases {
         let want = Expected::of(&case);
-        let b = HostBatch::from_case(&case);
+        let b = conr_tests::fixtures::owned_batch(&case);
         for (dtype, budget) in [(DType::F64, &F64_FIXTURE), (DType::F32, &F32_FIXTURE)] {
             let got = through_burn(&b, dtype, HostEngine::default()).map_err(|e| e.to_string());
             if let Err(e) = got.and_then(|got| agree(budget, &got, want.loss, &want.grad)) {
@@ -54,8 +54,7 @@ proptest! {
     /// 1e-9 relative), on either host engine, for any config and shape.
     #[test]
     fn autodiff_gradient_equals_the_reference(b in conr_tests::random::any_batch(40, 12)) {
-        let b = HostBatch::from_random(&b);
-        let want = b.reference();
+                let want = b.reference();
         for engine in [HostEngine::default(), HostEngine::Reference] {
             let got = through_burn(&b, DType::F64, engine).expect("burn computes");
             agree(&F64_VS_F64, &got, want.loss, &want.grad_features).map_err(TestCaseError::fail)?;
@@ -116,7 +115,7 @@ fn gradient_matches_finite_differences() {
 #[test]
 fn the_upstream_gradient_scales_the_gradient() {
     let case = &loss_cases()[0].1;
-    let b = HostBatch::from_case(case);
+    let b = conr_tests::fixtures::owned_batch(case);
     let t = b.on(&device(), DType::F64);
     let loss = conr_loss(t.features.clone(), t.labels, t.preds, t.weights, &b.config).unwrap();
     let (_, grad) = loss_and_grad(loss.clone() * 3.0 + 1.0, &t.features);
@@ -130,7 +129,7 @@ fn the_upstream_gradient_scales_the_gradient() {
 #[test]
 fn without_autodiff_the_op_is_the_value() {
     let case = &loss_cases()[0].1;
-    let b = HostBatch::from_case(case);
+    let b = conr_tests::fixtures::owned_batch(case);
     let t = b.on(&Device::ndarray(), DType::F64);
     let loss = conr_loss(t.features, t.labels, t.preds, t.weights, &b.config).unwrap();
     assert_eq!(loss.dims(), [1]);

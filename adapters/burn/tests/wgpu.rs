@@ -11,7 +11,7 @@ mod common;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use burn::tensor::{DType, Tensor, TensorData};
-use common::{HostBatch, agree, loss_and_grad, values};
+use common::{HostBatch, OnBurn, agree, loss_and_grad, values};
 use conr_burn::{Config, ConrLoss, Error, Route, SharedWgpu};
 use conr_core::Shape;
 use conr_tests::budget::{F32_FIXTURE, GPU_VS_CPU, scaled_by_inv_temperature};
@@ -93,7 +93,7 @@ fn in_place_matches_every_fixture() {
     };
     let mut failures = Vec::new();
     for (file, case) in loss_cases() {
-        let b = HostBatch::from_case(&case);
+        let b = conr_tests::fixtures::owned_batch(&case);
         let conr = ConrLoss::new(b.config).unwrap().in_place_on(shared.clone());
         let want = Expected::of(&case);
         let (got, in_place) = run(&conr, &shared, &b, DType::F32);

@@ -3,18 +3,9 @@
 #![allow(dead_code)]
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use conr_core::{Config, Shape};
+use conr_core::Shape;
 
-/// A batch in f64 on the host, to be placed on a burn device.
-#[derive(Clone, Debug)]
-pub struct HostBatch {
-    pub shape: Shape,
-    pub features: Vec<f64>,
-    pub labels: Vec<f64>,
-    pub preds: Vec<f64>,
-    pub weights: Option<Vec<f64>>,
-    pub config: Config,
-}
+pub use conr_tests::random::RandomBatch as HostBatch;
 
 /// The batch's tensors on a device, in a float type.
 pub struct Tensors {
@@ -24,46 +15,24 @@ pub struct Tensors {
     pub weights: Option<Tensor<1>>,
 }
 
-impl HostBatch {
-    pub fn from_case(case: &conr_tests::fixtures::LossCase) -> Self {
-        Self {
-            shape: case.shape(),
-            features: case.features.clone(),
-            labels: case.labels.clone(),
-            preds: case.preds.clone(),
-            weights: case.weights.clone(),
-            config: case.config.to_config().expect("a valid fixture config"),
-        }
-    }
-
-    pub fn from_random(b: &conr_tests::random::RandomBatch) -> Self {
-        Self {
-            shape: b.shape,
-            features: b.features.clone(),
-            labels: b.labels.clone(),
-            preds: b.preds.clone(),
-            weights: b.weights.clone(),
-            config: b.config,
-        }
-    }
-
+/// A host batch on burn, and its reference result.
+pub trait OnBurn {
     /// The reference engine's output, in f64.
-    pub fn reference(&self) -> conr_cpu::Output<f64> {
+    fn reference(&self) -> conr_cpu::Output<f64>;
+    /// The batch's tensors on `device` in `dtype` (features tracked on an
+    /// autodiff device).
+    fn on(&self, device: &Device, dtype: DType) -> Tensors;
+}
+
+impl OnBurn for HostBatch {
+    fn reference(&self) -> conr_cpu::Output<f64> {
         use conr_cpu::Engine;
-        let batch = conr_core::Batch::new(
-            self.shape,
-            &self.features,
-            &self.labels,
-            &self.preds,
-            self.weights.as_deref(),
-        )
-        .expect("a valid batch");
         conr_cpu::Reference
-            .compute(&batch, &self.config)
+            .compute(&self.batch(), &self.config)
             .expect("the reference computes")
     }
 
-    pub fn on(&self, device: &Device, dtype: DType) -> Tensors {
+    fn on(&self, device: &Device, dtype: DType) -> Tensors {
         let Shape {
             rows,
             dim,
