@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! cargo run -p conr-burn --release --example train                  # ndarray, host path
+//! cargo run -p conr-burn --release --example train -- --backend flex  # flex, host path
 //! cargo run -p conr-burn --release --example train -- --backend wgpu  # burn's wgpu, in place
 //! ```
 
@@ -55,13 +56,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (device, conr) = match backend.as_str() {
         #[allow(deprecated)] // burn marks NdArray deprecated in favour of Flex.
         "ndarray" => (Device::ndarray(), conr),
+        "flex" => (Device::flex(), conr),
         "wgpu" => {
             // One device and one queue for burn and conr, created once.
             let shared = SharedWgpu::init()?;
             println!("wgpu adapter: {}", shared.gpu().adapter_name());
             (shared.device().clone(), conr.in_place_on(shared))
         }
-        other => return Err(format!("--backend is ndarray or wgpu, not {other}").into()),
+        other => return Err(format!("--backend is ndarray, flex or wgpu, not {other}").into()),
     };
     let device = device.autodiff();
     println!("backend {backend}");

@@ -6,8 +6,8 @@
 //!   supports implements it (the value passes through unchanged).
 //! - [`InPlace`] runs conr-wgpu on a cubecl tensor's own wgpu buffers
 //!   (see [`crate::in_place`]); only the cubecl backend implements it.
-// burn marks NdArray deprecated in favour of Flex; it is still the backend
-// most burn programs run on the CPU, and the one the op is tested on.
+// burn marks NdArray deprecated in favour of Flex; both CPU backends are
+// supported, since most burn programs written before 0.22 run on NdArray.
 #![allow(deprecated)]
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -16,14 +16,14 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, NdArray, backend_extension};
+use burn::backend::{Autodiff, Backend, Flex, NdArray, backend_extension};
 use burn::tensor::Shape;
 use burn_cubecl::CubeBackend;
 
 use crate::in_place::Job;
 
 /// A loss whose gradient with respect to the features is known.
-#[backend_extension(Autodiff, NdArray, Cube, Fusion)]
+#[backend_extension(Autodiff, NdArray, Flex, Cube, Fusion)]
 pub trait AttachGradient: Backend {
     /// `loss` (shape `[1]`), differentiable in `features` with
     /// `∂loss/∂features = grad`. Outside autodiff it is `loss` itself.
@@ -39,6 +39,7 @@ pub trait AttachGradient: Backend {
 }
 
 impl AttachGradient for NdArray {}
+impl AttachGradient for Flex {}
 impl AttachGradient for CubeBackend {}
 
 /// The backward step of ConR: the gradient conr computed in the forward

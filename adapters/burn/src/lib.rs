@@ -6,8 +6,8 @@
 //! autodiff step rather than burn's autodiff of tensor operations.
 //!
 //! Two paths ([`Route`]):
-//! - **Host**, on burn's ndarray backend and every cubecl backend (wgpu,
-//!   CUDA, ROCm, CPU), in f32 and f64 (other float types are computed in
+//! - **Host**, on burn's two CPU backends (flex and ndarray) and every
+//!   cubecl backend (wgpu, CUDA, ROCm, CPU), in f32 and f64 (other float types are computed in
 //!   f32): the batch is read into host memory, a conr CPU engine computes
 //!   the loss and the gradient, and both come back as tensors.
 //! - **In place**, for f32 features on burn's wgpu backend: conr-wgpu
@@ -20,7 +20,7 @@
 //! use burn::tensor::{Device, Tensor};
 //! use conr_burn::{Config, conr_loss};
 //!
-//! let device = Device::ndarray().autodiff();
+//! let device = Device::flex().autodiff();
 //! let features = Tensor::<2>::from_floats(
 //!     [[1.0, 0.1], [0.9, 0.2], [0.1, 1.0], [0.2, 0.8]],
 //!     &device,

@@ -21,8 +21,8 @@ pub enum Route {
 
 /// The ConR loss term for burn, configured once and applied per batch.
 ///
-/// Every float type and backend burn's dispatch offers here (ndarray and
-/// the cubecl backends: wgpu, and CUDA, ROCm or the CPU runtime where burn
+/// Every float type and backend burn's dispatch offers here (flex, ndarray
+/// and the cubecl backends: wgpu, and CUDA, ROCm or the CPU runtime where burn
 /// has them) takes the host path. With [`ConrLoss::in_place_on`], f32
 /// features on the [`SharedWgpu`] device take the in-place path.
 #[derive(Clone, Debug)]
@@ -217,7 +217,7 @@ impl ConrLoss {
 /// use burn::tensor::{DType, Device, Tensor, TensorData};
 /// use conr_burn::{Config, conr_loss};
 ///
-/// let device = Device::ndarray().autodiff();
+/// let device = Device::flex().autodiff();
 /// let features = Tensor::<2>::from_data(
 ///     TensorData::new(vec![1.0f64, 0.1, 0.9, 0.2, 0.1, 1.0, 0.2, 0.8], [4, 2]),
 ///     (&device, DType::F64),
@@ -252,9 +252,9 @@ fn read_flag(flag: Tensor<1, Bool>) -> Result<bool, Error> {
 /// would panic on them).
 fn supported(device: &Device) -> Result<(), Error> {
     match device.clone().without_autodiff().as_dispatch() {
-        DispatchDevice::NdArray(_) | DispatchDevice::Cube(_) => Ok(()),
+        DispatchDevice::NdArray(_) | DispatchDevice::Flex(_) | DispatchDevice::Cube(_) => Ok(()),
         other => Err(Error::Device(format!(
-            "conr-burn runs on the ndarray and cubecl backends, not on {other:?}"
+            "conr-burn runs on the ndarray, flex and cubecl backends, not on {other:?}"
         ))),
     }
 }

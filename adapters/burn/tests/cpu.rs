@@ -1,7 +1,8 @@
-//! The host path on burn's ndarray backend: the fixtures and the reference
-//! engine through burn's autodiff, finite differences, the upstream
-//! gradient, bad inputs, and a few optimizer steps.
-#![allow(deprecated)] // burn marks NdArray deprecated; it is the CPU backend tested here.
+//! The host path on burn's two CPU backends, flex and ndarray: the fixtures
+//! and the reference engine through burn's autodiff, finite differences, the
+//! upstream gradient, bad inputs, and a few optimizer steps. Every test runs
+//! on both backends.
+#![allow(deprecated)] // burn marks NdArray deprecated in favour of Flex; both are tested.
 
 mod common;
 
@@ -13,12 +14,18 @@ use conr_tests::budget::{F32_FIXTURE, F64_FIXTURE, F64_VS_F64, F64_VS_FD};
 use conr_tests::fixtures::{Expected, loss_cases};
 use proptest::prelude::*;
 
-fn device() -> Device {
-    Device::ndarray().autodiff()
+/// burn's CPU backends, without autodiff.
+fn backends() -> [(&'static str, Device); 2] {
+    [("ndarray", Device::ndarray()), ("flex", Device::flex())]
 }
 
-fn through_burn(b: &HostBatch, dtype: DType, engine: HostEngine) -> Result<(f64, Vec<f64>), Error> {
-    let t = b.on(&device(), dtype);
+fn through_burn(
+    device: &Device,
+    b: &HostBatch,
+    dtype: DType,
+    engine: HostEngine,
+) -> Result<(f64, Vec<f64>), Error> {
+    let t = b.on(&device.clone().autodiff(), dtype);
     let conr = ConrLoss::new(b.config)?.with_engine(engine);
     let loss = conr.forward(t.features.clone(), t.labels, t.preds, t.weights)?;
     assert_eq!(
@@ -37,10 +44,13 @@ fn every_fixture_through_burn_autodiff_in_f64_and_f32() {
     for (file, case) in cases {
         let want = Expected::of(&case);
         let b = conr_tests::fixtures::owned_batch(&case);
-        for (dtype, budget) in [(DType::F64, &F64_FIXTURE), (DType::F32, &F32_FIXTURE)] {
-            let got = through_burn(&b, dtype, HostEngine::default()).map_err(|e| e.to_string());
-            if let Err(e) = got.and_then(|got| agree(budget, &got, want.loss, &want.grad)) {
-                failures.push(format!("{file} {dtype:?}: {e}"));
+        for (name, device) in backends() {
+            for (dtype, budget) in [(DType::F64, &F64_FIXTURE), (DType::F32, &F32_FIXTURE)] {
+                let got = through_burn(&device, &b, dtype, HostEngine::default())
+                    .map_err(|e| e.to_string());
+                if let Err(e) = got.and_then(|got| agree(budget, &got, want.loss, &want.grad)) {
+                    failures.push(format!("{file} {name} {dtype:?}: {e}"));
+                }
             }
         }
     }
@@ -54,10 +64,14 @@ proptest! {
     /// 1e-9 relative), on either host engine, for any config and shape.
     #[test]
     fn autodiff_gradient_equals_the_reference(b in conr_tests::random::any_batch(40, 12)) {
-                let want = b.reference();
-        for engine in [HostEngine::default(), HostEngine::Reference] {
-            let got = through_burn(&b, DType::F64, engine).expect("burn computes");
-            agree(&F64_VS_F64, &got, want.loss, &want.grad_features).map_err(TestCaseError::fail)?;
+        let want = b.reference();
+        for (name, device) in backends() {
+            for engine in [HostEngine::default(), HostEngine::Reference] {
+                let got = through_burn(&device, &b, DType::F64, engine.clone())
+                    .expect("burn computes");
+                agree(&F64_VS_F64, &got, want.loss, &want.grad_features)
+                    .map_err(|e| TestCaseError::fail(format!("{name} {engine:?}: {e}")))?;
+            }
         }
     }
 }
@@ -81,34 +95,39 @@ fn gradient_matches_finite_differences() {
         weights: Some(vec![1.0, 2.0, 0.5, 1.0, 1.5, 1.0]),
         config: Config::official_agedb(),
     };
-    let (_, grad) = through_burn(&b, DType::F64, HostEngine::default()).unwrap();
-    let value = |features: &[f64]| {
-        let plain = Device::ndarray();
-        let t = HostBatch {
-            features: features.to_vec(),
-            ..b.clone()
-        }
-        .on(&plain, DType::F64);
-        let loss = conr_loss(t.features, t.labels, t.preds, t.weights, &b.config).unwrap();
-        values(loss)[0]
-    };
-    let numeric: Vec<f64> = (0..b.features.len())
-        .map(|i| {
-            let h = 1e-6 * b.features[i].abs().max(1.0);
-            let mut up = b.features.clone();
-            let mut down = b.features.clone();
-            up[i] += h;
-            down[i] -= h;
-            (value(&up) - value(&down)) / (2.0 * h)
-        })
-        .collect();
-    F64_VS_FD
-        .vector("grad vs finite differences", &grad, &numeric)
-        .unwrap();
-    assert!(
-        grad.iter().any(|g| g.abs() > 1e-3),
-        "a batch with a gradient"
-    );
+    for (name, device) in backends() {
+        let (_, grad) = through_burn(&device, &b, DType::F64, HostEngine::default()).unwrap();
+        let value = |features: &[f64]| {
+            let t = HostBatch {
+                features: features.to_vec(),
+                ..b.clone()
+            }
+            .on(&device, DType::F64);
+            let loss = conr_loss(t.features, t.labels, t.preds, t.weights, &b.config).unwrap();
+            values(loss)[0]
+        };
+        let numeric: Vec<f64> = (0..b.features.len())
+            .map(|i| {
+                let h = 1e-6 * b.features[i].abs().max(1.0);
+                let mut up = b.features.clone();
+                let mut down = b.features.clone();
+                up[i] += h;
+                down[i] -= h;
+                (value(&up) - value(&down)) / (2.0 * h)
+            })
+            .collect();
+        F64_VS_FD
+            .vector(
+                &format!("{name}: grad vs finite differences"),
+                &grad,
+                &numeric,
+            )
+            .unwrap();
+        assert!(
+            grad.iter().any(|g| g.abs() > 1e-3),
+            "{name}: a batch with a gradient"
+        );
+    }
 }
 
 /// The backward step scales conr's gradient by the upstream gradient.
@@ -116,12 +135,14 @@ fn gradient_matches_finite_differences() {
 fn the_upstream_gradient_scales_the_gradient() {
     let case = &loss_cases()[0].1;
     let b = conr_tests::fixtures::owned_batch(case);
-    let t = b.on(&device(), DType::F64);
-    let loss = conr_loss(t.features.clone(), t.labels, t.preds, t.weights, &b.config).unwrap();
-    let (_, grad) = loss_and_grad(loss.clone() * 3.0 + 1.0, &t.features);
     let want = b.reference();
-    for (g, w) in grad.iter().zip(&want.grad_features) {
-        approx::assert_relative_eq!(*g, 3.0 * w, max_relative = 1e-9, epsilon = 1e-15);
+    for (_, device) in backends() {
+        let t = b.on(&device.autodiff(), DType::F64);
+        let loss = conr_loss(t.features.clone(), t.labels, t.preds, t.weights, &b.config).unwrap();
+        let (_, grad) = loss_and_grad(loss.clone() * 3.0 + 1.0, &t.features);
+        for (g, w) in grad.iter().zip(&want.grad_features) {
+            approx::assert_relative_eq!(*g, 3.0 * w, max_relative = 1e-9, epsilon = 1e-15);
+        }
     }
 }
 
@@ -130,15 +151,24 @@ fn the_upstream_gradient_scales_the_gradient() {
 fn without_autodiff_the_op_is_the_value() {
     let case = &loss_cases()[0].1;
     let b = conr_tests::fixtures::owned_batch(case);
-    let t = b.on(&Device::ndarray(), DType::F64);
-    let loss = conr_loss(t.features, t.labels, t.preds, t.weights, &b.config).unwrap();
-    assert_eq!(loss.dims(), [1]);
-    approx::assert_relative_eq!(values(loss)[0], b.reference().loss, max_relative = 1e-9);
+    for (_, device) in backends() {
+        let t = b.on(&device, DType::F64);
+        let loss = conr_loss(t.features, t.labels, t.preds, t.weights, &b.config).unwrap();
+        assert_eq!(loss.dims(), [1]);
+        assert_eq!(loss.dtype(), DType::F64);
+        approx::assert_relative_eq!(values(loss)[0], b.reference().loss, max_relative = 1e-9);
+    }
 }
 
 #[test]
 fn bad_inputs_are_errors_not_panics() {
-    let d = device();
+    for (_, device) in backends() {
+        bad_inputs_on(&device.autodiff());
+    }
+}
+
+fn bad_inputs_on(d: &Device) {
+    let d = d.clone();
     let features = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], &d);
     let labels = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &d);
     let preds = Tensor::<1>::from_floats([1.5, 2.5, 3.5], &d);
@@ -208,10 +238,12 @@ fn bad_inputs_are_errors_not_panics() {
 #[test]
 fn optimizer_steps_lower_the_loss() {
     let conr = ConrLoss::new(Config::official_agedb()).unwrap();
-    let losses = common::train(&conr, &device(), 30);
-    let (first, last) = (losses[0], losses[losses.len() - 1]);
-    assert!(
-        last < 0.9 * first,
-        "the loss fell from {first} to {last}: {losses:?}"
-    );
+    for (name, device) in backends() {
+        let losses = common::train(&conr, &device.autodiff(), 30);
+        let (first, last) = (losses[0], losses[losses.len() - 1]);
+        assert!(
+            last < 0.9 * first,
+            "{name}: the loss fell from {first} to {last}: {losses:?}"
+        );
+    }
 }
