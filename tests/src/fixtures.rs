@@ -182,12 +182,5 @@ pub fn owned_batch(case: &LossCase) -> crate::random::RandomBatch {
 
 /// A fixture's batch in f32, owned.
 pub fn f32_batch(case: &LossCase) -> crate::random::Converted<f32> {
-    let c = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    crate::random::Converted {
-        shape: case.shape(),
-        features: c(&case.features),
-        labels: c(&case.labels),
-        preds: c(&case.preds),
-        weights: case.weights.as_deref().map(c),
-    }
+    owned_batch(case).convert()
 }

@@ -198,12 +198,6 @@ fn record_on_caller_buffers() {
     let p = init("preds", &preds, U::COPY_SRC);
     let grad = init("grad", &[7.0; 18], U::STORAGE | U::COPY_DST | U::COPY_SRC);
     let loss = init("loss", &[0.0], U::COPY_DST | U::COPY_SRC);
-    let read = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("read"),
-        size: 76,
-        usage: U::MAP_READ | U::COPY_DST,
-        mapped_at_creation: false,
-    });
     let mut encoder = device.create_command_encoder(&Default::default());
     let buffers = GpuBuffers {
         features: f.slice(..),
@@ -214,13 +208,7 @@ fn record_on_caller_buffers() {
         loss: loss.slice(..),
     };
     gpu.record(&mut encoder, shape, buffers, &config).unwrap();
-    encoder.copy_buffer_to_buffer(&grad, 0, &read, 0, 72);
-    encoder.copy_buffer_to_buffer(&loss, 0, &read, 72, 4);
-    gpu.queue().submit([encoder.finish()]);
-    read.map_async(wgpu::MapMode::Read, .., |r| r.unwrap());
-    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let view = read.get_mapped_range(..).unwrap();
-    let got: &[f32] = bytemuck::cast_slice(&view);
+    let got = submit_and_read(gpu, encoder, &[(&grad, 72), (&loss, 4)]);
     approx::assert_relative_eq!(got[18], want.loss, max_relative = 1e-5, epsilon = 1e-5);
     let scale = want
         .grad_features
@@ -235,20 +223,49 @@ fn record_on_caller_buffers() {
         grad_features: f.slice(..),
         ..buffers
     };
-    let err = gpu.record(
-        &mut device.create_command_encoder(&Default::default()),
-        shape,
-        bad,
-        &config,
-    );
+    assert_refused(gpu, shape, bad, &config, "grad_features");
+}
+
+/// Submits `encoder` with copies of each `(buffer, bytes)` appended, and
+/// reads the copies back, one after the other.
+fn submit_and_read(
+    gpu: &GpuConr,
+    mut encoder: wgpu::CommandEncoder,
+    sources: &[(&wgpu::Buffer, u64)],
+) -> Vec<f32> {
+    let device = gpu.device();
+    let size = sources.iter().map(|(_, bytes)| bytes).sum();
+    let read = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("read"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut at = 0;
+    for &(buffer, bytes) in sources {
+        encoder.copy_buffer_to_buffer(buffer, 0, &read, at, bytes);
+        at += bytes;
+    }
+    gpu.queue().submit([encoder.finish()]);
+    read.map_async(wgpu::MapMode::Read, .., |r| r.unwrap());
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let words = bytemuck::cast_slice(&read.get_mapped_range(..).unwrap()).to_vec();
+    read.unmap();
+    words
+}
+
+/// `record` refuses `buffers`, naming `what`.
+fn assert_refused(
+    gpu: &GpuConr,
+    shape: Shape,
+    buffers: GpuBuffers<'_>,
+    config: &Config,
+    what: &str,
+) {
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    let err = gpu.record(&mut encoder, shape, buffers, config);
     assert!(
-        matches!(
-            err,
-            Err(GpuError::BadBuffer {
-                what: "grad_features",
-                ..
-            })
-        ),
+        matches!(&err, Err(GpuError::BadBuffer { what: w, .. }) if *w == what),
         "{err:?}"
     );
 }
@@ -309,18 +326,7 @@ fn record_on_slices_of_one_shared_buffer() {
     };
     let mut encoder = device.create_command_encoder(&Default::default());
     gpu.record(&mut encoder, shape, buffers, &config).unwrap();
-    let read = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("read"),
-        size: end,
-        usage: U::MAP_READ | U::COPY_DST,
-        mapped_at_creation: false,
-    });
-    encoder.copy_buffer_to_buffer(&pool, 0, &read, 0, end);
-    queue.submit([encoder.finish()]);
-    read.map_async(wgpu::MapMode::Read, .., |r| r.unwrap());
-    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let view = read.get_mapped_range(..).unwrap();
-    let words: &[f32] = bytemuck::cast_slice(&view);
+    let words = submit_and_read(gpu, encoder, &[(&pool, end)]);
     let at = |i: usize, n: usize| &words[offsets[i] as usize / 4..][..n];
     let got = Output {
         loss: f64::from(at(0, 1)[0]),
@@ -331,30 +337,13 @@ fn record_on_slices_of_one_shared_buffer() {
     // The inputs are untouched.
     assert_eq!(at(2, m * l), &labels[..]);
     assert_eq!(at(1, m * d), &features[..]);
-    drop(view);
-    read.unmap();
 
     if align > 4 {
         let skewed = GpuBuffers {
             features: pool.slice(offsets[1] + 4..offsets[1] + 4 + sizes[1]),
             ..buffers
         };
-        let err = gpu.record(
-            &mut device.create_command_encoder(&Default::default()),
-            shape,
-            skewed,
-            &config,
-        );
-        assert!(
-            matches!(
-                err,
-                Err(GpuError::BadBuffer {
-                    what: "features",
-                    ..
-                })
-            ),
-            "{err:?}"
-        );
+        assert_refused(gpu, shape, skewed, &config, "features");
     }
 }
 

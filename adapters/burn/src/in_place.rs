@@ -62,7 +62,6 @@ pub struct SharedWgpu {
 struct Inner {
     device: Device,
     gpu: GpuConr,
-    alignment: u64,
     batches: AtomicU64,
     error: Mutex<Option<Error>>,
 }
@@ -103,12 +102,10 @@ impl SharedWgpu {
             )));
         }
         let gpu = GpuConr::from_shared_device(setup.device.clone(), setup.queue.clone())?;
-        let alignment = u64::from(setup.device.limits().min_storage_buffer_offset_alignment);
         Ok(Self {
             inner: Arc::new(Inner {
                 device: device.without_autodiff(),
                 gpu,
-                alignment,
                 batches: AtomicU64::new(0),
                 error: Mutex::new(None),
             }),
@@ -202,7 +199,7 @@ impl Job {
         loss: &CubeTensor,
         grad: &CubeTensor,
     ) -> Result<(), Error> {
-        let inner = &self.shared.inner;
+        let gpu = &self.shared.inner.gpu;
         let client = loss.client.clone();
         let resource = |handle: &Handle| -> Result<Resource, Error> {
             client
@@ -212,18 +209,20 @@ impl Job {
         // conr binds the features at a storage offset: a view that starts
         // elsewhere is copied (burn allocates at aligned offsets).
         let [features, labels, preds, weights] = inputs.map(into_contiguous);
+        let alignment = u64::from(gpu.device().limits().min_storage_buffer_offset_alignment);
         let features_at = resource(&features.handle)?;
-        let (features, features_at) = if features_at.resource().offset % inner.alignment == 0 {
+        let (features, features_at) = if features_at.resource().offset % alignment == 0 {
             (features, features_at)
         } else {
             let copy = features.copy();
             let at = resource(&copy.handle)?;
             (copy, at)
         };
-        let at = [&labels, &preds, &weights, grad, loss]
-            .map(|t| resource(&t.handle))
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
+        let labels_at = resource(&labels.handle)?;
+        let preds_at = resource(&preds.handle)?;
+        let weights_at = resource(&weights.handle)?;
+        let grad_at = resource(&grad.handle)?;
+        let loss_at = resource(&loss.handle)?;
         // burn's pending work (what wrote the features) goes first.
         client
             .flush()
@@ -232,7 +231,6 @@ impl Job {
             let r = r.resource();
             r.buffer.slice(r.offset..r.offset + r.size)
         }
-        let gpu = &inner.gpu;
         let mut encoder = gpu
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -240,11 +238,11 @@ impl Job {
             });
         let buffers = GpuBuffers {
             features: slice(&features_at),
-            labels: slice(&at[0]),
-            preds: slice(&at[1]),
-            weights: Some(slice(&at[2])),
-            grad_features: slice(&at[3]),
-            loss: slice(&at[4]),
+            labels: slice(&labels_at),
+            preds: slice(&preds_at),
+            weights: Some(slice(&weights_at)),
+            grad_features: slice(&grad_at),
+            loss: slice(&loss_at),
         };
         gpu.record(&mut encoder, self.shape, buffers, &self.config)?;
         gpu.queue().submit([encoder.finish()]);

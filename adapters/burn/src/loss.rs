@@ -75,14 +75,17 @@ impl ConrLoss {
 
     /// The path a batch with these features takes.
     pub fn route(&self, features: &Tensor<2>) -> Route {
-        match &self.shared {
-            Some(shared)
-                if features.device() == *shared.device() && features.dtype() == DType::F32 =>
-            {
-                Route::InPlace
-            }
-            _ => Route::Host,
+        match self.in_place_device(features) {
+            Some(_) => Route::InPlace,
+            None => Route::Host,
         }
+    }
+
+    /// The shared device, where these features take the in-place path.
+    fn in_place_device(&self, features: &Tensor<2>) -> Option<&SharedWgpu> {
+        self.shared.as_ref().filter(|shared| {
+            features.device() == *shared.device() && features.dtype() == DType::F32
+        })
     }
 
     /// The ConR loss (shape `[1]`, the features' float type) of `features`
@@ -106,8 +109,8 @@ impl ConrLoss {
     ) -> Result<Tensor<1>, Error> {
         supported(&features.device())?;
         let shape = shape_of(&features, &labels, &preds, weights.as_ref())?;
-        let (loss, grad) = match self.route(&features) {
-            Route::Host => {
+        let (loss, grad) = match self.in_place_device(&features) {
+            None => {
                 let batch = HostBatch::read(shape, &features, labels, preds, weights)?;
                 let (loss, grad) = batch.compute(&self.engine, &self.config)?;
                 // Constants: created without autodiff, they carry no graph.
@@ -117,7 +120,7 @@ impl ConrLoss {
                     Tensor::<2>::from_data(grad, options),
                 )
             }
-            Route::InPlace => self.in_place(shape, &features, labels, preds, weights)?,
+            Some(shared) => self.in_place(shared, shape, &features, labels, preds, weights)?,
         };
         let loss = <Dispatch as AttachGradient>::attach_gradient(
             features.into_dispatch(),
@@ -129,15 +132,13 @@ impl ConrLoss {
 
     fn in_place<const L: usize>(
         &self,
+        shared: &SharedWgpu,
         shape: Shape,
         features: &Tensor<2>,
         labels: Tensor<L>,
         preds: Tensor<L>,
         weights: Option<Tensor<1>>,
     ) -> Result<(Tensor<1>, Tensor<2>), Error> {
-        let Some(shared) = &self.shared else {
-            return Err(Error::Device("no shared wgpu device".into()));
-        };
         shared.gpu().check_record(shape, &self.config)?;
         let device = shared.device();
         let same = |what: &str, other: Device| {

@@ -493,8 +493,17 @@ impl GpuConr {
     /// can hold. For callers that must refuse a batch before they can hand
     /// over its buffers (a framework that records later, lazily).
     pub fn check_record(&self, shape: Shape, config: &Config) -> Result<(), GpuError> {
+        self.record_plan(shape, config).map(|_| ())
+    }
+
+    /// [`GpuConr::check_record`]'s checks, and what they yield for `record`.
+    fn record_plan(
+        &self,
+        shape: Shape,
+        config: &Config,
+    ) -> Result<(conr_core::Params<f32>, Plan), GpuError> {
         self.check_lost()?;
-        config.params::<f32>()?;
+        let params = config.params::<f32>()?;
         if shape.rows == 0 {
             return Err(conr_core::Error::EmptyBatch.into());
         }
@@ -502,7 +511,7 @@ impl GpuConr {
             let what = if shape.dim == 0 { "features" } else { "labels" };
             return Err(conr_core::Error::ZeroWidth { what }.into());
         }
-        self.chunk_plan(shape).map(|_| ())
+        Ok((params, self.chunk_plan(shape)?))
     }
 
     /// Records ConR's forward and backward passes into `encoder`, on
@@ -522,10 +531,8 @@ impl GpuConr {
         config: &Config,
     ) -> Result<(), GpuError> {
         use wgpu::BufferUsages as U;
-        self.check_record(shape, config)?;
-        let params = config.params::<f32>()?;
         // What the device cannot hold is refused before the buffers are looked at.
-        let plan = self.chunk_plan(shape)?;
+        let (params, plan) = self.record_plan(shape, config)?;
         let (m, d, l) = (shape.rows as u64, shape.dim as u64, shape.label_dim as u64);
         let align = u64::from(self.device.limits().min_storage_buffer_offset_alignment);
         check("features", buffers.features, m * d * 4, U::STORAGE, align)?;
@@ -542,13 +549,7 @@ impl GpuConr {
             U::STORAGE | U::COPY_DST,
             align,
         )?;
-        check(
-            "loss",
-            buffers.loss,
-            4,
-            U::COPY_DST,
-            wgpu::COPY_BUFFER_ALIGNMENT,
-        )?;
+        check("loss", buffers.loss, 4, U::COPY_DST, copy_align)?;
         let mut cache = self
             .cache
             .lock()

@@ -83,6 +83,15 @@ pub fn agree(
     budget.grad.vector("grad", grad, want_grad)
 }
 
+/// The last loss is below 90% of the first.
+pub fn assert_falls(what: &str, losses: &[f64]) {
+    let (first, last) = (losses[0], losses[losses.len() - 1]);
+    assert!(
+        last < 0.9 * first,
+        "{what}: the loss fell from {first} to {last}: {losses:?}"
+    );
+}
+
 /// `steps` Adam steps of a linear encoder (4 → 8) on ConR alone, over 32
 /// rows in four label groups on `device`. Returns the loss of each step.
 pub fn train(conr: &conr_burn::ConrLoss, device: &Device, steps: usize) -> Vec<f64> {
