@@ -14,6 +14,8 @@
 #     && cp "$(ls -t target/debug/deps/gpu_mixed-* | grep -v '\.d$' | head -1)" .gl/bin/gpu-mixed-tests
 # and, for the burn training step on both paths (conr-burn's `paths` example):
 #   cargo build --release -p conr-burn --example paths && cp target/release/examples/paths .gl/bin/burn-paths
+# and, for the official PyTorch baseline, a checkout of github.com/BorealisAI/ConR
+# in .gl/ConR (or CONR_OFFICIAL=DIR), which bench/torch_conr.py loads.
 set -u
 OUT=${OUT:-/tmp/conr-device}
 mkdir -p "$OUT"
@@ -55,9 +57,10 @@ if [ -z "${SKIP_BURN:-}" ] && [ -x .gl/bin/burn-paths ]; then
         echo "burn paths $rows exit $?"
     done
 fi
-if [ -z "${SKIP_TORCH:-}" ]; then
-    echo "== torch (official AgeDB ConR) and cuBLAS GEMM"
-    timeout 150 python3 bench/torch_conr.py --device cuda --sizes "$SIZES" --reps "$REPS" > "$OUT/bench-torch.jsonl" 2> "$OUT/bench-torch.err"
+official=${CONR_OFFICIAL:-.gl/ConR}
+if [ -z "${SKIP_TORCH:-}" ] && [ -d "$official" ]; then
+    echo "== torch (official AgeDB ConR, from $official) and cuBLAS GEMM"
+    timeout 150 python3 bench/torch_conr.py --official "$official" --device cuda --sizes "$SIZES" --reps "$REPS" > "$OUT/bench-torch.jsonl" 2> "$OUT/bench-torch.err"
     echo "torch exit $?"
 fi
 grep -h "mixed precision\|test result" "$OUT"/gpu-*tests.log

@@ -4,8 +4,10 @@
 // the comment on each); the property tests hold the two to each other. Memory
 // is O(M·D): logits are recomputed tile by tile and never stored.
 //
-// Dispatch order (adapters/wgpu/src/dispatch.rs):
-//   normalize → row_stats → finish_rows → reduce_loss → backward → normalize_backward
+// Dispatch order (adapters/wgpu/src/record.rs):
+//   check_values → normalize → row_stats → finish_rows → reduce_loss → backward
+//   → normalize_backward
+// Values that break a rule of conr_core::rules make the loss and the gradient NaN.
 // The mixed-precision kernels (conr_mixed.wgsl, appended to this file with the
 // f16 and cooperative-matrix extensions enabled) replace row_stats, backward
 // and normalize_backward.
@@ -29,11 +31,27 @@ const LOG_WEIGHT_CEILING: f32 = 1e4;
 // The largest f32: distances saturate there, as in conr_core::metric::distance.
 const F32_MAX: f32 = 3.4028235e38;
 
+// conr_core::MAX_ETA.
+const MAX_ETA: f32 = 1e6;
+// The codes of conr_core::rules::Rule, in the order of the checks.
+const RULE_FEATURES_FINITE: u32 = 0u;
+const RULE_LABELS_FINITE: u32 = 1u;
+const RULE_PREDS_FINITE: u32 = 2u;
+const RULE_ETA_FINITE: u32 = 3u;
+const RULE_ETA_POSITIVE: u32 = 4u;
+const RULE_ETA_AT_MOST: u32 = 5u;
+const RULE_LABELS_NON_ZERO: u32 = 6u;
+const RULE_PREDS_NON_ZERO: u32 = 7u;
+// No rule is broken.
+const RULES: u32 = 8u;
+// A status word holds a row in its low 29 bits and a rule above them.
+const ROW_BITS: u32 = 29u;
+
 const FLAG_PADDING: u32 = 1u;
 const FLAG_OUTER_WEIGHT: u32 = 2u;
 const FLAG_SELF_COUNT: u32 = 4u;
 const FLAG_ACCUMULATE: u32 = 8u;
-const FLAG_WEIGHTS: u32 = 16u;
+const FLAG_ETA: u32 = 16u;
 // A band pass (conr_core::band) over the positives or over the negatives.
 const FLAG_BAND_POSITIVES: u32 = 32u;
 const FLAG_BAND_NEGATIVES: u32 = 64u;
@@ -55,8 +73,8 @@ const NEITHER: u32 = 0u;
 const POSITIVE: u32 = 1u;
 const NEGATIVE: u32 = 2u;
 
-// Mirrors conr_wgpu::Params (#[repr(C)]).
-struct Params {
+// Mirrors conr_wgpu's `Uniforms` (#[repr(C)]; a naga test checks the layout).
+struct Uniforms {
     rows: u32,
     dim: u32,
     label_dim: u32,
@@ -92,7 +110,7 @@ struct Lse {
     sum: f32,
 }
 
-// conr_core::stats::RowStats.
+// conr_core::stats::RowStats (mirrored by conr_wgpu's `DeviceStats`).
 struct RowStats {
     pos_max: f32,
     pos_sum: f32,
@@ -104,7 +122,7 @@ struct RowStats {
     _pad: u32,
 }
 
-// conr_core::stats::RowOutcome.
+// conr_core::stats::RowOutcome (mirrored by conr_wgpu's `DeviceOutcome`).
 struct RowOutcome {
     loss: f32,
     anchor: u32,
@@ -113,9 +131,11 @@ struct RowOutcome {
     log_positive_sum: f32,
     positive_share: f32,
     inv_count: f32,
-    weight: f32,
+    // The outer factor of l_j: eta_j with outer_weight, else 1.
+    outer: f32,
 }
 
+// The loss, the reduction factor and the anchor count (conr_wgpu's `Totals`).
 struct Totals {
     loss: f32,
     factor: f32,
@@ -132,19 +152,23 @@ struct Pair {
     has_weight: bool,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> uniforms: Uniforms;
 @group(0) @binding(1) var<storage, read> features: array<f32>;
 @group(0) @binding(2) var<storage, read_write> z_out: array<f32>;
 @group(0) @binding(3) var<storage, read> z_rows: array<f32>;
 @group(0) @binding(4) var<storage, read> z_cols: array<f32>;
 @group(0) @binding(5) var<storage, read> labels: array<f32>;
 @group(0) @binding(6) var<storage, read> preds: array<f32>;
-@group(0) @binding(7) var<storage, read> weights: array<f32>;
+@group(0) @binding(7) var<storage, read> eta: array<f32>;
 @group(0) @binding(8) var<storage, read_write> lengths: array<f32>;
 @group(0) @binding(10) var<storage, read_write> stats: array<RowStats>;
 @group(0) @binding(11) var<storage, read_write> outcomes: array<RowOutcome>;
 @group(0) @binding(13) var<storage, read_write> totals: Totals;
 @group(0) @binding(15) var<storage, read_write> dz: array<f32>;
+// Whether the values obey conr_core::rules: 0 while they do; else the bitwise
+// complement of (rule << ROW_BITS | row) for the first rule broken, at its
+// first row (an atomicMax of complements keeps the smallest pair).
+@group(0) @binding(21) var<storage, read_write> status: atomic<u32>;
 // A band pass's rows in its sorted order, and for each block of 64 sorted
 // rows the run of sorted columns [x, y) that can pair with them.
 @group(0) @binding(19) var<storage, read> band_order: array<u32>;
@@ -160,7 +184,7 @@ var<workgroup> partial_loss: array<f32, 256>;
 var<workgroup> partial_anchors: array<u32, 256>;
 
 fn has_flag(flag: u32) -> bool {
-    return (params.flags & flag) != 0u;
+    return (uniforms.flags & flag) != 0u;
 }
 
 // ------------------------------------------------------------- band passes
@@ -183,7 +207,7 @@ fn tile_columns(block: u32) -> vec2<u32> {
     if (banded()) {
         return band_ranges[block];
     }
-    return vec2<u32>(0u, params.col_count);
+    return vec2<u32>(0u, uniforms.col_count);
 }
 
 // Whether a pair of this kind counts in this pass: a band pass takes only its
@@ -203,14 +227,14 @@ fn keeps(kind: u32) -> bool {
 // conr_core::metric::norm over a label vector at `base` of `data`.
 fn label_norm(is_pred: bool, base: u32) -> f32 {
     var big = 0.0;
-    for (var i = 0u; i < params.label_dim; i++) {
+    for (var i = 0u; i < uniforms.label_dim; i++) {
         big = max(big, abs(label_at(is_pred, base + i)));
     }
     if (big == 0.0) {
         return 0.0;
     }
     var sum = 0.0;
-    for (var i = 0u; i < params.label_dim; i++) {
+    for (var i = 0u; i < uniforms.label_dim; i++) {
         let r = label_at(is_pred, base + i) / big;
         sum += r * r;
     }
@@ -226,13 +250,13 @@ fn label_at(is_pred: bool, index: u32) -> f32 {
 
 // conr_core::metric::distance between rows j and k of labels (or predictions).
 fn distance(is_pred: bool, j: u32, k: u32) -> f32 {
-    let l = params.label_dim;
+    let l = uniforms.label_dim;
     let a = j * l;
     let b = k * l;
-    if (l == 1u && params.metric != METRIC_ANGULAR) {
+    if (l == 1u && uniforms.metric != METRIC_ANGULAR) {
         return min(abs(label_at(is_pred, a) - label_at(is_pred, b)), F32_MAX);
     }
-    if (params.metric == METRIC_ANGULAR) {
+    if (uniforms.metric == METRIC_ANGULAR) {
         let na = label_norm(is_pred, a);
         let nb = label_norm(is_pred, b);
         if (na == 0.0 || nb == 0.0) {
@@ -255,10 +279,10 @@ fn distance(is_pred: bool, j: u32, k: u32) -> f32 {
         big = max(big, d);
         total += d;
     }
-    if (params.metric == METRIC_L1) {
+    if (uniforms.metric == METRIC_L1) {
         return min(total, F32_MAX);
     }
-    if (params.metric == METRIC_LINF || big == 0.0) {
+    if (uniforms.metric == METRIC_LINF || big == 0.0) {
         return min(big, F32_MAX);
     }
     var sum = 0.0;
@@ -271,10 +295,10 @@ fn distance(is_pred: bool, j: u32, k: u32) -> f32 {
 
 // ----------------------------------------------------------------- pairs.rs
 
-// ln eta_j (0 without weights).
+// ln eta_j (0 without eta).
 fn log_eta(j: u32) -> f32 {
-    if (has_flag(FLAG_WEIGHTS)) {
-        return log(weights[j]);
+    if (has_flag(FLAG_ETA)) {
+        return log(eta[j]);
     }
     return 0.0;
 }
@@ -283,26 +307,26 @@ fn log_eta(j: u32) -> f32 {
 // (e <= 0) reported as has_weight = false instead of −∞.
 fn log_pushing_weight(log_eta_j: f32, label_distance: f32) -> Pair {
     var log_g = 0.0;
-    if (params.pushing == PUSH_EXP) {
-        log_g = params.scale * label_distance;
-    } else if (params.pushing == PUSH_LINEAR) {
-        if (params.scale <= 0.0) {
+    if (uniforms.pushing == PUSH_EXP) {
+        log_g = uniforms.scale * label_distance;
+    } else if (uniforms.pushing == PUSH_LINEAR) {
+        if (uniforms.scale <= 0.0) {
             return Pair(NEGATIVE, 0.0, false);
         }
-        log_g = params.log_scale + log(label_distance);
+        log_g = uniforms.log_scale + log(label_distance);
     }
     return Pair(NEGATIVE, min(log_eta_j + log_g, LOG_WEIGHT_CEILING), true);
 }
 
 // conr_core::pairs::Pair::classify_both's decision for j ≠ k, from the two
-// distances and both rows' log weights. Returns the pair for j; the pair for k
-// only differs in its weight, written to `kj`.
+// distances and both rows' ln eta. Returns the pair for j; the pair for k
+// only differs in its pushing weight, written to `kj`.
 fn classify_distances(label_distance: f32, pred_distance: f32, log_eta_j: f32, log_eta_k: f32, kj: ptr<function, Pair>) -> Pair {
-    if (label_distance <= params.threshold) {
+    if (label_distance <= uniforms.threshold) {
         *kj = Pair(POSITIVE, 0.0, false);
         return Pair(POSITIVE, 0.0, false);
     }
-    if (pred_distance <= params.pred_threshold) {
+    if (pred_distance <= uniforms.pred_threshold) {
         *kj = log_pushing_weight(log_eta_k, label_distance);
         return log_pushing_weight(log_eta_j, label_distance);
     }
@@ -311,15 +335,15 @@ fn classify_distances(label_distance: f32, pred_distance: f32, log_eta_j: f32, l
 }
 
 // conr_core::pairs::Pair::classify_both: what k is to j, and what j is to k.
-// Returns the pair for j; the pair for k only differs in its weight, written to `kj`.
+// Returns the pair for j; the pair for k only differs in its pushing weight, written to `kj`.
 fn classify_both(j: u32, k: u32, kj: ptr<function, Pair>) -> Pair {
     if (j == k) {
         *kj = Pair(NEITHER, 0.0, false);
         return Pair(NEITHER, 0.0, false);
     }
     let label_distance = distance(false, j, k);
-    // A close label makes a positive whatever the predictions and weights.
-    if (label_distance <= params.threshold) {
+    // A close label makes a positive whatever the predictions and eta.
+    if (label_distance <= uniforms.threshold) {
         return classify_distances(label_distance, F32_MAX, 0.0, 0.0, kj);
     }
     return classify_distances(label_distance, distance(true, j, k), log_eta(j), log_eta(k), kj);
@@ -344,11 +368,11 @@ struct RowKey {
 // One-wide labels under a coordinate metric: every distance is |a − b|
 // (conr_core::metric::distance), so the keys of a tile are staged once.
 fn fast_keys() -> bool {
-    return params.label_dim == 1u && params.metric != METRIC_ANGULAR;
+    return uniforms.label_dim == 1u && uniforms.metric != METRIC_ANGULAR;
 }
 
 fn row_key(j: u32) -> RowKey {
-    if (!fast_keys() || j >= params.rows) {
+    if (!fast_keys() || j >= uniforms.rows) {
         return RowKey(0.0, 0.0, 0.0);
     }
     return RowKey(labels[j], preds[j], log_eta(j));
@@ -357,8 +381,8 @@ fn row_key(j: u32) -> RowKey {
 // Thread t < 64 stages column col_base + t of the tile's column chunk (fast
 // path only). A barrier must separate it from the tile's readers.
 fn stage_keys(col_base: u32, t: u32) {
-    if (fast_keys() && t < TILE && col_base + t < params.col_count) {
-        let k = params.col_offset + at(col_base + t);
+    if (fast_keys() && t < TILE && col_base + t < uniforms.col_count) {
+        let k = uniforms.col_offset + at(col_base + t);
         col_label[t] = labels[k];
         col_pred[t] = preds[k];
         col_log_eta[t] = log_eta(k);
@@ -367,8 +391,8 @@ fn stage_keys(col_base: u32, t: u32) {
 
 // Thread t < 64 stages the outcome of column col_base + t (backward passes).
 fn stage_outcomes(col_base: u32, t: u32) {
-    if (t < TILE && col_base + t < params.col_count) {
-        col_outcome[t] = outcomes[params.col_offset + at(col_base + t)];
+    if (t < TILE && col_base + t < uniforms.col_count) {
+        col_outcome[t] = outcomes[uniforms.col_offset + at(col_base + t)];
     }
 }
 
@@ -454,7 +478,7 @@ fn stats_merge(a: RowStats, b: RowStats) -> RowStats {
 fn finish(s: RowStats, eta: f32) -> RowOutcome {
     var o = RowOutcome(0.0, u32(s.negatives > 0u), 0u, 0.0, 0.0, 0.0, 0.0, 1.0);
     if (has_flag(FLAG_OUTER_WEIGHT)) {
-        o.weight = eta;
+        o.outer = eta;
     }
     if (s.negatives == 0u || s.positives == 0u) {
         return o;
@@ -462,7 +486,7 @@ fn finish(s: RowStats, eta: f32) -> RowOutcome {
     o.contributes = 1u;
     var d = lse_merge(Lse(s.pos_max, s.pos_sum), Lse(s.neg_max, s.neg_sum));
     if (has_flag(FLAG_PADDING)) {
-        let padding = max(params.rows - min(s.positives, params.rows), 1u);
+        let padding = max(uniforms.rows - min(s.positives, uniforms.rows), 1u);
         d = lse_merge(d, Lse(log(f32(padding)), 1.0));
     }
     let positives = f32(s.positives);
@@ -475,13 +499,13 @@ fn finish(s: RowStats, eta: f32) -> RowOutcome {
     o.positive_share = positives / count;
     o.inv_count = 1.0 / count;
     var row_loss: f32;
-    if (params.aggregation == AGG_MEAN_OF_LOGS) {
+    if (uniforms.aggregation == AGG_MEAN_OF_LOGS) {
         let mean_logit = s.positive_logit_sum / positives;
         row_loss = o.positive_share * ((d.max - mean_logit) + log(d.sum));
     } else {
         row_loss = ((d.max - o.log_positive_sum) + log(d.sum)) + log(count);
     }
-    o.loss = o.weight * row_loss;
+    o.loss = o.outer * row_loss;
     return o;
 }
 
@@ -490,16 +514,16 @@ fn coefficient(o: RowOutcome, factor: f32, pair: Pair, logit: f32) -> f32 {
     if (o.contributes == 0u || pair.kind == NEITHER) {
         return 0.0;
     }
-    let c = factor * o.weight;
+    let c = factor * o.outer;
     var push = c;
     var pull = c;
-    if (params.aggregation == AGG_MEAN_OF_LOGS) {
+    if (uniforms.aggregation == AGG_MEAN_OF_LOGS) {
         push = c * o.positive_share;
         pull = c * o.inv_count;
     }
     if (pair.kind == POSITIVE) {
         let softmax = push * exp(logit - o.log_denominator);
-        if (params.aggregation == AGG_MEAN_OF_LOGS) {
+        if (uniforms.aggregation == AGG_MEAN_OF_LOGS) {
             return softmax - pull;
         }
         return softmax - pull * exp(logit - o.log_positive_sum);
@@ -512,13 +536,90 @@ fn coefficient(o: RowOutcome, factor: f32, pair: Pair, logit: f32) -> f32 {
 
 // conr_core::stats::reduction_factor.
 fn reduction_factor(anchors: u32) -> f32 {
-    if (params.reduction == REDUCTION_MEAN) {
-        return 1.0 / f32(max(params.rows, 1u));
+    if (uniforms.reduction == REDUCTION_MEAN) {
+        return 1.0 / f32(max(uniforms.rows, 1u));
     }
-    if (params.reduction == REDUCTION_MEAN_ANCHORS) {
+    if (uniforms.reduction == REDUCTION_MEAN_ANCHORS) {
         return 1.0 / f32(max(anchors, 1u));
     }
     return 1.0;
+}
+
+// ----------------------------------------------------------------- rules.rs
+
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+// A quiet NaN: what every output becomes when the values break a rule.
+fn nan() -> f32 {
+    return bitcast<f32>(0x7fc00000u);
+}
+
+// Whether every rule held: the outputs are meaningful.
+fn values_obey_rules() -> bool {
+    return atomicLoad(&status) == 0u;
+}
+
+// The first conr_core::rules::Rule that row j (row `local` of the chunk's
+// features) breaks, or RULES.
+fn broken_rule(local: u32, j: u32) -> u32 {
+    for (var i = 0u; i < uniforms.dim; i++) {
+        if (!is_finite(features[local * uniforms.dim + i])) {
+            return RULE_FEATURES_FINITE;
+        }
+    }
+    let l = uniforms.label_dim;
+    var label_zero = true;
+    var pred_zero = true;
+    for (var i = 0u; i < l; i++) {
+        if (!is_finite(labels[j * l + i])) {
+            return RULE_LABELS_FINITE;
+        }
+        label_zero = label_zero && labels[j * l + i] == 0.0;
+    }
+    for (var i = 0u; i < l; i++) {
+        if (!is_finite(preds[j * l + i])) {
+            return RULE_PREDS_FINITE;
+        }
+        pred_zero = pred_zero && preds[j * l + i] == 0.0;
+    }
+    if (has_flag(FLAG_ETA)) {
+        let eta_j = eta[j];
+        if (!is_finite(eta_j)) {
+            return RULE_ETA_FINITE;
+        }
+        if (!(eta_j > 0.0)) {
+            return RULE_ETA_POSITIVE;
+        }
+        if (!(eta_j <= MAX_ETA)) {
+            return RULE_ETA_AT_MOST;
+        }
+    }
+    if (uniforms.metric == METRIC_ANGULAR) {
+        if (label_zero) {
+            return RULE_LABELS_NON_ZERO;
+        }
+        if (pred_zero) {
+            return RULE_PREDS_NON_ZERO;
+        }
+    }
+    return RULES;
+}
+
+// conr_core::Batch's checks of the values, one thread per row of the row
+// chunk, into `status`. The host clears `status` first.
+@compute @workgroup_size(64)
+fn check_values(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let local = gid.x;
+    if (local >= uniforms.row_count) {
+        return;
+    }
+    let j = uniforms.row_offset + local;
+    let rule = broken_rule(local, j);
+    if (rule < RULES) {
+        atomicMax(&status, ~((rule << ROW_BITS) | j));
+    }
 }
 
 // ------------------------------------------------------------- normalize.rs
@@ -527,50 +628,54 @@ fn reduction_factor(anchors: u32) -> f32 {
 @compute @workgroup_size(64)
 fn normalize(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.x;
-    if (row >= params.row_count) {
+    if (row >= uniforms.row_count) {
         return;
     }
-    let base = row * params.dim;
+    let base = row * uniforms.dim;
     var big = 0.0;
-    for (var i = 0u; i < params.dim; i++) {
+    for (var i = 0u; i < uniforms.dim; i++) {
         big = max(big, abs(features[base + i]));
     }
     var length = 0.0;
     if (big > 0.0) {
         var sum = 0.0;
-        for (var i = 0u; i < params.dim; i++) {
+        for (var i = 0u; i < uniforms.dim; i++) {
             let r = features[base + i] / big;
             sum += r * r;
         }
         length = big * sqrt(sum);
     }
     let divisor = max(length, EPSILON);
-    for (var i = 0u; i < params.dim; i++) {
+    for (var i = 0u; i < uniforms.dim; i++) {
         z_out[base + i] = features[base + i] / divisor;
     }
-    lengths[params.row_offset + row] = length;
+    lengths[uniforms.row_offset + row] = length;
 }
 
 // conr_core::normalize::normalize_backward, in place on dz.
 @compute @workgroup_size(64)
 fn normalize_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.x;
-    if (row >= params.row_count) {
+    if (row >= uniforms.row_count) {
         return;
     }
-    let base = row * params.dim;
-    let length = lengths[params.row_offset + row];
-    if (length > EPSILON) {
+    let base = row * uniforms.dim;
+    let length = lengths[uniforms.row_offset + row];
+    if (!values_obey_rules()) {
+        for (var i = 0u; i < uniforms.dim; i++) {
+            dz[base + i] = nan();
+        }
+    } else if (length > EPSILON) {
         var radial = 0.0;
-        for (var i = 0u; i < params.dim; i++) {
+        for (var i = 0u; i < uniforms.dim; i++) {
             radial += z_rows[base + i] * dz[base + i];
         }
         let inv = 1.0 / length;
-        for (var i = 0u; i < params.dim; i++) {
+        for (var i = 0u; i < uniforms.dim; i++) {
             dz[base + i] = (dz[base + i] - z_rows[base + i] * radial) * inv;
         }
     } else {
-        for (var i = 0u; i < params.dim; i++) {
+        for (var i = 0u; i < uniforms.dim; i++) {
             dz[base + i] = dz[base + i] / EPSILON;
         }
     }
@@ -580,7 +685,7 @@ fn normalize_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // The end of the rows the tile kernels own, local to the row chunk.
 fn row_end() -> u32 {
-    return min(params.row_count, params.row_end);
+    return min(uniforms.row_count, uniforms.row_end);
 }
 
 // The thread's 4×4 block of z_j·z_k for the tile at (row_base, col_base) of
@@ -590,7 +695,7 @@ fn row_end() -> u32 {
 // workgroup must call it (it has barriers).
 fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array<vec4<f32>, 4> {
     var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    let dim = params.dim;
+    let dim = uniforms.dim;
     for (var k0 = 0u; k0 < dim; k0 += DEPTH) {
         for (var e = 0u; e < 4u; e++) {
             let index = flat + e * SIDE * SIDE;
@@ -602,7 +707,7 @@ fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array
                 if (row_base + r < row_end()) {
                     a = z_rows[at(row_base + r) * dim + k0 + kk];
                 }
-                if (col_base + r < params.col_count) {
+                if (col_base + r < uniforms.col_count) {
                     b = z_cols[at(col_base + r) * dim + k0 + kk];
                 }
             }
@@ -629,12 +734,12 @@ fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array
 @compute @workgroup_size(16, 16)
 fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let flat = lid.y * SIDE + lid.x;
-    let row_base = params.row_begin + wid.x * TILE;
+    let row_base = uniforms.row_begin + wid.x * TILE;
     var mine = array<RowStats, 4>(empty_stats(), empty_stats(), empty_stats(), empty_stats());
     var keys: array<RowKey, 4>;
     for (var i = 0u; i < 4u; i++) {
         let r = row_base + lid.y * 4u + i;
-        keys[i] = row_key(params.row_offset + at(min(r, row_end() - 1u)));
+        keys[i] = row_key(uniforms.row_offset + at(min(r, row_end() - 1u)));
     }
     let cols = tile_columns(wid.x);
     for (var col_base = cols.x; col_base < cols.y; col_base += TILE) {
@@ -644,13 +749,13 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
             let r = row_base + lid.y * 4u + i;
             for (var c = 0u; c < 4u; c++) {
                 let col = lid.x * 4u + c;
-                if (r < row_end() && col_base + col < params.col_count) {
+                if (r < row_end() && col_base + col < uniforms.col_count) {
                     var kj: Pair;
-                    let j = params.row_offset + at(r);
-                    let k = params.col_offset + at(col_base + col);
+                    let j = uniforms.row_offset + at(r);
+                    let k = uniforms.col_offset + at(col_base + col);
                     let pair = classify_staged(j, k, keys[i], col, &kj);
                     if (keeps(pair.kind)) {
-                        mine[i] = stats_push(mine[i], pair, s[i][c] * params.inv_temperature);
+                        mine[i] = stats_push(mine[i], pair, s[i][c] * uniforms.inv_temperature);
                     }
                 }
             }
@@ -672,7 +777,7 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         workgroupBarrier();
     }
     if (flat < TILE && row_base + flat < row_end()) {
-        let j = params.row_offset + at(row_base + flat);
+        let j = uniforms.row_offset + at(row_base + flat);
         if (has_flag(FLAG_ACCUMULATE)) {
             stats[j] = stats_merge(stats[j], merged[flat]);
         } else {
@@ -685,14 +790,14 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 @compute @workgroup_size(64)
 fn finish_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = gid.x;
-    if (j >= params.rows) {
+    if (j >= uniforms.rows) {
         return;
     }
-    var eta = 1.0;
-    if (has_flag(FLAG_WEIGHTS)) {
-        eta = weights[j];
+    var eta_j = 1.0;
+    if (has_flag(FLAG_ETA)) {
+        eta_j = eta[j];
     }
-    outcomes[j] = finish(stats[j], eta);
+    outcomes[j] = finish(stats[j], eta_j);
 }
 
 // Σ_j l_j and the anchor count in one workgroup, summed in a fixed order; then
@@ -701,7 +806,7 @@ fn finish_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn reduce_loss(@builtin(local_invocation_index) t: u32) {
     var loss = 0.0;
     var anchors = 0u;
-    for (var j = t; j < params.rows; j += REDUCE) {
+    for (var j = t; j < uniforms.rows; j += REDUCE) {
         loss += outcomes[j].loss;
         anchors += outcomes[j].anchor;
     }
@@ -717,7 +822,11 @@ fn reduce_loss(@builtin(local_invocation_index) t: u32) {
     }
     if (t == 0u) {
         let factor = reduction_factor(partial_anchors[0]);
-        totals = Totals(factor * partial_loss[0], factor, partial_anchors[0], 0u);
+        var loss = factor * partial_loss[0];
+        if (!values_obey_rules()) {
+            loss = nan();
+        }
+        totals = Totals(loss, factor, partial_anchors[0], 0u);
     }
 }
 
@@ -727,14 +836,14 @@ fn reduce_loss(@builtin(local_invocation_index) t: u32) {
 @compute @workgroup_size(16, 16)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let flat = lid.y * SIDE + lid.x;
-    let row_base = params.row_begin + wid.x * TILE;
-    let dim = params.dim;
-    let inv_t = params.inv_temperature;
+    let row_base = uniforms.row_begin + wid.x * TILE;
+    let dim = uniforms.dim;
+    let inv_t = uniforms.inv_temperature;
     let factor = totals.factor;
     var keys: array<RowKey, 4>;
     var rows_out: array<RowOutcome, 4>;
     for (var i = 0u; i < 4u; i++) {
-        let j = params.row_offset + at(min(row_base + lid.y * 4u + i, row_end() - 1u));
+        let j = uniforms.row_offset + at(min(row_base + lid.y * 4u + i, row_end() - 1u));
         keys[i] = row_key(j);
         rows_out[i] = outcomes[j];
     }
@@ -748,9 +857,9 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
             for (var c = 0u; c < 4u; c++) {
                 let col = lid.x * 4u + c;
                 var h = 0.0;
-                if (row_base + r < row_end() && col_base + col < params.col_count) {
-                    let j = params.row_offset + at(row_base + r);
-                    let k = params.col_offset + at(col_base + col);
+                if (row_base + r < row_end() && col_base + col < uniforms.col_count) {
+                    let j = uniforms.row_offset + at(row_base + r);
+                    let k = uniforms.col_offset + at(col_base + col);
                     var kj: Pair;
                     let jk = classify_staged(j, k, keys[i], col, &kj);
                     if (keeps(jk.kind)) {
@@ -771,7 +880,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
                     let kk = index / TILE;
                     let dd = index % TILE;
                     var v = 0.0;
-                    if (col_base + k0 + kk < params.col_count && d0 + dd < dim) {
+                    if (col_base + k0 + kk < uniforms.col_count && d0 + dd < dim) {
                         v = z_cols[at(col_base + k0 + kk) * dim + d0 + dd];
                     }
                     tile_b[kk * SIDE + dd / 4u][dd % 4u] = v;

@@ -18,7 +18,7 @@
 // kernels do. Every statistic and accumulator stays in f32.
 //
 // A batch of few row tiles would leave most of a large GPU idle, so the
-// columns are also cut into `params.splits` contiguous ranges of tiles, one
+// columns are also cut into `uniforms.splits` contiguous ranges of tiles, one
 // workgroup per (row tile, range): the forward pass writes one partial
 // RowStats per range and row (merged in range order by merge_splits), and the
 // backward pass one partial ∂L/∂z per range (summed in range order by
@@ -60,16 +60,16 @@ fn rotated_column(t: u32, c: u32) -> u32 {
 @compute @workgroup_size(64)
 fn to_half(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.x;
-    let padded_rows = arrayLength(&z16) / params.stride;
+    let padded_rows = arrayLength(&z16) / uniforms.stride;
     if (row >= padded_rows) {
         return;
     }
-    for (var i = 0u; i < params.stride; i++) {
+    for (var i = 0u; i < uniforms.stride; i++) {
         var v = 0.0;
-        if (row < params.rows && i < params.dim) {
-            v = z_rows[row * params.dim + i];
+        if (row < uniforms.rows && i < uniforms.dim) {
+            v = z_rows[row * uniforms.dim + i];
         }
-        z16[row * params.stride + i] = f16(v);
+        z16[row * uniforms.stride + i] = f16(v);
     }
 }
 
@@ -78,7 +78,7 @@ fn to_half(@builtin(global_invocation_id) gid: vec3<u32>) {
 // and columns 32·(group%2), 32×32, as 2×2 fragments, so each k step loads two
 // A and two B fragments for four products. Every thread must call it.
 fn logit_tile(row_base: u32, col_base: u32, group: u32) {
-    let stride = params.stride;
+    let stride = uniforms.stride;
     let rows = group / 2u * 2u * COOP;
     let cols = group % 2u * 2u * COOP;
     var acc00 = coop_mat16x16<f32, C>();
@@ -116,10 +116,10 @@ fn logit_tile(row_base: u32, col_base: u32, group: u32) {
 
 // The column tiles of range `split`: [first, end) in columns.
 fn split_columns(split: u32) -> vec2<u32> {
-    let tiles = (params.col_count + TILE - 1u) / TILE;
-    let per_split = (tiles + params.splits - 1u) / params.splits;
+    let tiles = (uniforms.col_count + TILE - 1u) / TILE;
+    let per_split = (tiles + uniforms.splits - 1u) / uniforms.splits;
     let first = min(split * per_split, tiles) * TILE;
-    let end = min(min((split + 1u) * per_split, tiles) * TILE, params.col_count);
+    let end = min(min((split + 1u) * per_split, tiles) * TILE, uniforms.col_count);
     return vec2<u32>(first, max(first, end));
 }
 
@@ -134,17 +134,17 @@ fn row_stats_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let half = t % 2u;
     let j = row_base + r;
     let key = row_key(j);
-    let inv_t = params.inv_temperature;
+    let inv_t = uniforms.inv_temperature;
     var mine = empty_stats();
     for (var col_base = columns.x; col_base < columns.y; col_base += TILE) {
         stage_keys(col_base, t);
         logit_tile(row_base, col_base, group);
         workgroupBarrier();
-        if (j < params.row_count) {
+        if (j < uniforms.row_count) {
             for (var c = 0u; c < 32u; c++) {
                 let col = rotated_column(t, c);
                 let k = col_base + col;
-                if (k < params.col_count) {
+                if (k < uniforms.col_count) {
                     var kj: Pair;
                     let pair = classify_staged(j, k, key, col, &kj);
                     if (pair.kind != NEITHER) {
@@ -159,8 +159,8 @@ fn row_stats_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         half_stats[r] = mine;
     }
     workgroupBarrier();
-    if (half == 1u && j < params.row_count) {
-        stats_part[wid.y * params.rows + j] = stats_merge(half_stats[r], mine);
+    if (half == 1u && j < uniforms.row_count) {
+        stats_part[wid.y * uniforms.rows + j] = stats_merge(half_stats[r], mine);
     }
 }
 
@@ -168,12 +168,12 @@ fn row_stats_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
 @compute @workgroup_size(64)
 fn merge_splits(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = gid.x;
-    if (j >= params.rows) {
+    if (j >= uniforms.rows) {
         return;
     }
     var acc = stats_part[j];
-    for (var s = 1u; s < params.splits; s++) {
-        acc = stats_merge(acc, stats_part[s * params.rows + j]);
+    for (var s = 1u; s < uniforms.splits; s++) {
+        acc = stats_merge(acc, stats_part[s * uniforms.rows + j]);
     }
     stats[j] = acc;
 }
@@ -189,14 +189,14 @@ fn backward_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let r = t / 2u;
     let half = t % 2u;
     let j = row_base + r;
-    let inv_t = params.inv_temperature;
-    let stride = params.stride;
+    let inv_t = uniforms.inv_temperature;
+    let stride = uniforms.stride;
     let columns = split_columns(wid.y);
     // This range's block of dz32.
     let block = wid.y * (arrayLength(&z16) / stride) * stride;
     let key = row_key(j);
     var outcome = RowOutcome(0.0, 0u, 0u, 0.0, 0.0, 0.0, 0.0, 1.0);
-    if (j < params.row_count) {
+    if (j < uniforms.row_count) {
         outcome = outcomes[j];
     }
     for (var col_base = columns.x; col_base < columns.y; col_base += TILE) {
@@ -208,7 +208,7 @@ fn backward_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
             let col = rotated_column(t, c);
             let k = col_base + col;
             var u = 0.0;
-            if (j < params.row_count && k < params.col_count) {
+            if (j < uniforms.row_count && k < uniforms.col_count) {
                 var kj: Pair;
                 let jk = classify_staged(j, k, key, col, &kj);
                 if (jk.kind != NEITHER) {
@@ -260,30 +260,34 @@ fn backward_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 @compute @workgroup_size(64)
 fn normalize_backward_mixed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.x;
-    if (row >= params.rows) {
+    if (row >= uniforms.rows) {
         return;
     }
-    let scale = totals.factor * params.inv_temperature;
-    let base = row * params.dim;
-    let padded = row * params.stride;
-    let block = (arrayLength(&z16) / params.stride) * params.stride;
-    for (var s = 1u; s < params.splits; s++) {
-        for (var i = 0u; i < params.dim; i++) {
+    let scale = totals.factor * uniforms.inv_temperature;
+    let base = row * uniforms.dim;
+    let padded = row * uniforms.stride;
+    let block = (arrayLength(&z16) / uniforms.stride) * uniforms.stride;
+    for (var s = 1u; s < uniforms.splits; s++) {
+        for (var i = 0u; i < uniforms.dim; i++) {
             dz32[padded + i] += dz32[s * block + padded + i];
         }
     }
     let length = lengths[row];
-    if (length > EPSILON) {
+    if (!values_obey_rules()) {
+        for (var i = 0u; i < uniforms.dim; i++) {
+            dz[base + i] = nan();
+        }
+    } else if (length > EPSILON) {
         var radial = 0.0;
-        for (var i = 0u; i < params.dim; i++) {
+        for (var i = 0u; i < uniforms.dim; i++) {
             radial += z_rows[base + i] * (scale * dz32[padded + i]);
         }
         let inv = 1.0 / length;
-        for (var i = 0u; i < params.dim; i++) {
+        for (var i = 0u; i < uniforms.dim; i++) {
             dz[base + i] = (scale * dz32[padded + i] - z_rows[base + i] * radial) * inv;
         }
     } else {
-        for (var i = 0u; i < params.dim; i++) {
+        for (var i = 0u; i < uniforms.dim; i++) {
             dz[base + i] = scale * dz32[padded + i] / EPSILON;
         }
     }

@@ -18,13 +18,13 @@
 //!
 //! ```
 //! use conr_core::band::{BandPlan, Side};
-//! use conr_core::{Batch, Config, Shape};
+//! use conr_core::{Batch, Config, Inputs, Shape};
 //!
 //! let shape = Shape { rows: 6, dim: 1, label_dim: 1 };
 //! let labels = [50.0, 20.0, 21.0, 80.0, 20.5, 51.0];
 //! let preds = labels;
 //! let features = [1.0; 6];
-//! let batch = Batch::new(shape, &features, &labels, &preds, None)?;
+//! let batch = Batch::new(shape, Inputs { features: &features, labels: &labels, preds: &preds, eta: None })?;
 //! let params = batch.check(&Config::paper())?; // ω = 1
 //! let (mut order, mut keys) = ([0u32; 6], [0.0f64; 6]);
 //! let plan = BandPlan::new(&batch, &params, Side::Positives, &mut order, &mut keys)?
@@ -200,9 +200,53 @@ impl<'a, T: Scalar> BandPlan<'a, T> {
     }
 }
 
+/// A [`BandPlan`] that owns its order and keys (needs the `alloc` feature),
+/// for engines that keep a plan for both phases of a batch.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Clone)]
+pub struct SortedBand<T> {
+    side: Side,
+    order: alloc::vec::Vec<u32>,
+    keys: alloc::vec::Vec<T>,
+    reach: T,
+}
+
+#[cfg(feature = "alloc")]
+impl<T: Scalar> SortedBand<T> {
+    /// [`BandPlan::new`] into vectors of its own: `None` where no band exists.
+    pub fn new(
+        batch: &Batch<'_, T>,
+        params: &Params<T>,
+        side: Side,
+    ) -> Result<Option<Self>, Error> {
+        let rows = batch.rows();
+        let (mut order, mut keys) = (alloc::vec![0u32; rows], alloc::vec![T::zero(); rows]);
+        let Some(plan) = BandPlan::new(batch, params, side, &mut order, &mut keys)? else {
+            return Ok(None);
+        };
+        let reach = plan.reach;
+        Ok(Some(Self {
+            side,
+            order,
+            keys,
+            reach,
+        }))
+    }
+
+    /// The plan, borrowing this one's order and keys.
+    pub fn plan(&self) -> BandPlan<'_, T> {
+        BandPlan {
+            side: self.side,
+            order: &self.order,
+            keys: &self.keys,
+            reach: self.reach,
+        }
+    }
+}
+
 /// The share of `block`×`tile` tiles that both band passes visit together
-/// (they may overlap, so it may exceed 1), over the dense plan's tiles; 1
-/// where no band exists (`angular`). `order` and `keys` are scratch of
+/// (they may overlap, so it may exceed 1), over the dense plan's tiles;
+/// `None` where no band exists (`angular`). `order` and `keys` are scratch of
 /// length M, reused by both sides.
 pub fn tile_share<T: Scalar>(
     batch: &Batch<'_, T>,
@@ -211,24 +255,24 @@ pub fn tile_share<T: Scalar>(
     tile: usize,
     order: &mut [u32],
     keys: &mut [T],
-) -> Result<f64, Error> {
+) -> Result<Option<f64>, Error> {
     let rows = batch.rows();
     let mut visited = 0;
     for side in [Side::Positives, Side::Negatives] {
         match BandPlan::new(batch, params, side, order, keys)? {
             Some(plan) => visited += plan.tiles(block, tile),
-            None => return Ok(1.0),
+            None => return Ok(None),
         }
     }
     let all = rows.div_ceil(block.max(1)) * rows.div_ceil(tile.max(1));
-    Ok(visited as f64 / all as f64)
+    Ok(Some(visited as f64 / all as f64))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pairs::Pair;
-    use crate::{Config, Shape};
+    use crate::{Config, Inputs, Shape};
 
     fn plan_holds_every_pair(labels: &[f64], preds: &[f64], width: usize, config: Config) {
         let rows = labels.len() / width;
@@ -238,7 +282,13 @@ mod tests {
             label_dim: width,
         };
         let features = std::vec![1.0; rows];
-        let batch = Batch::new(shape, &features, labels, preds, None).unwrap();
+        let inputs = Inputs {
+            features: &features,
+            labels,
+            preds,
+            eta: None,
+        };
+        let batch = Batch::new(shape, inputs).unwrap();
         let params = batch.check(&config).unwrap();
         for side in [Side::Positives, Side::Negatives] {
             let (mut order, mut keys) = (std::vec![0u32; rows], std::vec![0.0; rows]);
@@ -322,7 +372,13 @@ mod tests {
             dim: 1,
             label_dim: 1,
         };
-        let batch = Batch::new(shape, &[1.0, 1.0], &[1.0, 2.0], &[1.0, 2.0], None).unwrap();
+        let inputs = Inputs {
+            features: &[1.0, 1.0],
+            labels: &[1.0, 2.0],
+            preds: &[1.0, 2.0],
+            eta: None,
+        };
+        let batch = Batch::new(shape, inputs).unwrap();
         let params = batch.check(&Config::paper()).unwrap();
         let (mut order, mut keys) = ([0u32; 3], [0.0f64; 2]);
         let err = BandPlan::new(&batch, &params, Side::Positives, &mut order, &mut keys);

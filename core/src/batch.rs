@@ -1,9 +1,10 @@
 use crate::pairs::RowView;
-use crate::{Config, Error, LabelMetric, Params, Scalar};
+use crate::rules::Rule;
+use crate::{Config, Error, Params, Scalar};
 
-/// The largest weight `eta_j` a batch may hold. Density weights are about 1
-/// (mean 1); the bound keeps every loss and gradient finite in f32.
-pub const MAX_WEIGHT: f64 = 1e6;
+/// The largest pushing power `eta_j` a batch may hold. Density weights are
+/// about 1 (mean 1); the bound keeps every loss and gradient finite in f32.
+pub const MAX_ETA: f64 = 1e6;
 
 /// The sizes of a batch: `rows` samples (M), `dim` features each (D), `label_dim`
 /// label values each (L). Predictions have the labels' shape.
@@ -17,77 +18,141 @@ pub struct Shape {
     pub label_dim: usize,
 }
 
-/// A validated, borrowed view of one batch: row-major features (M×D), labels
-/// and predictions (M×L), and optional per-sample weights `eta` (M).
+impl Shape {
+    /// The shape's own rules: at least one row, widths of at least 1, and
+    /// inputs whose lengths fit in a `usize`.
+    ///
+    /// ```
+    /// use conr_core::{Error, Shape};
+    /// assert!(Shape { rows: 2, dim: 3, label_dim: 1 }.validate().is_ok());
+    /// let wide = Shape { rows: 2, dim: 0, label_dim: 1 };
+    /// assert_eq!(wide.validate(), Err(Error::ZeroWidth { what: "features" }));
+    /// ```
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.rows == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        if self.dim == 0 {
+            return Err(Error::ZeroWidth { what: "features" });
+        }
+        if self.label_dim == 0 {
+            return Err(Error::ZeroWidth { what: "labels" });
+        }
+        let fits = |width: usize| self.rows.checked_mul(width).is_some();
+        if !fits(self.dim) || !fits(self.label_dim) {
+            return Err(Error::InvalidConfig {
+                field: "shape",
+                why: "M·D and M·L must fit in a usize",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The inputs of one batch, each by name, so that no two can be swapped
+/// unnoticed: row-major features (M×D), labels and predictions (M×L), and
+/// optional pushing powers `eta` (M, the per-sample weights; all 1 when `None`).
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a, T> {
+    /// M×D features, not normalised.
+    pub features: &'a [T],
+    /// M×L labels.
+    pub labels: &'a [T],
+    /// M×L predictions (constants: they only choose the negatives).
+    pub preds: &'a [T],
+    /// `eta_j`, the pushing power of each row; `None` means 1 for every row.
+    pub eta: Option<&'a [T]>,
+}
+
+/// A validated, borrowed view of one batch.
 ///
-/// [`Batch::new`] checks the lengths and that every value is finite, and that
-/// weights are positive and at most [`MAX_WEIGHT`]; [`Batch::check`] adds the checks that depend on the config.
+/// [`Batch::new`] checks the shape, the lengths and every rule of
+/// [`crate::rules`] that does not depend on the config; [`Batch::check`]
+/// adds the config and the rules that depend on it.
+///
+/// ```
+/// use conr_core::{Batch, Error, Inputs, Shape};
+/// let shape = Shape { rows: 2, dim: 2, label_dim: 1 };
+/// let inputs = Inputs { features: &[1.0, 0.0, 0.0, 1.0], labels: &[20.0, 60.0], preds: &[30.0, 30.5], eta: None };
+/// let batch = Batch::new(shape, inputs)?;
+/// assert_eq!(batch.eta(1), 1.0);
+/// let bad = Inputs { labels: &[20.0, f64::NAN], ..inputs };
+/// assert_eq!(Batch::new(shape, bad).unwrap_err(), Error::NonFinite { what: "labels", row: 1 });
+/// # Ok::<(), conr_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a, T> {
     shape: Shape,
-    features: &'a [T],
-    labels: &'a [T],
-    preds: &'a [T],
-    weights: Option<&'a [T]>,
+    inputs: Inputs<'a, T>,
 }
 
 impl<'a, T: Scalar> Batch<'a, T> {
-    /// Validates the inputs and wraps them. `weights: None` means `eta_j = 1`.
-    pub fn new(
-        shape: Shape,
-        features: &'a [T],
-        labels: &'a [T],
-        preds: &'a [T],
-        weights: Option<&'a [T]>,
-    ) -> Result<Self, Error> {
-        if shape.rows == 0 {
-            return Err(Error::EmptyBatch);
-        }
-        if shape.dim == 0 {
-            return Err(Error::ZeroWidth { what: "features" });
-        }
-        if shape.label_dim == 0 {
-            return Err(Error::ZeroWidth { what: "labels" });
-        }
-        check_rows("features", features, shape.rows, shape.dim)?;
-        check_rows("labels", labels, shape.rows, shape.label_dim)?;
-        check_rows("preds", preds, shape.rows, shape.label_dim)?;
-        if let Some(w) = weights {
-            check_rows("weights", w, shape.rows, 1)?;
-            if let Some(row) = w.iter().position(|&x| x <= T::zero()) {
-                return Err(Error::NonPositiveWeight { row });
-            }
-            let most = crate::cast::<T>(MAX_WEIGHT);
-            if let Some(row) = w.iter().position(|&x| x > most) {
-                return Err(Error::WeightTooLarge { row });
+    /// Validates the inputs against `shape` and wraps them.
+    pub fn new(shape: Shape, inputs: Inputs<'a, T>) -> Result<Self, Error> {
+        shape.validate()?;
+        let lengths = [
+            ("features", inputs.features.len(), shape.dim),
+            ("labels", inputs.labels.len(), shape.label_dim),
+            ("preds", inputs.preds.len(), shape.label_dim),
+        ];
+        let eta = inputs.eta.map(|w| ("weights", w.len(), 1));
+        for (what, got, width) in lengths.into_iter().chain(eta) {
+            let expected = shape.rows * width;
+            if got != expected {
+                return Err(Error::ShapeMismatch {
+                    what,
+                    expected,
+                    got,
+                });
             }
         }
-        Ok(Self {
-            shape,
+        let batch = Self { shape, inputs };
+        batch.obeys(|rule| !rule.needs_config())?;
+        Ok(batch)
+    }
+
+    /// A batch of inputs that [`Batch::new`] already accepted with `shape`.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn from_valid(shape: Shape, inputs: Inputs<'a, T>) -> Self {
+        Self { shape, inputs }
+    }
+
+    /// Validates `config` against this batch and converts it to `T`: the
+    /// config's own domain, then the rules that depend on it (under
+    /// `angular`, every label and prediction vector must have a non-zero length).
+    pub fn check(&self, config: &Config) -> Result<Params<T>, Error> {
+        let params = config.params::<T>()?;
+        self.obeys(|rule| rule.needs_config() && rule.applies(config.label_metric, true))?;
+        Ok(params)
+    }
+
+    /// Checks the rules `which` selects, in order, and reports the first one
+    /// broken at its first row.
+    fn obeys(&self, which: impl Fn(Rule) -> bool) -> Result<(), Error> {
+        for rule in Rule::ALL.into_iter().filter(|&r| which(r)) {
+            // Without eta, its rules read no rows.
+            let (values, width) = self.read_by(rule);
+            if let Some(row) = values.chunks_exact(width).position(|v| !rule.holds(v)) {
+                return Err(rule.error(row));
+            }
+        }
+        Ok(())
+    }
+
+    /// The input `rule` reads, and its width.
+    fn read_by(&self, rule: Rule) -> (&'a [T], usize) {
+        let Inputs {
             features,
             labels,
             preds,
-            weights,
-        })
-    }
-
-    /// Validates `config` against this batch and converts it to `T`.
-    ///
-    /// With the `angular` metric, every label and prediction vector must have a
-    /// non-zero length.
-    pub fn check(&self, config: &Config) -> Result<Params<T>, Error> {
-        let params = config.params::<T>()?;
-        if config.label_metric == LabelMetric::Angular {
-            for (what, data) in [("labels", self.labels), ("preds", self.preds)] {
-                let zero = data
-                    .chunks_exact(self.shape.label_dim)
-                    .position(|v| v.iter().all(|x| x.is_zero()));
-                if let Some(row) = zero {
-                    return Err(Error::ZeroLengthLabel { what, row });
-                }
-            }
+            eta,
+        } = self.inputs;
+        match rule {
+            Rule::FeaturesFinite => (features, self.shape.dim),
+            Rule::LabelsFinite | Rule::LabelsNonZero => (labels, self.shape.label_dim),
+            Rule::PredsFinite | Rule::PredsNonZero => (preds, self.shape.label_dim),
+            Rule::EtaFinite | Rule::EtaPositive | Rule::EtaAtMost => (eta.unwrap_or(&[]), 1),
         }
-        Ok(params)
     }
 
     /// The batch's sizes.
@@ -102,49 +167,55 @@ impl<'a, T: Scalar> Batch<'a, T> {
         self.shape.rows
     }
 
+    /// The inputs, by name.
+    #[inline]
+    pub fn inputs(&self) -> Inputs<'a, T> {
+        self.inputs
+    }
+
     /// All features, row-major M×D.
     #[inline]
     pub fn features(&self) -> &'a [T] {
-        self.features
+        self.inputs.features
     }
 
     /// All labels, row-major M×L.
     #[inline]
     pub fn labels(&self) -> &'a [T] {
-        self.labels
+        self.inputs.labels
     }
 
     /// All predictions, row-major M×L.
     #[inline]
     pub fn preds(&self) -> &'a [T] {
-        self.preds
+        self.inputs.preds
     }
 
-    /// The weights, if given.
+    /// Every row's `eta`, if given.
     #[inline]
-    pub fn weights(&self) -> Option<&'a [T]> {
-        self.weights
+    pub fn etas(&self) -> Option<&'a [T]> {
+        self.inputs.eta
     }
 
     /// Row `j` of the features.
     #[inline]
     pub fn feature_row(&self, j: usize) -> &'a [T] {
         let d = self.shape.dim;
-        &self.features[j * d..(j + 1) * d]
+        &self.inputs.features[j * d..(j + 1) * d]
     }
 
     /// Row `j` of the labels.
     #[inline]
     pub fn label(&self, j: usize) -> &'a [T] {
         let l = self.shape.label_dim;
-        &self.labels[j * l..(j + 1) * l]
+        &self.inputs.labels[j * l..(j + 1) * l]
     }
 
     /// Row `j` of the predictions.
     #[inline]
     pub fn pred(&self, j: usize) -> &'a [T] {
         let l = self.shape.label_dim;
-        &self.preds[j * l..(j + 1) * l]
+        &self.inputs.preds[j * l..(j + 1) * l]
     }
 
     /// Row `j`'s label and prediction, as pair classification reads them.
@@ -157,36 +228,57 @@ impl<'a, T: Scalar> Batch<'a, T> {
         }
     }
 
-    /// `eta_j`, 1 when no weights were given.
+    /// `eta_j`, 1 when no `eta` was given.
     #[inline]
-    pub fn weight(&self, j: usize) -> T {
-        self.weights.map_or(T::one(), |w| w[j])
+    pub fn eta(&self, j: usize) -> T {
+        self.inputs.eta.map_or(T::one(), |w| w[j])
     }
 }
 
-fn check_rows<T: Scalar>(
-    what: &'static str,
-    data: &[T],
-    rows: usize,
-    width: usize,
-) -> Result<(), Error> {
-    let expected = rows.checked_mul(width).ok_or(Error::ShapeMismatch {
-        what,
-        expected: usize::MAX,
-        got: data.len(),
-    })?;
-    if data.len() != expected {
-        return Err(Error::ShapeMismatch {
-            what,
-            expected,
-            got: data.len(),
-        });
-    }
-    match data.iter().position(|x| !x.is_finite()) {
-        Some(i) => Err(Error::NonFinite {
-            what,
-            row: i / width,
-        }),
-        None => Ok(()),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_come_before_values_and_rules_in_order() {
+        let shape = Shape {
+            rows: 2,
+            dim: 1,
+            label_dim: 1,
+        };
+        let good = Inputs {
+            features: &[1.0, f64::NAN],
+            labels: &[1.0, 2.0],
+            preds: &[1.0, 2.0],
+            eta: Some(&[1.0, -1.0]),
+        };
+        // NaN features and a negative eta: features are checked first.
+        assert_eq!(
+            Batch::new(shape, good).unwrap_err(),
+            Error::NonFinite {
+                what: "features",
+                row: 1
+            }
+        );
+        let short = Inputs {
+            preds: &[1.0],
+            ..good
+        };
+        assert_eq!(
+            Batch::new(shape, short).unwrap_err(),
+            Error::ShapeMismatch {
+                what: "preds",
+                expected: 2,
+                got: 1
+            }
+        );
+        let eta = Inputs {
+            features: &[1.0, 2.0],
+            ..good
+        };
+        assert_eq!(
+            Batch::new(shape, eta).unwrap_err(),
+            Error::NonPositiveEta { row: 1 }
+        );
     }
 }

@@ -156,27 +156,41 @@ impl Config {
         self.pred_threshold.unwrap_or(self.threshold)
     }
 
-    /// Checks every value's domain. Engines call this before any work.
+    /// Checks every value's domain. Engines call this before any work. The
+    /// config is destructured whole, so that a new knob cannot go unchecked.
     pub fn validate(&self) -> Result<(), Error> {
+        let Config {
+            threshold,
+            pred_threshold,
+            temperature,
+            pushing: Pushing { kind, scale },
+            // Every value of these is valid.
+            label_metric: _,
+            aggregation: _,
+            denominator_padding: _,
+            outer_weight: _,
+            self_in_positive_count: _,
+            reduction: _,
+        } = *self;
         let bad = |field, why| Err(Error::InvalidConfig { field, why });
-        if self.threshold.is_nan() || self.threshold < 0.0 {
+        if threshold.is_nan() || threshold < 0.0 {
             return bad("threshold", "must be >= 0 (NaN is not allowed)");
         }
-        if let Some(p) = self.pred_threshold
+        if let Some(p) = pred_threshold
             && (p.is_nan() || p < 0.0)
         {
             return bad("pred_threshold", "must be >= 0 (NaN is not allowed)");
         }
-        if !self.temperature.is_finite() || self.temperature <= 0.0 {
+        if !temperature.is_finite() || temperature <= 0.0 {
             return bad("temperature", "must be finite and > 0");
         }
-        if !(self.temperature >= 1e-6 && self.temperature <= 1e6) {
+        if !(1e-6..=1e6).contains(&temperature) {
             return bad("temperature", "must lie in [1e-6, 1e6]");
         }
-        if !self.pushing.scale.is_finite() {
+        if !scale.is_finite() {
             return bad("pushing.scale", "must be finite");
         }
-        if self.pushing.kind == PushingKind::Linear && self.pushing.scale < 0.0 {
+        if kind == PushingKind::Linear && scale < 0.0 {
             return bad(
                 "pushing.scale",
                 "linear pushing needs a scale >= 0, or weights turn negative",
@@ -207,6 +221,126 @@ impl Config {
             });
         }
         Ok(params)
+    }
+}
+
+/// A config enum whose values have names: the names of the JSON schema, the
+/// CLI and the Python keywords, in one table per enum.
+///
+/// ```
+/// use conr_core::{Error, LabelMetric, Named};
+/// assert_eq!(LabelMetric::from_name("linf"), Ok(LabelMetric::Linf));
+/// assert_eq!(LabelMetric::Angular.name(), "angular");
+/// let err = LabelMetric::from_name("cosine").unwrap_err();
+/// assert_eq!(err.to_string(), "unknown `label_metric`: expected one of l1, l2, linf, angular");
+/// ```
+pub trait Named: Copy + PartialEq + 'static {
+    /// The config field it fills.
+    const FIELD: &'static str;
+    /// Every value, with its name.
+    const TABLE: &'static [(&'static str, Self)];
+    /// Every name, in the table's order.
+    const NAMES: &'static [&'static str];
+
+    /// The value's name.
+    fn name(self) -> &'static str {
+        Self::TABLE
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("", |(n, _)| n)
+    }
+
+    /// The value with this name.
+    fn from_name(name: &str) -> Result<Self, Error> {
+        Self::TABLE
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, v)| v)
+            .ok_or(Error::UnknownName {
+                field: Self::FIELD,
+                expected: Self::NAMES,
+            })
+    }
+}
+
+/// A [`Named`] impl from one table: the names list is derived from it.
+macro_rules! named {
+    ($ty:ty, $field:literal, [$(($name:literal, $value:expr)),+ $(,)?]) => {
+        impl Named for $ty {
+            const FIELD: &'static str = $field;
+            const TABLE: &'static [(&'static str, Self)] = &[$(($name, $value)),+];
+            const NAMES: &'static [&'static str] = &[$($name),+];
+        }
+    };
+}
+pub(crate) use named;
+
+named!(
+    LabelMetric,
+    "label_metric",
+    [
+        ("l1", LabelMetric::L1),
+        ("l2", LabelMetric::L2),
+        ("linf", LabelMetric::Linf),
+        ("angular", LabelMetric::Angular),
+    ]
+);
+named!(
+    PushingKind,
+    "pushing.kind",
+    [
+        ("exp", PushingKind::Exp),
+        ("linear", PushingKind::Linear),
+        ("constant", PushingKind::Constant),
+    ]
+);
+named!(
+    Aggregation,
+    "aggregation",
+    [
+        ("mean_of_logs", Aggregation::MeanOfLogs),
+        ("log_of_mean", Aggregation::LogOfMean),
+    ]
+);
+named!(
+    Reduction,
+    "reduction",
+    [
+        ("mean", Reduction::Mean),
+        ("mean_anchors", Reduction::MeanAnchors),
+        ("sum", Reduction::Sum),
+    ]
+);
+
+/// The presets, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// [`Config::paper`].
+    Paper,
+    /// [`Config::official_agedb`].
+    OfficialAgedb,
+    /// [`Config::official_nyud2`].
+    OfficialNyud2,
+}
+
+named!(
+    Preset,
+    "preset",
+    [
+        ("paper", Preset::Paper),
+        ("official_agedb", Preset::OfficialAgedb),
+        ("official_nyud2", Preset::OfficialNyud2),
+    ]
+);
+
+impl Preset {
+    /// The preset's config.
+    pub fn config(self) -> Config {
+        match self {
+            Preset::Paper => Config::paper(),
+            Preset::OfficialAgedb => Config::official_agedb(),
+            Preset::OfficialNyud2 => Config::official_nyud2(),
+        }
     }
 }
 

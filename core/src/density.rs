@@ -20,7 +20,7 @@
 //! # Ok::<(), conr_core::Error>(())
 //! ```
 
-use crate::{Error, Scalar, cast};
+use crate::{Error, Named, Scalar, cast};
 
 /// The most bins a density config may ask for (the scratch is two arrays of bins).
 pub const MAX_BINS: usize = 10_000_000;
@@ -46,6 +46,24 @@ pub enum Kernel {
     /// `exp(−|x|/σ)/(2σ)` for `|x| <= ⌊(ks−1)/2⌋`, scaled to a maximum of 1.
     Laplace,
 }
+
+crate::config::named!(
+    Reweight,
+    "reweight",
+    [
+        ("sqrt_inv", Reweight::SqrtInv),
+        ("inverse", Reweight::Inverse),
+    ]
+);
+crate::config::named!(
+    Kernel,
+    "kernel",
+    [
+        ("gaussian", Kernel::Gaussian),
+        ("triang", Kernel::Triang),
+        ("laplace", Kernel::Laplace),
+    ]
+);
 
 /// How to bin labels and weight them.
 #[derive(Debug, Clone, Copy, PartialEq)]

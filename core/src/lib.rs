@@ -14,33 +14,41 @@
 //! or `f64`):
 //!
 //! - [`Config`] with the presets of the official code ([`Config::official_agedb`],
-//!   [`Config::official_nyud2`]) and of the paper ([`Config::paper`], the default);
-//! - [`Batch`], a validated view of features, labels, predictions and weights;
+//!   [`Config::official_nyud2`]) and of the paper ([`Config::paper`], the default),
+//!   and the name of every value ([`Named`]);
+//! - [`Batch`], a validated view of [`Inputs`] (features, labels, predictions
+//!   and eta, each by name);
+//! - [`rules`]: every rule a batch's values obey, in the order they are checked;
 //! - [`metric`]: the label distances; [`pairs`]: positives, negatives and pushing weights;
 //! - [`band`]: the band plan, which tiles of pairs can hold a positive or a negative;
 //! - [`stats`]: the streaming per-row statistics (log-sum-exp) and gradient coefficients;
 //! - [`normalize`]: L2 normalisation and its backward pass;
 //! - [`shard`]: one global batch across workers, exactly (the messages they exchange);
 //! - [`density`]: label-density weights (inverse, square-root inverse, LDS smoothing);
-//! - `Output`, what every engine returns (with the `alloc` feature, on by default).
+//! - with the `alloc` feature (on by default): `Output`, what every engine
+//!   returns; `OwnedBatch`; and `engine`, the one engine interface
+//!   (`Engine<T>`, `Worker<T>`, `FloatEngine`) that every engine implements
+//!   and every consumer holds, with the data-parallel protocol run over any
+//!   engine (`shard::compute_sharded`).
 //!
 //! # Features
 //!
-//! - `alloc` (default): the `Output` type, which owns its vectors. Without it
-//!   the crate needs neither `std` nor an allocator.
+//! - `alloc` (default): the types that own vectors, and the engine
+//!   interface. Without it the crate needs neither `std` nor an allocator.
 //!
 //! Engines (the CPU reference, the fast CPU engine, the GPU kernels) compose these
 //! pieces in the same order; see `conr-cpu` for a complete, runnable engine.
 //!
 //! ```
-//! use conr_core::{Batch, Config, Shape, pairs::Pair};
+//! use conr_core::{Batch, Config, Inputs, Shape, pairs::Pair};
 //!
 //! let config = Config::official_agedb();
 //! let shape = Shape { rows: 2, dim: 2, label_dim: 1 };
-//! let batch = Batch::<f64>::new(shape, &[1.0, 0.0, 0.0, 1.0], &[20.0, 60.0], &[30.0, 30.5], None)?;
+//! let inputs = Inputs { features: &[1.0, 0.0, 0.0, 1.0], labels: &[20.0, 60.0], preds: &[30.0, 30.5], eta: None };
+//! let batch = Batch::<f64>::new(shape, inputs)?;
 //! let params = batch.check(&config)?;
 //! // Row 0 sees row 1 as a negative: labels 40 apart, predictions 0.5 apart.
-//! let pair = Pair::classify(&params, batch.row(0), batch.row(1), batch.weight(0).ln());
+//! let pair = Pair::classify(&params, batch.row(0), batch.row(1), batch.eta(0).ln());
 //! assert!(pair.is_negative());
 //! # Ok::<(), conr_core::Error>(())
 //! ```
@@ -60,20 +68,31 @@ pub mod band;
 mod batch;
 mod config;
 pub mod density;
+#[cfg(feature = "alloc")]
+pub mod engine;
 mod error;
 pub mod metric;
 pub mod normalize;
 #[cfg(feature = "alloc")]
 mod output;
+#[cfg(feature = "alloc")]
+mod owned;
 pub mod pairs;
+pub mod rules;
 pub mod shard;
 pub mod stats;
 
-pub use batch::{Batch, MAX_WEIGHT, Shape};
-pub use config::{Aggregation, Config, LabelMetric, Params, Pushing, PushingKind, Reduction};
+pub use batch::{Batch, Inputs, MAX_ETA, Shape};
+pub use config::{
+    Aggregation, Config, LabelMetric, Named, Params, Preset, Pushing, PushingKind, Reduction,
+};
+#[cfg(feature = "alloc")]
+pub use engine::{Engine, FloatEngine, PlanReport, Precision, Worker};
 pub use error::Error;
 #[cfg(feature = "alloc")]
 pub use output::{Output, Part};
+#[cfg(feature = "alloc")]
+pub use owned::OwnedBatch;
 
 /// The floating-point types the core computes in: `f32` and `f64`.
 ///

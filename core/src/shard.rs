@@ -41,9 +41,14 @@
 
 use core::ops::Range;
 
-use crate::config::{Aggregation, PushingKind};
+use crate::config::Aggregation;
 use crate::stats::{RowOutcome, reduction_factor};
-use crate::{Config, Error, Reduction, Scalar, Shape, cast};
+use crate::{Config, Error, Named, Pushing, Scalar, Shape, cast};
+
+#[cfg(feature = "alloc")]
+mod sequential;
+#[cfg(feature = "alloc")]
+pub use sequential::{compute_sharded, even_slices};
 
 /// Values in a [`Header`].
 pub const HEADER_LEN: usize = 8;
@@ -101,8 +106,21 @@ impl Header {
     }
 }
 
-/// FNV-1a over every field of the config, with floats by their bits.
+/// FNV-1a over every field of the config, with floats by their bits. The
+/// config is destructured whole, so that a new knob cannot be left out.
 fn fingerprint(config: &Config) -> u64 {
+    let Config {
+        threshold,
+        pred_threshold,
+        temperature,
+        pushing: Pushing { kind, scale },
+        label_metric,
+        aggregation,
+        denominator_padding,
+        outer_weight,
+        self_in_positive_count,
+        reduction,
+    } = *config;
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     let mut eat = |x: u64| {
         for byte in x.to_le_bytes() {
@@ -110,25 +128,23 @@ fn fingerprint(config: &Config) -> u64 {
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
     };
-    eat(config.threshold.to_bits());
-    eat(config.effective_pred_threshold().to_bits());
-    eat(config.temperature.to_bits());
-    eat(match config.pushing.kind {
-        PushingKind::Exp => 0,
-        PushingKind::Linear => 1,
-        PushingKind::Constant => 2,
-    });
-    eat(config.pushing.scale.to_bits());
-    eat(config.label_metric as u64);
-    eat(config.aggregation as u64);
-    eat(u64::from(config.denominator_padding));
-    eat(u64::from(config.outer_weight));
-    eat(u64::from(config.self_in_positive_count));
-    eat(match config.reduction {
-        Reduction::Mean => 0,
-        Reduction::MeanAnchors => 1,
-        Reduction::Sum => 2,
-    });
+    // Names are stable across builds; discriminants need not be.
+    let mut eat_name = |name: &str| {
+        name.bytes().for_each(|b| eat(u64::from(b)));
+        eat(u64::MAX);
+    };
+    eat_name(kind.name());
+    eat_name(label_metric.name());
+    eat_name(aggregation.name());
+    eat_name(reduction.name());
+    eat(threshold.to_bits());
+    // ω̂ in effect: `None` and `Some(ω)` compute the same loss.
+    eat(pred_threshold.unwrap_or(threshold).to_bits());
+    eat(temperature.to_bits());
+    eat(scale.to_bits());
+    eat(u64::from(denominator_padding));
+    eat(u64::from(outer_weight));
+    eat(u64::from(self_in_positive_count));
     hash
 }
 
@@ -296,7 +312,7 @@ pub fn part_loss<T: Scalar>(config: &Config, outcomes: &[RowOutcome<T>], rows: R
 
 impl<T: Scalar> RowOutcome<T> {
     /// The row as [`RECORD_LEN`] scalars, the unit of a message: loss,
-    /// anchor (0 or 1), |P|, |Q|, weight, ln D, ln Σ_P e^s, |P|/n, 1/n,
+    /// anchor (0 or 1), |P|, |Q|, the outer factor, ln D, ln Σ_P e^s, |P|/n, 1/n,
     /// aggregation (0 mean of logs, 1 log of mean).
     ///
     /// ```
@@ -329,13 +345,13 @@ impl<T: Scalar> RowOutcome<T> {
         out[2] = cast(f64::from(self.positives));
         out[3] = cast(f64::from(self.negatives));
         let [
-            weight,
+            outer,
             log_denominator,
             log_positive_sum,
             positive_share,
             inv_count,
         ] = self.parts();
-        out[4] = weight;
+        out[4] = outer;
         out[5] = log_denominator;
         out[6] = log_positive_sum;
         out[7] = positive_share;

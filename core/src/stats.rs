@@ -166,7 +166,7 @@ impl<T: Scalar> RowStats<T> {
 
     /// The row's loss `l_j` and what its backward pass needs.
     ///
-    /// `rows` is M (for the padding term) and `eta` is the row's weight.
+    /// `rows` is M (for the padding term) and `eta` is the row's pushing power `eta_j`.
     /// A row that is not an anchor, or has no positive, has `l_j = 0`: where the
     /// official code divides 0 by 0, this row simply does not contribute.
     pub fn finish(&self, params: &Params<T>, rows: usize, eta: T) -> RowOutcome<T> {
@@ -176,7 +176,7 @@ impl<T: Scalar> RowStats<T> {
             anchor: self.is_anchor(),
             positives: self.positives,
             negatives: self.negatives,
-            weight: if config.outer_weight { eta } else { T::one() },
+            outer: if config.outer_weight { eta } else { T::one() },
             log_denominator: T::zero(),
             log_positive_sum: T::zero(),
             positive_share: T::zero(),
@@ -218,7 +218,7 @@ impl<T: Scalar> RowStats<T> {
                 denominator.value_minus(outcome.log_positive_sum) + count.ln()
             }
         };
-        outcome.loss = outcome.weight * row_loss;
+        outcome.loss = outcome.outer * row_loss;
         outcome
     }
 }
@@ -226,7 +226,7 @@ impl<T: Scalar> RowStats<T> {
 /// One row's result of the forward pass: its loss and what the backward pass needs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RowOutcome<T> {
-    /// `l_j`, including the outer weight, before the reduction.
+    /// `l_j`, including the outer factor, before the reduction.
     pub loss: T,
     /// Whether the row has a negative.
     pub anchor: bool,
@@ -234,7 +234,8 @@ pub struct RowOutcome<T> {
     pub positives: u32,
     /// `|Q_j|`.
     pub negatives: u32,
-    weight: T,
+    /// The outer factor of `l_j`: `eta_j` with `outer_weight`, else 1.
+    outer: T,
     log_denominator: T,
     log_positive_sum: T,
     positive_share: T,
@@ -243,14 +244,14 @@ pub struct RowOutcome<T> {
 }
 
 impl<T: Scalar> Default for RowOutcome<T> {
-    /// A row with no pair at all: no loss, no anchor, weight 1.
+    /// A row with no pair at all: no loss, no anchor, outer factor 1.
     fn default() -> Self {
         Self {
             loss: T::zero(),
             anchor: false,
             positives: 0,
             negatives: 0,
-            weight: T::one(),
+            outer: T::one(),
             log_denominator: T::zero(),
             log_positive_sum: T::zero(),
             positive_share: T::zero(),
@@ -261,10 +262,10 @@ impl<T: Scalar> Default for RowOutcome<T> {
 }
 
 impl<T: Scalar> RowOutcome<T> {
-    /// The backward pass's values: weight, ln D, ln Σ_P e^s, |P|/n, 1/n.
+    /// The backward pass's values: the outer factor, ln D, ln Σ_P e^s, |P|/n, 1/n.
     pub(crate) fn parts(&self) -> [T; 5] {
         [
-            self.weight,
+            self.outer,
             self.log_denominator,
             self.log_positive_sum,
             self.positive_share,
@@ -284,7 +285,7 @@ impl<T: Scalar> RowOutcome<T> {
         positives: u32,
         negatives: u32,
         [
-            weight,
+            outer,
             log_denominator,
             log_positive_sum,
             positive_share,
@@ -297,7 +298,7 @@ impl<T: Scalar> RowOutcome<T> {
             anchor,
             positives,
             negatives,
-            weight,
+            outer,
             log_denominator,
             log_positive_sum,
             positive_share,
@@ -322,7 +323,7 @@ impl<T: Scalar> RowOutcome<T> {
     /// (see [`reduction_factor`]).
     #[inline]
     pub fn gradient(&self, factor: T) -> RowGrad<T> {
-        let c = factor * self.weight;
+        let c = factor * self.outer;
         let (push, pull) = match self.aggregation {
             Aggregation::MeanOfLogs => (c * self.positive_share, c * self.inv_count),
             Aggregation::LogOfMean => (c, c),

@@ -1,76 +1,87 @@
 //! Every tolerance the tests use, in one table.
 //!
-//! A check passes when `|got − want| <= abs + rel · max(floor, scale)`, where
-//! `scale` is `|want|` for a scalar and `max_i |want_i|` for a vector. A vector
-//! check reports its worst element, never a mean.
-//!
-//! Plain comparisons in the tests use `approx`; this table is for what `approx`
-//! cannot say: a gradient tolerance scaled by `max |g|` and floored, named per
-//! engine and precision.
+//! A value passes when `|got − want| <= abs + rel · max(|got|, |want|)`, and a
+//! vector passes when every element does, each against its own magnitude: a
+//! row with a small gradient is held to as many digits as a row with a large
+//! one. A failed vector check reports its worst element (by the share of its
+//! own tolerance it uses).
 
-/// A tolerance: `abs + rel · max(floor, scale)`.
+/// A tolerance: `abs + rel · max(|got|, |want|)`.
 #[derive(Debug, Clone, Copy)]
 pub struct Tol {
     /// The absolute part.
     pub abs: f64,
     /// The relative part.
     pub rel: f64,
-    /// The smallest scale the relative part applies to.
-    pub floor: f64,
 }
 
 impl Tol {
-    /// The allowed error for a value (or vector) of magnitude `scale`.
-    pub fn allowed(&self, scale: f64) -> f64 {
-        self.abs + self.rel * scale.max(self.floor)
+    /// The allowed error between `got` and `want`.
+    pub fn allowed(&self, got: f64, want: f64) -> f64 {
+        self.abs + self.rel * got.abs().max(want.abs())
+    }
+
+    /// How much of its tolerance `got` uses (at most 1 passes; infinite for
+    /// a non-finite `got` against a finite `want`).
+    fn used(&self, got: f64, want: f64) -> f64 {
+        if got == want {
+            return 0.0;
+        }
+        let err = (got - want).abs();
+        if !err.is_finite() {
+            return f64::INFINITY;
+        }
+        err / self.allowed(got, want)
     }
 
     /// Checks a scalar.
     pub fn scalar(&self, what: &str, got: f64, want: f64) -> Result<(), String> {
-        let err = (got - want).abs();
-        // approx's `abs_diff_eq` with the budget's scaled epsilon; a relative
-        // check alone cannot say `floor` (losses near 0 keep an absolute budget).
-        if approx::abs_diff_eq!(got, want, epsilon = self.allowed(want.abs())) {
+        if self.used(got, want) <= 1.0 {
             Ok(())
         } else {
             Err(format!(
-                "{what}: got {got:e}, want {want:e}, |Δ| = {err:e} > {:e}",
-                self.allowed(want.abs())
+                "{what}: got {got:e}, want {want:e}, |Δ| = {:e} > {:e}",
+                (got - want).abs(),
+                self.allowed(got, want)
             ))
         }
     }
 
-    /// Checks a vector element by element against one scale, `max |want|`.
+    /// Checks a vector element by element.
     pub fn vector(&self, what: &str, got: &[f64], want: &[f64]) -> Result<(), String> {
         if got.len() != want.len() {
             return Err(format!("{what}: length {} vs {}", got.len(), want.len()));
         }
-        let scale = want.iter().fold(0.0f64, |a, b| a.max(b.abs()));
-        let allowed = self.allowed(scale);
         let worst = got
             .iter()
             .zip(want)
-            .map(|(g, w)| {
-                if g.is_finite() {
-                    (g - w).abs()
-                } else {
-                    f64::INFINITY
-                }
-            })
+            .map(|(&g, &w)| self.used(g, w))
             .enumerate()
             .fold(
                 (0, 0.0f64),
-                |best, (i, e)| if e > best.1 { (i, e) } else { best },
+                |best, (i, u)| if u > best.1 { (i, u) } else { best },
             );
-        if worst.1 <= allowed {
-            Ok(())
-        } else {
-            let i = worst.0;
-            Err(format!(
-                "{what}[{i}]: got {:e}, want {:e}, |Δ| = {:e} > {allowed:e} (max |want| = {scale:e})",
-                got[i], want[i], worst.1
-            ))
+        if worst.1 <= 1.0 {
+            return Ok(());
         }
+        let i = worst.0;
+        Err(format!(
+            "{what}[{i}]: got {:e}, want {:e}, |Δ| = {:e} > {:e} ({:.1}× the tolerance)",
+            got[i],
+            want[i],
+            (got[i] - want[i]).abs(),
+            self.allowed(got[i], want[i]),
+            worst.1
+        ))
+    }
+
+    /// The largest share of its tolerance any element uses: a measure of how
+    /// close a vector comes to failing.
+    pub fn worst(&self, got: &[f64], want: &[f64]) -> f64 {
+        got.iter()
+            .zip(want)
+            .map(|(&g, &w)| self.used(g, w))
+            .fold(0.0, f64::max)
     }
 }
 
@@ -79,36 +90,36 @@ impl Tol {
 pub struct Budget {
     /// For the loss.
     pub loss: Tol,
-    /// For the gradient.
+    /// For each element of the gradient.
     pub grad: Tol,
 }
 
-/// f64 against the fixtures: `|Δloss| <= 1e-9·max(1, |loss|)`, `max|Δgrad| <= 1e-9·max|grad| + 1e-15`.
+/// f64 against the fixtures (float64 PyTorch autograd): the loss to 1e-9
+/// relative (1e-9 absolute near 0), each gradient element to 1e-9 relative
+/// plus 1e-13 absolute.
 pub const F64_FIXTURE: Budget = Budget {
     loss: Tol {
-        abs: 0.0,
+        abs: 1e-9,
         rel: 1e-9,
-        floor: 1.0,
     },
     grad: Tol {
-        abs: 1e-15,
+        abs: 1e-13,
         rel: 1e-9,
-        floor: 0.0,
     },
 };
 
-/// f32 (CPU or GPU) against the f64 fixtures: loss within 1e-4 relative plus
-/// 1e-6 absolute; `max|Δgrad| <= 2e-3·max|grad| + 1e-7`.
+/// f32 (CPU or GPU) against the f64 fixtures: the loss within 1e-4 relative
+/// plus 1e-6 absolute; each gradient element within 2e-3 relative plus
+/// 1e-5 absolute (f32 rounding of the sums over a row's pairs, which cancel
+/// in rows whose gradient is small).
 pub const F32_FIXTURE: Budget = Budget {
     loss: Tol {
         abs: 1e-6,
         rel: 1e-4,
-        floor: 0.0,
     },
     grad: Tol {
-        abs: 1e-7,
+        abs: 1e-5,
         rel: 2e-3,
-        floor: 0.0,
     },
 };
 
@@ -117,27 +128,24 @@ pub const F64_VS_F64: Budget = Budget {
     loss: Tol {
         abs: 1e-12,
         rel: 1e-10,
-        floor: 0.0,
     },
     grad: Tol {
         abs: 1e-13,
         rel: 1e-9,
-        floor: 0.0,
     },
 };
 
 /// An f32 engine against the f64 reference on random batches with τ >= 0.05.
-/// Logits reach 1/τ, so the absolute part scales with 1/τ (see [`scaled_by_inv_temperature`]).
+/// Logits reach 1/τ, so the absolute part scales with 1/τ (see
+/// [`scaled_by_inv_temperature`]).
 pub const F32_VS_F64: Budget = Budget {
     loss: Tol {
         abs: 2e-6,
         rel: 2e-4,
-        floor: 0.0,
     },
     grad: Tol {
-        abs: 2e-6,
+        abs: 2e-5,
         rel: 3e-3,
-        floor: 0.0,
     },
 };
 
@@ -149,21 +157,15 @@ pub const GPU_VS_CPU: Budget = F32_VS_F64;
 /// accumulation and statistics) against the f64 reference. The normalised
 /// features and the tiles of H are rounded to f16 (a relative error of up to
 /// 2^-11 ≈ 4.9e-4 each), so a logit z_j·z_k/τ is off by up to about 1e-3/τ.
-/// On an H100 the worst errors were 7.8e-4 (loss, relative) and 4.9e-3 of
-/// max|g| (gradient) over the fixtures, 1.2e-4 and 6.1e-4 over 200 random
-/// batches (every knob, τ in [0.05, 2]), and 6.9e-7 and 4.5e-4 on AgeDB-like
-/// batches up to M = 4096: this budget is about twice the worst. The
-/// absolute parts widen with 1/τ like the f32 budgets.
+/// The absolute parts widen with 1/τ like the f32 budgets.
 pub const MIXED_VS_F64: Budget = Budget {
     loss: Tol {
         abs: 1e-5,
         rel: 2e-3,
-        floor: 0.0,
     },
     grad: Tol {
-        abs: 1e-6,
+        abs: 2e-4,
         rel: 1e-2,
-        floor: 0.0,
     },
 };
 
@@ -171,7 +173,6 @@ pub const MIXED_VS_F64: Budget = Budget {
 pub const F64_VS_FD: Tol = Tol {
     abs: 1e-7,
     rel: 1e-5,
-    floor: 0.0,
 };
 
 /// Widens a budget's absolute parts by 1/τ, for random batches where logits reach 1/τ.
@@ -193,8 +194,8 @@ pub fn scaled_by_inv_temperature(budget: Budget, temperature: f64) -> Budget {
 /// and gradient within tolerance, anchors and counts exactly.
 pub fn agree(
     budget: &Budget,
-    got: &conr_cpu::Output<f64>,
-    want: &conr_cpu::Output<f64>,
+    got: &conr_core::Output<f64>,
+    want: &conr_core::Output<f64>,
 ) -> Result<(), proptest::test_runner::TestCaseError> {
     use proptest::test_runner::TestCaseError;
     budget

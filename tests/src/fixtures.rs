@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-pub use conr_cli::input::{LossCase, WeightsCase};
-use conr_cpu::{Batch, Engine, Output, Scalar};
+use conr_core::{Engine, FloatEngine, Output, Scalar};
+pub use conr_schema::{LossCase, WeightsCase};
 use serde_json::Value;
 
 use crate::budget::Budget;
@@ -33,7 +33,7 @@ pub fn loss_cases() -> Vec<(String, LossCase)> {
     files(&["official-", "general-"])
         .into_iter()
         .map(|p| {
-            let case = conr_cli::input::read_json(&p).unwrap_or_else(|e| panic!("{e:#}"));
+            let case = conr_schema::read_json(&p).unwrap_or_else(|e| panic!("{e}"));
             (p.file_name().unwrap().to_string_lossy().into_owned(), case)
         })
         .collect()
@@ -44,7 +44,7 @@ pub fn weight_cases() -> Vec<(String, WeightsCase)> {
     files(&["lds-weights-"])
         .into_iter()
         .map(|p| {
-            let case = conr_cli::input::read_json(&p).unwrap_or_else(|e| panic!("{e:#}"));
+            let case = conr_schema::read_json(&p).unwrap_or_else(|e| panic!("{e}"));
             (p.file_name().unwrap().to_string_lossy().into_owned(), case)
         })
         .collect()
@@ -103,14 +103,11 @@ pub fn widen<T: Scalar>(out: Output<T>) -> Output<f64> {
 }
 
 /// Runs `engine` on a fixture in precision `T`, widened to f64.
-pub fn run<T: Scalar, E: Engine>(engine: &E, case: &LossCase) -> Result<Output<f64>, String> {
-    let config = case.config.to_config().map_err(|e| format!("{e:#}"))?;
-    let cast = |v: &[f64]| -> Vec<T> { v.iter().map(|&x| T::from(x).unwrap()).collect() };
-    let (f, y, p) = (cast(&case.features), cast(&case.labels), cast(&case.preds));
-    let w = case.weights.as_deref().map(cast);
-    let batch = Batch::new(case.shape(), &f, &y, &p, w.as_deref()).map_err(|e| e.to_string())?;
+pub fn run<T: Scalar>(engine: &dyn Engine<T>, case: &LossCase) -> Result<Output<f64>, String> {
+    let config = case.config.to_config().map_err(|e| e.to_string())?;
+    let batch = case.converted::<T>().map_err(|e| e.to_string())?;
     engine
-        .compute(&batch, &config)
+        .compute(&batch.batch(), &config)
         .map(widen)
         .map_err(|e| e.to_string())
 }
@@ -151,20 +148,19 @@ pub fn check_runner(
     failures
 }
 
-/// [`check_runner`] for a CPU engine, in f64 and in f32.
-pub fn check_engine<E: Engine>(
-    engine: &E,
+/// [`check_runner`] for an engine, in f64 and in f32.
+pub fn check_engine(
+    engine: &dyn FloatEngine,
     f64_budget: &Budget,
     f32_budget: &Budget,
 ) -> Vec<String> {
-    let mut failures = check_runner(&format!("{} f64", engine.name()), f64_budget, |c| {
-        run::<f64, _>(engine, c)
+    let name = Engine::<f64>::name(engine);
+    let mut failures = check_runner(&format!("{name} f64"), f64_budget, |c| {
+        run::<f64>(engine, c)
     });
-    failures.extend(check_runner(
-        &format!("{} f32", engine.name()),
-        f32_budget,
-        |c| run::<f32, _>(engine, c),
-    ));
+    failures.extend(check_runner(&format!("{name} f32"), f32_budget, |c| {
+        run::<f32>(engine, c)
+    }));
     failures
 }
 
@@ -175,12 +171,12 @@ pub fn owned_batch(case: &LossCase) -> crate::random::RandomBatch {
         features: case.features.clone(),
         labels: case.labels.clone(),
         preds: case.preds.clone(),
-        weights: case.weights.clone(),
+        eta: case.weights.clone(),
         config: case.config.to_config().expect("a valid fixture config"),
     }
 }
 
 /// A fixture's batch in f32, owned.
-pub fn f32_batch(case: &LossCase) -> crate::random::Converted<f32> {
-    owned_batch(case).convert()
+pub fn f32_batch(case: &LossCase) -> conr_core::OwnedBatch<f32> {
+    case.converted().expect("a valid fixture")
 }

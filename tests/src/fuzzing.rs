@@ -3,14 +3,14 @@
 //! (`tests/tests/fuzz_smoke.rs`). Each takes arbitrary bytes and panics only
 //! when a written promise breaks.
 
-use conr_cli::input::{LossCase, WeightsCase};
-use conr_cli::output::{Backend, Precision};
 use conr_core::band::{BandPlan, Side, TilePlan};
 use conr_core::pairs::Pair;
 use conr_core::{
-    Aggregation, Batch, Config, LabelMetric, Pushing, PushingKind, Reduction, Scalar, Shape,
+    Aggregation, Batch, Config, Engine, FloatEngine, Inputs, LabelMetric, Output, Pushing,
+    PushingKind, Reduction, Scalar, Shape,
 };
-use conr_cpu::{Engine, Fast, Output, Reference};
+use conr_cpu::{Fast, Reference};
+use conr_schema::{LossCase, WeightsCase};
 
 /// Reads typed values from fuzz bytes; past the end it yields zeros.
 struct Reader<'a>(&'a [u8]);
@@ -124,17 +124,21 @@ fn run_engines<T: Scalar>(
     };
     let (f, y, p) = (cast(f), cast(y), cast(p));
     let w = w.map(cast);
-    let Ok(batch) = Batch::new(shape, &f, &y, &p, w.as_deref()) else {
+    let inputs = Inputs {
+        features: &f,
+        labels: &y,
+        preds: &p,
+        eta: w.as_deref(),
+    };
+    let Ok(batch) = Batch::new(shape, inputs) else {
         return;
     };
     if let Ok(params) = batch.check(config) {
         check_bands(&batch, &params);
     }
-    let reference = Reference.compute(&batch, config);
-    let fast = Fast::new().compute(&batch, config);
-    let dense = Fast::new()
-        .with_plan(TilePlan::Dense)
-        .compute(&batch, config);
+    let reference = Engine::<T>::compute(&Reference, &batch, config);
+    let fast = Engine::<T>::compute(&Fast::new(), &batch, config);
+    let dense = Engine::<T>::compute(&Fast::new().with_plan(TilePlan::Dense), &batch, config);
     match (reference, fast, dense) {
         (Ok(a), Ok(b), Ok(c)) => check_outputs(shape, &[a, b, c]),
         (Err(a), Err(b), Err(c)) => {
@@ -221,25 +225,42 @@ pub fn core_api(data: &[u8]) {
     );
 }
 
-/// Fuzz target (b): `conr compute` and `conr weights` input parsing on
-/// arbitrary bytes: an error or a finite result, never a panic.
+/// Fuzz target (b): the input files of `conr compute` and `conr weights`
+/// (the `conr-schema` parser) on arbitrary bytes, then the CPU engines on
+/// what parses: an error or a finite result, never a panic.
 pub fn cli_input(data: &[u8]) {
     if let Ok(case) = serde_json::from_slice::<LossCase>(data)
         && case.features.len() <= 4096
+        && let Ok(config) = case.config.to_config()
     {
-        for backend in [Backend::Reference, Backend::Cpu] {
-            for precision in [Precision::F64, Precision::F32] {
-                if let Ok(report) = conr_cli::output::compute(&case, backend, Some(precision)) {
-                    assert!(report.loss.is_finite());
-                    assert!(report.grad_features.iter().all(|g| g.is_finite()));
-                }
+        let engines: [&dyn FloatEngine; 2] = [&Reference, &Fast::new()];
+        for engine in engines {
+            if let Ok(out) = loss_in::<f64>(engine, &case, &config) {
+                assert!(out.loss.is_finite());
+                assert!(out.grad_features.iter().all(|g| g.is_finite()));
+            }
+            if let Ok(out) = loss_in::<f32>(engine, &case, &config) {
+                assert!(out.loss.is_finite());
+                assert!(out.grad_features.iter().all(|g| g.is_finite()));
             }
         }
     }
     if let Ok(case) = serde_json::from_slice::<WeightsCase>(data)
         && case.labels.len() <= 4096
-        && let Ok(report) = conr_cli::output::weights(&case)
+        && let Ok(config) = case.config.to_config()
+        && let Ok(labels) = case.labels()
+        && let Ok(weights) = conr_cpu::density_weights(&config, labels)
     {
-        assert!(report.weights.iter().all(|w| w.is_finite() && *w > 0.0));
+        assert!(weights.iter().all(|w: &f64| w.is_finite() && *w > 0.0));
     }
+}
+
+/// A case in `T` on `engine`.
+fn loss_in<T: Scalar>(
+    engine: &dyn Engine<T>,
+    case: &LossCase,
+    config: &Config,
+) -> Result<Output<T>, conr_core::Error> {
+    let batch = case.converted::<T>()?;
+    engine.compute(&batch.batch(), config)
 }

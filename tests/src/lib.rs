@@ -1,11 +1,13 @@
-//! Shared test support: tolerance budgets, fixture loading, random batches, and
-//! one checker that every engine runs through.
+//! Shared test support: tolerance budgets, fixture loading, random batches,
+//! the bad-input table, and one checker that every engine runs through.
 
+pub mod bad;
 pub mod budget;
 pub mod fixtures;
 pub mod fuzzing;
 pub mod gpu;
 pub mod random;
+pub mod shard_fuzz;
 
 pub use budget::Tol;
 

@@ -3,7 +3,10 @@
 //! positives, negatives and anchors, and distances sit exactly on or off the
 //! thresholds in f32 and f64 alike.
 
-use conr_core::{Aggregation, Batch, Config, LabelMetric, Pushing, PushingKind, Reduction, Shape};
+use conr_core::{
+    Aggregation, Batch, Config, Inputs, LabelMetric, OwnedBatch, Pushing, PushingKind, Reduction,
+    Scalar, Shape,
+};
 use proptest::prelude::*;
 
 /// A batch that owns its data, with a config.
@@ -17,51 +20,26 @@ pub struct RandomBatch {
     pub labels: Vec<f64>,
     /// M·L predictions: labels plus a multiple of 0.25 in [−0.75, 0.75].
     pub preds: Vec<f64>,
-    /// Optional weights in [0.2, 3].
-    pub weights: Option<Vec<f64>>,
+    /// Optional pushing powers eta in [0.2, 3].
+    pub eta: Option<Vec<f64>>,
     /// The config.
     pub config: Config,
 }
 
-/// A [`RandomBatch`] converted to another precision.
-pub struct Converted<T> {
-    /// The sizes.
-    pub shape: Shape,
-    /// Features.
-    pub features: Vec<T>,
-    /// Labels.
-    pub labels: Vec<T>,
-    /// Predictions.
-    pub preds: Vec<T>,
-    /// Weights.
-    pub weights: Option<Vec<T>>,
-}
-
-impl<T: conr_core::Scalar> Converted<T> {
-    /// The batch view.
-    pub fn batch(&self) -> Batch<'_, T> {
-        Batch::new(
-            self.shape,
-            &self.features,
-            &self.labels,
-            &self.preds,
-            self.weights.as_deref(),
-        )
-        .expect("random batches are valid")
-    }
-}
-
 impl RandomBatch {
+    /// The inputs, by name.
+    pub fn inputs(&self) -> Inputs<'_, f64> {
+        Inputs {
+            features: &self.features,
+            labels: &self.labels,
+            preds: &self.preds,
+            eta: self.eta.as_deref(),
+        }
+    }
+
     /// The batch in f64.
     pub fn batch(&self) -> Batch<'_, f64> {
-        Batch::new(
-            self.shape,
-            &self.features,
-            &self.labels,
-            &self.preds,
-            self.weights.as_deref(),
-        )
-        .expect("random batches are valid")
+        Batch::new(self.shape, self.inputs()).expect("random batches are valid")
     }
 
     /// Whether some label or prediction distance lies within `margin` of its
@@ -96,16 +74,9 @@ impl RandomBatch {
             .all(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt() > floor)
     }
 
-    /// The data in precision `T`.
-    pub fn convert<T: conr_core::Scalar>(&self) -> Converted<T> {
-        let c = |v: &[f64]| v.iter().map(|&x| T::from(x).unwrap()).collect::<Vec<T>>();
-        Converted {
-            shape: self.shape,
-            features: c(&self.features),
-            labels: c(&self.labels),
-            preds: c(&self.preds),
-            weights: self.weights.as_deref().map(c),
-        }
+    /// The batch in precision `T`.
+    pub fn convert<T: Scalar>(&self) -> OwnedBatch<T> {
+        OwnedBatch::converted(&self.batch()).expect("random batches fit in f32")
     }
 }
 
@@ -182,7 +153,7 @@ pub fn batch_with(
                 prop::collection::vec(-3i8..=3, n),
                 prop::option::of(prop::collection::vec(0.2f64..3.0, rows)),
             )
-                .prop_map(move |(features, labels, noise, weights)| {
+                .prop_map(move |(features, labels, noise, eta)| {
                     let labels: Vec<f64> = labels.into_iter().map(f64::from).collect();
                     let preds = labels
                         .iter()
@@ -198,7 +169,7 @@ pub fn batch_with(
                         features,
                         labels,
                         preds,
-                        weights,
+                        eta,
                         config,
                     }
                 })
@@ -234,7 +205,7 @@ pub fn band_breaker(max_rows: usize, max_dim: usize) -> impl Strategy<Value = Ra
             prop::option::of(prop::collection::vec(0.2f64..3.0, rows)),
             prop::collection::vec(0..rows, rows / 3),
         )
-            .prop_map(move |(mut features, steps, noise, weights, copies)| {
+            .prop_map(move |(mut features, steps, noise, eta, copies)| {
                 let mut config = config;
                 if config.label_metric != LabelMetric::Angular {
                     config.threshold = omega;
@@ -286,7 +257,7 @@ pub fn band_breaker(max_rows: usize, max_dim: usize) -> impl Strategy<Value = Ra
                     features,
                     labels,
                     preds,
-                    weights: weights.clone(),
+                    eta: eta.clone(),
                     config,
                 }
             })

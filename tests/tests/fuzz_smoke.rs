@@ -1,18 +1,15 @@
 //! The fuzz targets on stable Rust: every input of the committed corpus
-//! (`fuzz/corpus/`), then seeded random inputs, for a bounded time. The
+//! (`fuzz/corpus/`), then a fixed number of seeded random inputs. The
 //! coverage-guided runs themselves need nightly (`cargo +nightly fuzz run`).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use conr_tests::fuzzing::{cli_input, core_api};
+use conr_tests::shard_fuzz::{Reached, shard_message};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Seconds of random inputs per target after the corpus.
-const RANDOM_BUDGET: Duration = Duration::from_secs(10);
-
-fn replay(target: &str, run: fn(&[u8])) -> usize {
+fn replay(target: &str, mut run: impl FnMut(&[u8])) -> usize {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fuzz/corpus")
         .join(target);
@@ -25,11 +22,11 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
     count
 }
 
-fn random(run: fn(&[u8]), seed: u64, max_len: usize) -> usize {
+/// Runs `run` on `inputs` random inputs of up to `max_len` bytes; returns how many ran.
+fn random(mut run: impl FnMut(&[u8]), seed: u64, max_len: usize, inputs: usize) -> usize {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let start = Instant::now();
     let mut count = 0;
-    while start.elapsed() < RANDOM_BUDGET {
+    for _ in 0..inputs {
         let mut data = vec![0u8; rng.random_range(0..max_len)];
         rng.fill_bytes(&mut data);
         run(&data);
@@ -42,7 +39,8 @@ fn random(run: fn(&[u8]), seed: u64, max_len: usize) -> usize {
 fn core_api_corpus_and_random_inputs() {
     let corpus = replay("core_api", core_api);
     assert!(corpus > 0, "the core_api corpus is empty");
-    let random = random(core_api, 1, 600);
+    let random = random(core_api, 1, 600, 20_000);
+    assert_eq!(random, 20_000);
     eprintln!("core_api: {corpus} corpus inputs, {random} random inputs");
 }
 
@@ -50,7 +48,35 @@ fn core_api_corpus_and_random_inputs() {
 fn cli_input_corpus_and_random_inputs() {
     let corpus = replay("cli_input", cli_input);
     assert!(corpus > 0, "the cli_input corpus is empty");
-    // Random bytes are rarely JSON: also mutate corpus-like text.
-    let random = random(cli_input, 2, 300);
+    // Random bytes are rarely JSON: the corpus carries the parser's coverage.
+    let random = random(cli_input, 2, 300, 20_000);
+    assert_eq!(random, 20_000);
     eprintln!("cli_input: {corpus} corpus inputs, {random} random inputs");
+}
+
+/// The shard messages' parser: random inputs reach every stage (refused,
+/// read, gathered and run), so the target really exercises the protocol.
+#[test]
+fn shard_message_corpus_and_random_inputs() {
+    let mut reached = [0usize; 3];
+    let mut count = |data: &[u8]| {
+        let stage = match shard_message(data) {
+            Reached::Refused => 0,
+            Reached::Read => 1,
+            Reached::Gathered => 2,
+        };
+        reached[stage] += 1;
+    };
+    let corpus = replay("shard_message", &mut count);
+    assert!(corpus > 0, "the shard_message corpus is empty");
+    let random = random(&mut count, 3, 400, 50_000);
+    assert_eq!(random, 50_000);
+    eprintln!(
+        "shard_message: {corpus} corpus inputs, {random} random inputs; refused {}, read {}, gathered {}",
+        reached[0], reached[1], reached[2]
+    );
+    assert!(
+        reached.iter().all(|&n| n > 100),
+        "every stage is reached: {reached:?}"
+    );
 }

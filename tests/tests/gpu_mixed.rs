@@ -2,16 +2,16 @@
 //! cooperative matrices, f32 statistics) against the f64 reference, within
 //! `conr_tests::budget::MIXED_VS_F64`. These run wherever the adapter has
 //! the features; elsewhere (lavapipe in CI) asking for mixed precision must be
-//! a clear `GpuError::Unsupported`, which is tested instead.
+//! a clear `Error::Unsupported`, which is tested instead.
 
 use conr_core::band::TilePlan;
-use conr_core::{Batch, Config, Shape};
-use conr_cpu::{Engine, Fast, Output, Reference};
+use conr_core::{Batch, Config, Engine, Error, Inputs, Precision, Shape};
+use conr_cpu::{Fast, Output, Reference};
 use conr_tests::budget::{Budget, MIXED_VS_F64, scaled_by_inv_temperature};
 use conr_tests::fixtures::{Expected, f32_batch, loss_cases, widen};
 use conr_tests::gpu::gpu;
 use conr_tests::random::any_batch;
-use conr_wgpu::{GpuConr, GpuError, GpuPrecision};
+use conr_wgpu::GpuConr;
 use proptest::strategy::{Strategy, ValueTree};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,9 +23,9 @@ fn mixed() -> Option<&'static GpuConr> {
     static MIXED: OnceLock<Option<GpuConr>> = OnceLock::new();
     gpu()?;
     MIXED
-        .get_or_init(|| match GpuConr::with_precision(GpuPrecision::Mixed) {
+        .get_or_init(|| match GpuConr::with_precision(Precision::Mixed) {
             Ok(g) => Some(g),
-            Err(e @ GpuError::Unsupported { .. }) => {
+            Err(e @ Error::Unsupported { .. }) => {
                 eprintln!("mixed precision is not available here: {e}");
                 None
             }
@@ -88,14 +88,14 @@ fn check(budget: &Budget, got: &Output<f64>, want: &Output<f64>) -> Result<(), S
 #[test]
 fn mixed_precision_is_a_clear_error_where_the_adapter_lacks_it() {
     let Some(plain) = gpu() else { return };
-    let wanted = GpuConr::with_precision(GpuPrecision::Mixed);
+    let wanted = GpuConr::with_precision(Precision::Mixed);
     match wanted {
-        Ok(g) => assert_eq!(g.precision(), GpuPrecision::Mixed),
+        Ok(g) => assert_eq!(Engine::<f32>::precision(&g), Precision::Mixed),
         Err(e) => {
             assert!(
                 matches!(
                     e,
-                    GpuError::Unsupported {
+                    Error::Unsupported {
                         what: "mixed precision",
                         ..
                     }
@@ -112,11 +112,27 @@ fn mixed_precision_is_a_clear_error_where_the_adapter_lacks_it() {
     // A device made without the features is refused too, never run in f32.
     let device = plain.device().clone();
     let queue = plain.queue().clone();
-    if !device.features().contains(GpuPrecision::Mixed.features()) {
+    if !device
+        .features()
+        .contains(conr_wgpu::features_for(Precision::Mixed))
+    {
         let err =
-            GpuConr::from_device_with_precision(device, queue, GpuPrecision::Mixed).unwrap_err();
-        assert!(matches!(err, GpuError::Unsupported { .. }), "{err:?}");
+            GpuConr::from_device_with_precision(device.clone(), queue.clone(), Precision::Mixed)
+                .unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     }
+    // f64 is not a precision the GPU computes in: a clear refusal too.
+    let err = GpuConr::from_device_with_precision(device, queue, Precision::F64).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unsupported {
+                what: "f64 on the GPU",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -188,16 +204,15 @@ fn mixed_matches_the_reference_on_random_batches() {
 #[test]
 fn mixed_matches_the_reference_on_agedb_like_batches() {
     let Some(band) = mixed() else { return };
-    assert_eq!(band.plan(), TilePlan::Band);
-    let dense = GpuConr::with_precision(GpuPrecision::Mixed)
+    let dense = GpuConr::with_precision(Precision::Mixed)
         .unwrap()
         .with_plan(TilePlan::Dense);
-    for gpu in [band, &dense] {
-        agedb_like(gpu);
+    for (gpu, plan) in [(band, "band"), (&dense, "dense")] {
+        agedb_like(gpu, plan);
     }
 }
 
-fn agedb_like(gpu: &GpuConr) {
+fn agedb_like(gpu: &GpuConr, plan: &str) {
     let mut worst = Worst::default();
     let mut failures = Vec::new();
     for (m, d) in [(128, 512), (1000, 100), (4096, 512)] {
@@ -222,17 +237,19 @@ fn agedb_like(gpu: &GpuConr) {
         };
         let config = Config::official_agedb();
         let (fw, lw, pw) = (wide(&f32s), wide(&l32), wide(&p32));
-        let want = Fast::new()
-            .compute(&Batch::new(shape, &fw, &lw, &pw, None).unwrap(), &config)
-            .unwrap();
-        let got = widen(
-            gpu.compute(
-                &Batch::new(shape, &f32s, &l32, &p32, None).unwrap(),
-                &config,
-            )
-            .expect("the GPU computes"),
-        );
-        let what = format!("M={m} D={d}, {} plan", gpu.plan().name());
+        fn inputs<'a, T>(features: &'a [T], labels: &'a [T], preds: &'a [T]) -> Inputs<'a, T> {
+            Inputs {
+                features,
+                labels,
+                preds,
+                eta: None,
+            }
+        }
+        let wide_batch = Batch::new(shape, inputs(&fw, &lw, &pw)).unwrap();
+        let want = Fast::new().compute(&wide_batch, &config).unwrap();
+        let small = Batch::new(shape, inputs(&f32s, &l32, &p32)).unwrap();
+        let got = widen(gpu.compute(&small, &config).expect("the GPU computes"));
+        let what = format!("M={m} D={d}, {plan} plan");
         worst.see(&got, want.loss, &want.grad_features, &what);
         if let Err(e) = check(
             &scaled_by_inv_temperature(MIXED_VS_F64, config.temperature),

@@ -93,7 +93,7 @@ proptest! {
         permuted.features = gather(&b.features, d);
         permuted.labels = gather(&b.labels, l);
         permuted.preds = gather(&b.preds, l);
-        permuted.weights = b.weights.as_ref().map(|w| gather(w, 1));
+        permuted.eta = b.eta.as_ref().map(|w| gather(w, 1));
         let (base, out) = (reference(&b), reference(&permuted));
         F64_VS_F64.loss.scalar("loss", out.loss, base.loss).map_err(TestCaseError::fail)?;
         F64_VS_F64.grad.vector("grad", &out.grad_features, &gather(&base.grad_features, d)).map_err(TestCaseError::fail)?;
@@ -168,7 +168,8 @@ proptest! {
     #[test]
     fn single_row_batches_give_zero(config in any_config()) {
         let shape = Shape { rows: 1, dim: 3, label_dim: 1 };
-        let b = conr_core::Batch::new(shape, &[0.5, -1.0, 2.0], &[3.0], &[3.0], None).unwrap();
+        let inputs = conr_core::Inputs { features: &[0.5, -1.0, 2.0], labels: &[3.0], preds: &[3.0], eta: None };
+        let b = conr_core::Batch::new(shape, inputs).unwrap();
         let out = Reference.compute(&b, &config).unwrap();
         prop_assert_eq!(out.loss, 0.0);
         prop_assert_eq!(out.grad_features, vec![0.0; 3]);

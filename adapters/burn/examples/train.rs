@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
-use conr_burn::{Config, ConrLoss, SharedWgpu};
+use conr_burn::{Config, ConrLoss};
 
 /// β, the weight of the ConR term (the AgeDB-DIR runs use 4).
 const BETA: f64 = 4.0;
@@ -57,9 +57,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         #[allow(deprecated)] // burn marks NdArray deprecated in favour of Flex.
         "ndarray" => (Device::ndarray(), conr),
         "flex" => (Device::flex(), conr),
+        #[cfg(feature = "wgpu")]
         "wgpu" => {
             // One device and one queue for burn and conr, created once.
-            let shared = SharedWgpu::init()?;
+            let shared = conr_burn::SharedWgpu::init()?;
             println!("wgpu adapter: {}", shared.gpu().adapter_name());
             (shared.device().clone(), conr.in_place_on(shared))
         }

@@ -5,26 +5,24 @@ use std::fmt;
 #[non_exhaustive]
 pub enum Error {
     /// The batch or the config is invalid: conr's own checks (non-finite
-    /// values, no rows, a bad temperature, ...).
+    /// values, no rows, a bad temperature, ...), the same on every path.
     Input(conr_core::Error),
+    /// conr's engine failed (on the device, say).
+    Engine(conr_core::Error),
     /// The tensors do not form a batch: their ranks or sizes disagree.
     Shape(String),
-    /// The tensors live on devices or backends this op cannot use.
+    /// The tensors live on devices this op cannot use together.
     Device(String),
     /// burn failed to read a tensor or to bring up its wgpu runtime.
     Burn(String),
-    /// conr's GPU engine refused the batch or failed on the device.
-    Gpu(conr_wgpu::GpuError),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Input(e) => write!(f, "conr: {e}"),
-            Error::Shape(why) => write!(f, "conr: {why}"),
-            Error::Device(why) => write!(f, "conr: {why}"),
+            Error::Input(e) | Error::Engine(e) => write!(f, "conr: {e}"),
+            Error::Shape(why) | Error::Device(why) => write!(f, "conr: {why}"),
             Error::Burn(why) => write!(f, "conr: burn: {why}"),
-            Error::Gpu(e) => write!(f, "conr: {e}"),
         }
     }
 }
@@ -32,8 +30,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Input(e) => Some(e),
-            Error::Gpu(e) => Some(e),
+            Error::Input(e) | Error::Engine(e) => Some(e),
             _ => None,
         }
     }
@@ -41,15 +38,10 @@ impl std::error::Error for Error {
 
 impl From<conr_core::Error> for Error {
     fn from(e: conr_core::Error) -> Self {
-        Error::Input(e)
-    }
-}
-
-impl From<conr_wgpu::GpuError> for Error {
-    fn from(e: conr_wgpu::GpuError) -> Self {
-        match e {
-            conr_wgpu::GpuError::Input(e) => Error::Input(e),
-            other => Error::Gpu(other),
+        if e.is_input() {
+            Error::Input(e)
+        } else {
+            Error::Engine(e)
         }
     }
 }

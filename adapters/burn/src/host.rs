@@ -1,42 +1,11 @@
-//! The host path: the batch is read into host memory, a conr CPU engine
+//! The host path: the batch is read into host memory, a conr engine
 //! computes the loss and the gradient, and both come back as tensors on the
-//! features' device. It runs on every backend the op supports.
+//! features' device. It runs on every backend burn offers.
 
 use burn::tensor::{DType, Element, Tensor, TensorData};
-use conr_core::{Batch, Config, Scalar, Shape};
-use conr_cpu::{Engine, Fast, Output, Reference};
+use conr_core::{Batch, Config, Engine, FloatEngine, Inputs, Scalar, Shape};
 
 use crate::Error;
-
-/// The CPU engine of the host path.
-#[derive(Clone, Debug)]
-pub enum HostEngine {
-    /// The fast engine (the default): blocked, multi-threaded, and with the
-    /// band plan, time that grows with the pairs that matter.
-    Fast(Fast),
-    /// The reference engine: plain loops, the oracle every engine is tested
-    /// against.
-    Reference,
-}
-
-impl Default for HostEngine {
-    fn default() -> Self {
-        HostEngine::Fast(Fast::new())
-    }
-}
-
-impl HostEngine {
-    fn compute<T: Scalar>(
-        &self,
-        batch: &Batch<'_, T>,
-        config: &Config,
-    ) -> Result<Output<T>, Error> {
-        Ok(match self {
-            HostEngine::Fast(fast) => fast.compute(batch, config)?,
-            HostEngine::Reference => Reference.compute(batch, config)?,
-        })
-    }
-}
 
 /// The batch as host tensors' data, already checked for shape.
 pub(crate) struct HostBatch {
@@ -70,11 +39,11 @@ impl HostBatch {
         })
     }
 
-    /// The loss (`[1]`) and `∂loss/∂features` (M×D) as host data: in f64
-    /// for f64 features, in f32 for every other float type.
+    /// The loss (`[1]`) and `∂loss/∂features` (M×D) as host data, on
+    /// `engine`: in f64 for f64 features, in f32 for every other float type.
     pub fn compute(
         self,
-        engine: &HostEngine,
+        engine: &dyn FloatEngine,
         config: &Config,
     ) -> Result<(TensorData, TensorData), Error> {
         match self.features.dtype() {
@@ -83,17 +52,9 @@ impl HostBatch {
         }
     }
 
-    /// Checks the values as every conr engine does (naming the first bad
-    /// one), without computing the loss.
-    pub fn check(self, config: &Config) -> Result<(), Error> {
-        let values = Values::<f32>::of(self)?;
-        values.batch()?.check(config)?;
-        Ok(())
-    }
-
     fn compute_in<T: Scalar + Element>(
         self,
-        engine: &HostEngine,
+        engine: &dyn Engine<T>,
         config: &Config,
     ) -> Result<(TensorData, TensorData), Error> {
         let values = Values::<T>::of(self)?;
@@ -133,12 +94,12 @@ impl<T: Scalar + Element> Values<T> {
 
     /// The batch, with conr's checks of its values.
     fn batch(&self) -> Result<Batch<'_, T>, Error> {
-        Ok(Batch::new(
-            self.shape,
-            &self.features,
-            &self.labels,
-            &self.preds,
-            self.weights.as_deref(),
-        )?)
+        let inputs = Inputs {
+            features: &self.features,
+            labels: &self.labels,
+            preds: &self.preds,
+            eta: self.weights.as_deref(),
+        };
+        Ok(Batch::new(self.shape, inputs)?)
     }
 }

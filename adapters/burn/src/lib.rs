@@ -2,19 +2,25 @@
 //!
 //! ConR in [burn](https://burn.dev): [`conr_loss`] (or a configured
 //! [`ConrLoss`]) returns the loss as a tensor whose `backward()` fills the
-//! features' gradient with conr's analytic gradient, through a custom
-//! autodiff step rather than burn's autodiff of tensor operations.
+//! features' gradient with conr's analytic gradient.
 //!
 //! Two paths ([`Route`]):
-//! - **Host**, on burn's two CPU backends (flex and ndarray) and every
-//!   cubecl backend (wgpu, CUDA, ROCm, CPU), in f32 and f64 (other float types are computed in
-//!   f32): the batch is read into host memory, a conr CPU engine computes
-//!   the loss and the gradient, and both come back as tensors.
-//! - **In place**, for f32 features on burn's wgpu backend: conr-wgpu
-//!   records its passes on burn's own device, queue and tensor buffers, with
-//!   no copy through the host. Create a [`SharedWgpu`] once, build the model
-//!   and the batches on [`SharedWgpu::device`], and hand it to
-//!   [`ConrLoss::in_place_on`].
+//! - **Host**, on every backend burn offers (flex, ndarray, the cubecl
+//!   backends: wgpu, CUDA, ROCm, the CPU runtime), in f32 and f64 (other
+//!   float types are computed in f32): the batch is read into host memory,
+//!   a conr engine (the fast CPU engine by default, any engine of the core's
+//!   interface with [`ConrLoss::with_engine`]) computes the loss and the
+//!   gradient, and both come back as tensors.
+//! - **In place** (feature `wgpu`, on by default), for f32 features on
+//!   burn's wgpu backend: conr-wgpu records its passes on burn's own
+//!   device, queue and tensor buffers, with no copy through the host.
+//!   Create a `SharedWgpu` once, build the model and the batches on
+//!   `SharedWgpu::device`, and hand it to `ConrLoss::in_place_on`.
+//!
+//! The loss tensor is `loss + Σ (f − f̄) ⊙ g`, where `g` is conr's gradient
+//! and `f̄` the features detached: its value is the loss exactly, and
+//! burn's autodiff of it gives the features `g` times the upstream gradient.
+//! No backend extension is needed for that, so every backend has it.
 //!
 //! ```
 //! use burn::tensor::{Device, Tensor};
@@ -43,13 +49,13 @@
 struct ReadmeDoctests;
 
 mod error;
-mod extension;
 mod host;
+#[cfg(feature = "wgpu")]
 mod in_place;
 mod loss;
 
-pub use conr_core::Config;
+pub use conr_core::{Config, FloatEngine};
 pub use error::Error;
-pub use host::HostEngine;
+#[cfg(feature = "wgpu")]
 pub use in_place::SharedWgpu;
 pub use loss::{ConrLoss, Route, conr_loss};

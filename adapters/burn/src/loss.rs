@@ -1,70 +1,62 @@
 //! [`ConrLoss`]: the batch's checks, the choice of path, and the tensor that
 //! carries the gradient.
 
-use burn::backend::{Dispatch, DispatchDevice};
-use burn::tensor::{Bool, DType, Device, Tensor};
-use conr_core::{Config, Shape};
+use std::sync::Arc;
 
-use crate::extension::{AttachGradient, InPlace};
-use crate::host::{HostBatch, HostEngine};
-use crate::{Error, SharedWgpu};
+use burn::tensor::Tensor;
+use conr_core::{Config, FloatEngine, Shape};
+use conr_cpu::Fast;
+
+use crate::Error;
+use crate::host::HostBatch;
+#[cfg(feature = "wgpu")]
+use crate::in_place::SharedWgpu;
 
 /// Where a batch's loss and gradient are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
-    /// Read into host memory, computed by a CPU engine, written back.
+    /// Read into host memory, computed by a conr engine, written back.
     Host,
     /// Computed by conr-wgpu on burn's own wgpu buffers, with no copy
-    /// through the host.
+    /// through the host (feature `wgpu`).
     InPlace,
 }
 
 /// The ConR loss term for burn, configured once and applied per batch.
 ///
-/// Every float type and backend burn's dispatch offers here (flex, ndarray
-/// and the cubecl backends: wgpu, and CUDA, ROCm or the CPU runtime where burn
-/// has them) takes the host path. With [`ConrLoss::in_place_on`], f32
-/// features on the [`SharedWgpu`] device take the in-place path.
+/// Every backend and float type burn offers takes the host path. With
+/// [`ConrLoss::in_place_on`] (feature `wgpu`, on by default), f32 features
+/// on the [`SharedWgpu`] device take the in-place path.
 #[derive(Clone, Debug)]
 pub struct ConrLoss {
-    config: Config,
-    engine: HostEngine,
-    shared: Option<SharedWgpu>,
-    checked: bool,
+    pub(crate) config: Config,
+    engine: Arc<dyn FloatEngine>,
+    #[cfg(feature = "wgpu")]
+    pub(crate) shared: Option<SharedWgpu>,
+    #[cfg(feature = "wgpu")]
+    pub(crate) checked: bool,
 }
 
 impl ConrLoss {
     /// The loss with `config`, on the fast CPU engine. Refuses an invalid
     /// config (a non-positive temperature, ...).
     pub fn new(config: Config) -> Result<Self, Error> {
-        config.params::<f64>()?;
+        config.validate()?;
         Ok(Self {
             config,
-            engine: HostEngine::default(),
+            engine: Arc::new(Fast::new()),
+            #[cfg(feature = "wgpu")]
             shared: None,
+            #[cfg(feature = "wgpu")]
             checked: false,
         })
     }
 
-    /// The same loss on another CPU engine for the host path.
-    pub fn with_engine(mut self, engine: HostEngine) -> Self {
+    /// The same loss on another engine for the host path: the reference
+    /// engine, a fast engine with its own threads, or any other engine of
+    /// the core's interface.
+    pub fn with_engine(mut self, engine: Arc<dyn FloatEngine>) -> Self {
         self.engine = engine;
-        self
-    }
-
-    /// The same loss, in place for f32 features on `shared`'s device.
-    pub fn in_place_on(mut self, shared: SharedWgpu) -> Self {
-        self.shared = Some(shared);
-        self
-    }
-
-    /// The same loss, refusing bad values on the in-place path too: each
-    /// batch then costs one read of a flag (a wait for the GPU), and a bad
-    /// batch is read once more to name the bad value. Without it, bad values
-    /// on the in-place path give a NaN loss and gradient (see
-    /// [`ConrLoss::forward`]). The host path always refuses them.
-    pub fn checked(mut self, checked: bool) -> Self {
-        self.checked = checked;
         self
     }
 
@@ -75,31 +67,27 @@ impl ConrLoss {
 
     /// The path a batch with these features takes.
     pub fn route(&self, features: &Tensor<2>) -> Route {
-        match self.in_place_device(features) {
-            Some(_) => Route::InPlace,
-            None => Route::Host,
+        #[cfg(feature = "wgpu")]
+        if self.in_place_device(features).is_some() {
+            return Route::InPlace;
         }
-    }
-
-    /// The shared device, where these features take the in-place path.
-    fn in_place_device(&self, features: &Tensor<2>) -> Option<&SharedWgpu> {
-        self.shared.as_ref().filter(|shared| {
-            features.device() == *shared.device() && features.dtype() == DType::F32
-        })
+        let _ = features;
+        Route::Host
     }
 
     /// The ConR loss (shape `[1]`, the features' float type) of `features`
     /// (M×D). `labels` and `preds` are M or M×L; `weights` (M) are the
-    /// pushing powers (all 1 when `None`). They are constants: no gradient
-    /// flows into them. On an autodiff device, `backward()` gives `features`
-    /// conr's analytic gradient.
+    /// pushing powers eta (all 1 when `None`). They are constants: no
+    /// gradient flows into them. On an autodiff device, `backward()` gives
+    /// `features` conr's analytic gradient.
     ///
     /// Shapes, devices and the config are checked up front on both paths.
     /// The host path reads the batch and refuses the values conr refuses
-    /// (NaN or infinite values, weights outside (0, 1e6]). The in-place path
-    /// does not wait for the GPU to read them: it tests them on the device
-    /// and makes the loss and the gradient NaN where one is bad, unless
-    /// [`ConrLoss::checked`] asks for an error instead.
+    /// (NaN or infinite values, eta outside (0, 1e6], zero label vectors
+    /// under `angular`). The in-place path does not wait for the GPU to read
+    /// them: the device checks the same rules and makes the loss and the
+    /// gradient NaN where one breaks, unless [`ConrLoss::checked`] asks for
+    /// the error instead.
     pub fn forward<const L: usize>(
         &self,
         features: Tensor<2>,
@@ -107,108 +95,33 @@ impl ConrLoss {
         preds: Tensor<L>,
         weights: Option<Tensor<1>>,
     ) -> Result<Tensor<1>, Error> {
-        supported(&features.device())?;
         let shape = shape_of(&features, &labels, &preds, weights.as_ref())?;
-        let (loss, grad) = match self.in_place_device(&features) {
-            None => {
-                let batch = HostBatch::read(shape, &features, labels, preds, weights)?;
-                let (loss, grad) = batch.compute(&self.engine, &self.config)?;
-                // Constants: created without autodiff, they carry no graph.
-                let options = (&features.device().without_autodiff(), features.dtype());
-                (
-                    Tensor::<1>::from_data(loss, options),
-                    Tensor::<2>::from_data(grad, options),
-                )
-            }
-            Some(shared) => self.in_place(shared, shape, &features, labels, preds, weights)?,
-        };
-        let loss = <Dispatch as AttachGradient>::attach_gradient(
-            features.into_dispatch(),
-            loss.into_dispatch(),
-            grad.into_dispatch(),
-        );
-        Ok(Tensor::from_dispatch(loss))
+        #[cfg(feature = "wgpu")]
+        if let Some(shared) = self.in_place_device(&features) {
+            let (loss, grad) = self.in_place(shared, shape, &features, labels, preds, weights)?;
+            return Ok(attach(features, loss, grad));
+        }
+        let batch = HostBatch::read(shape, &features, labels, preds, weights)?;
+        let (loss, grad) = batch.compute(&*self.engine, &self.config)?;
+        // Constants: created without autodiff, they carry no graph.
+        let options = (&features.device().without_autodiff(), features.dtype());
+        let loss = Tensor::<1>::from_data(loss, options);
+        let grad = Tensor::<2>::from_data(grad, options);
+        Ok(attach(features, loss, grad))
     }
+}
 
-    fn in_place<const L: usize>(
-        &self,
-        shared: &SharedWgpu,
-        shape: Shape,
-        features: &Tensor<2>,
-        labels: Tensor<L>,
-        preds: Tensor<L>,
-        weights: Option<Tensor<1>>,
-    ) -> Result<(Tensor<1>, Tensor<2>), Error> {
-        shared.gpu().check_record(shape, &self.config)?;
-        let device = shared.device();
-        let same = |what: &str, other: Device| {
-            if other == *device {
-                Ok(())
-            } else {
-                Err(Error::Device(format!(
-                    "the {what} are on {other:?}, the features on {device:?}"
-                )))
-            }
-        };
-        same("labels", labels.device())?;
-        same("predictions", preds.device())?;
-        if let Some(w) = &weights {
-            same("weights", w.device())?;
-        }
-        let flat = |t: Tensor<L>| -> Tensor<1> {
-            t.inner()
-                .cast(DType::F32)
-                .reshape([shape.rows * shape.label_dim])
-        };
-        let features = features.clone().inner();
-        let (labels, preds) = (flat(labels), flat(preds));
-        let weighted = weights.is_some();
-        let weights = match weights {
-            Some(w) => w.inner().cast(DType::F32),
-            None => Tensor::ones([shape.rows], (device, DType::F32)),
-        };
-        // The values conr's CPU engines refuse, found on the device.
-        let valid = features
-            .clone()
-            .is_finite()
-            .all()
-            .bool_and(labels.clone().is_finite().all())
-            .bool_and(preds.clone().is_finite().all())
-            .bool_and(weights.clone().is_finite().all())
-            .bool_and(weights.clone().greater_elem(0.0).all())
-            .bool_and(
-                weights
-                    .clone()
-                    .lower_equal_elem(conr_core::MAX_WEIGHT)
-                    .all(),
-            );
-        if self.checked && !read_flag(valid.clone())? {
-            // Read the batch to name the bad value, as the host path does.
-            let [m, l] = [shape.rows, shape.label_dim];
-            let host = HostBatch::read(
-                shape,
-                &features,
-                labels.clone().reshape([m, l]),
-                preds.clone().reshape([m, l]),
-                weighted.then(|| weights.clone()),
-            )?;
-            host.check(&self.config)?;
-        }
-        let (loss, grad) = <Dispatch as InPlace>::conr_in_place(
-            features.into_dispatch(),
-            labels.into_dispatch(),
-            preds.into_dispatch(),
-            weights.into_dispatch(),
-            shared.job(shape, self.config),
-        );
-        let invalid = valid.bool_not();
-        let loss = Tensor::<1>::from_dispatch(loss).mask_fill(invalid.clone(), f32::NAN);
-        let grad = Tensor::<2>::from_dispatch(grad).mask_fill(
-            invalid.reshape([1, 1]).expand([shape.rows, shape.dim]),
-            f32::NAN,
-        );
-        Ok((loss, grad))
+/// `loss` as a function of `features` whose gradient is `grad`:
+/// `loss + Σ (f − f̄) ⊙ grad`, with `f̄` the features detached. Its value is
+/// `loss` exactly (`f − f̄ = 0` for finite features), and burn's autodiff
+/// gives the features `grad` times the upstream gradient: conr's analytic
+/// gradient, on every backend burn has, with no backend extension.
+fn attach(features: Tensor<2>, loss: Tensor<1>, grad: Tensor<2>) -> Tensor<1> {
+    if !features.device().is_autodiff() {
+        return loss;
     }
+    let frozen = features.clone().detach().set_require_grad(false);
+    loss + ((features - frozen) * grad).sum()
 }
 
 /// The ConR loss of `features` with `config` on the fast CPU engine: see
@@ -239,25 +152,6 @@ pub fn conr_loss<const L: usize>(
     config: &Config,
 ) -> Result<Tensor<1>, Error> {
     ConrLoss::new(*config)?.forward(features, labels, preds, weights)
-}
-
-/// A one-element bool tensor's value (a wait for its device).
-fn read_flag(flag: Tensor<1, Bool>) -> Result<bool, Error> {
-    let data = flag
-        .try_into_data()
-        .map_err(|e| Error::Burn(format!("reading a flag: {e}")))?;
-    Ok(data.iter::<bool>().next().unwrap_or(false))
-}
-
-/// Refuses the backends the op's extensions do not cover (burn's dispatch
-/// would panic on them).
-fn supported(device: &Device) -> Result<(), Error> {
-    match device.clone().without_autodiff().as_dispatch() {
-        DispatchDevice::NdArray(_) | DispatchDevice::Flex(_) | DispatchDevice::Cube(_) => Ok(()),
-        other => Err(Error::Device(format!(
-            "conr-burn runs on the ndarray, flex and cubecl backends, not on {other:?}"
-        ))),
-    }
 }
 
 /// The batch's shape, from tensors whose ranks and sizes agree.

@@ -6,10 +6,13 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use burn::tensor::{DType, Device, Tensor};
 use common::{HostBatch, OnBurn, agree, loss_and_grad, values};
-use conr_burn::{Config, ConrLoss, Error, HostEngine, conr_loss};
+use conr_burn::{Config, ConrLoss, Error, FloatEngine, conr_loss};
 use conr_core::Shape;
+use conr_cpu::{Fast, Reference};
 use conr_tests::budget::{F32_FIXTURE, F64_FIXTURE, F64_VS_F64, F64_VS_FD};
 use conr_tests::fixtures::{Expected, loss_cases};
 use proptest::prelude::*;
@@ -23,7 +26,7 @@ fn through_burn(
     device: &Device,
     b: &HostBatch,
     dtype: DType,
-    engine: HostEngine,
+    engine: Arc<dyn FloatEngine>,
 ) -> Result<(f64, Vec<f64>), Error> {
     let t = b.on(&device.clone().autodiff(), dtype);
     let conr = ConrLoss::new(b.config)?.with_engine(engine);
@@ -46,7 +49,7 @@ fn every_fixture_through_burn_autodiff_in_f64_and_f32() {
         let b = conr_tests::fixtures::owned_batch(&case);
         for (name, device) in backends() {
             for (dtype, budget) in [(DType::F64, &F64_FIXTURE), (DType::F32, &F32_FIXTURE)] {
-                let got = through_burn(&device, &b, dtype, HostEngine::default())
+                let got = through_burn(&device, &b, dtype, Arc::new(Fast::new()))
                     .map_err(|e| e.to_string());
                 if let Err(e) = got.and_then(|got| agree(budget, &got, want.loss, &want.grad)) {
                     failures.push(format!("{file} {name} {dtype:?}: {e}"));
@@ -66,11 +69,13 @@ proptest! {
     fn autodiff_gradient_equals_the_reference(b in conr_tests::random::any_batch(40, 12)) {
         let want = b.reference();
         for (name, device) in backends() {
-            for engine in [HostEngine::default(), HostEngine::Reference] {
-                let got = through_burn(&device, &b, DType::F64, engine.clone())
+            let engines: [Arc<dyn FloatEngine>; 2] = [Arc::new(Fast::new()), Arc::new(Reference)];
+            for engine in engines {
+                let which = conr_core::Engine::<f64>::name(&*engine);
+                let got = through_burn(&device, &b, DType::F64, engine)
                     .expect("burn computes");
                 agree(&F64_VS_F64, &got, want.loss, &want.grad_features)
-                    .map_err(|e| TestCaseError::fail(format!("{name} {engine:?}: {e}")))?;
+                    .map_err(|e| TestCaseError::fail(format!("{name} {which}: {e}")))?;
             }
         }
     }
@@ -92,11 +97,11 @@ fn gradient_matches_finite_differences() {
         ],
         labels: vec![20.0, 21.0, 60.0, 20.0, 21.0, 60.0],
         preds: vec![30.0, 30.4, 30.8, 30.1, 30.5, 30.9],
-        weights: Some(vec![1.0, 2.0, 0.5, 1.0, 1.5, 1.0]),
+        eta: Some(vec![1.0, 2.0, 0.5, 1.0, 1.5, 1.0]),
         config: Config::official_agedb(),
     };
     for (name, device) in backends() {
-        let (_, grad) = through_burn(&device, &b, DType::F64, HostEngine::default()).unwrap();
+        let (_, grad) = through_burn(&device, &b, DType::F64, Arc::new(Fast::new())).unwrap();
         let value = |features: &[f64]| {
             let t = HostBatch {
                 features: features.to_vec(),
@@ -241,4 +246,32 @@ fn optimizer_steps_lower_the_loss() {
     for (name, device) in backends() {
         common::assert_falls(name, &common::train(&conr, &device.autodiff(), 30));
     }
+}
+
+/// Every case of the core's bad-input table on the host path, in f64 and
+/// f32: the core's own error, or burn's shape error where the tensors'
+/// sizes disagree (burn sees that before conr does).
+#[test]
+fn every_bad_case_gives_the_cores_error() {
+    use conr_tests::bad::{Check, cases};
+    let mut ran = 0;
+    for (name, device) in backends() {
+        for case in cases() {
+            for dtype in [DType::F64, DType::F32] {
+                let Some(t) = common::bad_tensors(&case, &device.clone().autodiff(), dtype) else {
+                    continue;
+                };
+                let got = ConrLoss::new(case.config)
+                    .and_then(|conr| conr.forward(t.features, t.labels, t.preds, t.weights));
+                match (case.check(), got) {
+                    (Check::Lengths, Err(Error::Shape(_))) => {}
+                    (_, Err(Error::Input(e))) if e == case.error => {}
+                    (_, other) => panic!("{name} {dtype:?}, {}: {other:?}", case.name),
+                }
+                ran += 1;
+            }
+        }
+    }
+    // Every case but the one whose shape no tensor can hold, on both backends in both types.
+    assert_eq!(ran, 2 * 2 * (cases().len() - 1));
 }

@@ -60,7 +60,7 @@ fn grouped(rows: usize, dim: usize, config: Config) -> HostBatch {
         features,
         labels,
         preds,
-        weights: Some((0..rows).map(|j| 0.5 + (j % 3) as f64).collect()),
+        eta: Some((0..rows).map(|j| 0.5 + (j % 3) as f64).collect()),
         config,
     }
 }
@@ -225,8 +225,8 @@ fn bad_inputs_are_errors_not_panics() {
         "nothing was recorded for refused batches"
     );
 
-    // NaN features: the host path refuses them; the in-place path does not
-    // read the values, and gives a non-finite loss.
+    // NaN features: the host path refuses them; the in-place path checks
+    // them on the device, without waiting for it, and gives a NaN loss.
     let nan = Tensor::<2>::from_floats([[1.0, f32::NAN], [0.0, 1.0], [0.5, 0.5]], &d);
     let host = ConrLoss::new(Config::paper()).unwrap();
     assert!(matches!(
@@ -270,7 +270,7 @@ fn bad_inputs_are_errors_not_panics() {
             preds.clone(),
             Some(negative)
         ),
-        Err(Error::Input(conr_core::Error::NonPositiveWeight { row: 1 }))
+        Err(Error::Input(conr_core::Error::NonPositiveEta { row: 1 }))
     ));
     assert!(
         checked
@@ -327,4 +327,71 @@ fn optimizer_steps_lower_the_loss_in_place() {
     let losses = common::train(&conr, &shared.device().clone().autodiff(), 30);
     assert_eq!(shared.batches() - before, 30);
     common::assert_falls("in place", &losses);
+}
+
+/// Every case of the core's bad-input table on the in-place path: refused
+/// before anything is recorded where the host can see it (the shape, the
+/// config, burn's sizes), and for the values the device's check: a NaN loss
+/// unchecked, and with `checked(true)` the same error the host path gives.
+#[test]
+fn every_bad_case_gives_the_cores_error_in_place() {
+    use conr_tests::bad::{Check, cases};
+    let Some((shared, _lock)) = shared() else {
+        return;
+    };
+    let device = shared.device().clone().autodiff();
+    let mut value_cases = 0;
+    for case in cases() {
+        let Some(t) = common::bad_tensors(&case, &device, DType::F32) else {
+            continue;
+        };
+        let Ok(conr) = ConrLoss::new(case.config) else {
+            assert_eq!(case.check(), Check::Config, "{}", case.name);
+            continue;
+        };
+        let conr = conr.in_place_on(shared.clone());
+        let checked = conr.clone().checked(true);
+        let forward = |conr: &ConrLoss| {
+            conr.forward(
+                t.features.clone(),
+                t.labels.clone(),
+                t.preds.clone(),
+                t.weights.clone(),
+            )
+        };
+        match case.check() {
+            Check::Lengths => assert!(
+                matches!(forward(&conr), Err(Error::Shape(_))),
+                "{}",
+                case.name
+            ),
+            Check::Shape | Check::Config => {
+                let got = forward(&conr);
+                assert!(
+                    matches!(&got, Err(Error::Input(e)) if *e == case.error),
+                    "{}: {got:?}",
+                    case.name
+                );
+            }
+            Check::Values => {
+                let loss = forward(&conr).expect("the in-place path does not wait for the values");
+                assert!(values(loss)[0].is_nan(), "{}", case.name);
+                let got = forward(&checked);
+                assert!(
+                    matches!(&got, Err(Error::Input(e)) if *e == case.error),
+                    "{}: {got:?}",
+                    case.name
+                );
+                value_cases += 1;
+            }
+        }
+    }
+    assert_eq!(
+        value_cases,
+        cases()
+            .iter()
+            .filter(|c| c.check() == Check::Values)
+            .count()
+    );
+    assert!(shared.take_error().is_none());
 }

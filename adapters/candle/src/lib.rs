@@ -4,9 +4,10 @@
 //! engine and whose backward pass returns the core's analytic gradient, so
 //! `loss.backward()` fills the encoder's gradient like any other loss.
 //!
-//! The op runs on the fast CPU engine by default. With the `wgpu` feature,
-//! [`ConrEngine::Gpu`] runs it on a GPU through `conr-wgpu` (the tensors stay
-//! candle CPU tensors; the batch crosses to the GPU and back).
+//! The op runs on the fast CPU engine by default, and on any engine of the
+//! core's interface with [`conr_loss_with`]: a shared `Arc<dyn FloatEngine>`
+//! (`conr_wgpu::GpuConr` runs it on a GPU; the tensors stay candle CPU
+//! tensors, and the batch crosses to the GPU and back).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -17,5 +18,5 @@ struct ReadmeDoctests;
 
 mod op;
 
-pub use conr_core::Config;
-pub use op::{ConrEngine, conr_loss, conr_loss_with};
+pub use conr_core::{Config, FloatEngine};
+pub use op::{conr_loss, conr_loss_with};

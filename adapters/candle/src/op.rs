@@ -1,41 +1,20 @@
-#[cfg(feature = "wgpu")]
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape as CandleShape, Tensor};
-use conr_core::{Batch, Config, Scalar, Shape};
-use conr_cpu::{Engine, Fast, Output};
-#[cfg(feature = "wgpu")]
-use conr_wgpu::GpuConr;
-
-/// Which conr engine computes the loss inside the op.
-#[derive(Clone, Debug)]
-pub enum ConrEngine {
-    /// The fast CPU engine (f32 and f64).
-    Cpu(Fast),
-    /// The GPU engine (f32; f64 features are rounded to f32 and the gradient
-    /// widened). Needs the `wgpu` feature.
-    #[cfg(feature = "wgpu")]
-    Gpu(Arc<GpuConr>),
-}
-
-impl Default for ConrEngine {
-    fn default() -> Self {
-        ConrEngine::Cpu(Fast::new())
-    }
-}
+use conr_core::{Batch, Config, Engine, FloatEngine, Inputs, Output, Scalar, Shape};
+use conr_cpu::Fast;
 
 /// ConR as a candle [`CustomOp1`] on the features. Labels, predictions and
-/// weights are constants captured by the op; the forward pass runs a conr
+/// eta are constants captured by the op; the forward pass runs a conr
 /// engine and keeps its gradient for [`CustomOp1::bwd`].
 struct ConrOp {
     labels: Vec<f64>,
     preds: Vec<f64>,
-    weights: Option<Vec<f64>>,
+    eta: Option<Vec<f64>>,
     label_dim: usize,
     config: Config,
-    engine: ConrEngine,
+    engine: Arc<dyn FloatEngine>,
     /// ∂loss/∂features from the forward pass (f64, row-major).
     grad: Mutex<Option<Vec<f64>>>,
 }
@@ -45,29 +24,11 @@ fn err(e: impl std::fmt::Display) -> candle_core::Error {
 }
 
 impl ConrOp {
-    fn run<T: Scalar + candle_core::WithDType>(
+    /// The loss and its gradient (widened to f64) of features in `T`, on
+    /// `engine` (the op's engine, for batches of `T`).
+    fn forward<T: Scalar>(
         &self,
-        features: &[T],
-        shape: Shape,
-    ) -> candle_core::Result<Output<T>> {
-        let cast = |v: &[f64]| -> Vec<T> {
-            v.iter()
-                .map(|&x| T::from(x).unwrap_or_else(T::nan))
-                .collect()
-        };
-        let (labels, preds) = (cast(&self.labels), cast(&self.preds));
-        let weights = self.weights.as_deref().map(cast);
-        let batch =
-            Batch::new(shape, features, &labels, &preds, weights.as_deref()).map_err(err)?;
-        match &self.engine {
-            ConrEngine::Cpu(fast) => fast.compute(&batch, &self.config).map_err(err),
-            #[cfg(feature = "wgpu")]
-            ConrEngine::Gpu(gpu) => gpu.compute_any(&batch, &self.config).map_err(err),
-        }
-    }
-
-    fn forward<T: Scalar + candle_core::WithDType>(
-        &self,
+        engine: &dyn Engine<T>,
         data: &[T],
         layout: &Layout,
     ) -> candle_core::Result<(T, Vec<f64>)> {
@@ -80,7 +41,21 @@ impl ConrOp {
             dim,
             label_dim: self.label_dim,
         };
-        let out = self.run(&data[start..end], shape)?;
+        let cast = |v: &[f64]| -> Vec<T> {
+            v.iter()
+                .map(|&x| T::from(x).unwrap_or_else(T::nan))
+                .collect()
+        };
+        let (labels, preds) = (cast(&self.labels), cast(&self.preds));
+        let eta = self.eta.as_deref().map(cast);
+        let inputs = Inputs {
+            features: &data[start..end],
+            labels: &labels,
+            preds: &preds,
+            eta: eta.as_deref(),
+        };
+        let batch = Batch::new(shape, inputs).map_err(err)?;
+        let out: Output<T> = engine.compute(&batch, &self.config).map_err(err)?;
         let grad = out
             .grad_features
             .iter()
@@ -102,11 +77,11 @@ impl CustomOp1 for ConrOp {
     ) -> candle_core::Result<(CpuStorage, CandleShape)> {
         let (loss, grad) = match storage {
             CpuStorage::F32(data) => {
-                let (loss, grad) = self.forward(data, layout)?;
+                let (loss, grad) = self.forward::<f32>(&*self.engine, data, layout)?;
                 (CpuStorage::F32(vec![loss]), grad)
             }
             CpuStorage::F64(data) => {
-                let (loss, grad) = self.forward(data, layout)?;
+                let (loss, grad) = self.forward::<f64>(&*self.engine, data, layout)?;
                 (CpuStorage::F64(vec![loss]), grad)
             }
             other => {
@@ -142,7 +117,8 @@ impl CustomOp1 for ConrOp {
 }
 
 /// The ConR loss of `features` (M×D, f32 or f64, on the CPU) as a scalar
-/// tensor whose `backward()` fills the features' gradient.
+/// tensor whose `backward()` fills the features' gradient, on the fast CPU
+/// engine.
 ///
 /// `labels` and `preds` are M or M×L; `weights` (M) are the per-sample pushing
 /// powers `eta` (all 1 when `None`). They are constants: no gradient flows into
@@ -169,49 +145,46 @@ pub fn conr_loss(
     weights: Option<&Tensor>,
     config: &Config,
 ) -> candle_core::Result<Tensor> {
-    conr_loss_with(
-        features,
-        labels,
-        preds,
-        weights,
-        config,
-        &ConrEngine::default(),
-    )
+    let fast: Arc<dyn FloatEngine> = Arc::new(Fast::new());
+    conr_loss_with(features, labels, preds, weights, config, &fast)
 }
 
-/// [`conr_loss`] on a chosen engine (for example a shared `GpuConr`, with the
-/// `wgpu` feature).
+/// [`conr_loss`] on any engine: the reference, a fast engine with its own
+/// threads, or a shared GPU context (`Arc::new(conr_wgpu::GpuConr::new()?)`).
 pub fn conr_loss_with(
     features: &Tensor,
     labels: &Tensor,
     preds: &Tensor,
     weights: Option<&Tensor>,
     config: &Config,
-    engine: &ConrEngine,
+    engine: &Arc<dyn FloatEngine>,
 ) -> candle_core::Result<Tensor> {
     if !matches!(features.device(), Device::Cpu) {
         return Err(err(
             "conr_loss runs on CPU tensors; use conr-wgpu for GPU buffers",
         ));
     }
-    let (rows, _) = features.dims2()?;
+    features.dims2()?;
+    // M or M×L labels; the core checks every length against the features'.
+    let label_dim = match labels.dims() {
+        [_] => 1,
+        [_, l] => *l,
+        other => {
+            return Err(err(format!(
+                "labels of shape {other:?}: need [M] or [M, L]"
+            )));
+        }
+    };
     let host = |t: &Tensor| -> candle_core::Result<Vec<f64>> {
         t.detach().to_dtype(DType::F64)?.flatten_all()?.to_vec1()
     };
-    let labels_host = host(labels)?;
-    if rows == 0 || labels_host.len() % rows != 0 {
-        return Err(err(format!(
-            "{} labels do not split into {rows} rows",
-            labels_host.len()
-        )));
-    }
     let op = ConrOp {
-        label_dim: labels_host.len() / rows,
-        labels: labels_host,
+        label_dim,
+        labels: host(labels)?,
         preds: host(preds)?,
-        weights: weights.map(host).transpose()?,
+        eta: weights.map(host).transpose()?,
         config: *config,
-        engine: engine.clone(),
+        engine: Arc::clone(engine),
         grad: Mutex::new(None),
     };
     features.contiguous()?.apply_op1(op)

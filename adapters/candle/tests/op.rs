@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 use conr_candle::{Config, conr_loss};
 use conr_core::pairs::{Pair, RowView};
-use conr_core::{Batch, Shape};
+use conr_core::{Batch, Inputs, Shape};
 use conr_cpu::{Engine, Reference};
 
 /// A small batch with positives, negatives and rows without either.
@@ -171,10 +171,12 @@ fn gradient_equals_autograd_of_the_ops_only_version_and_the_reference() {
                         dim: d,
                         label_dim: 1,
                     },
-                    &f,
-                    &y,
-                    &p,
-                    Some(&w),
+                    Inputs {
+                        features: &f,
+                        labels: &y,
+                        preds: &p,
+                        eta: Some(&w),
+                    },
                 )
                 .unwrap(),
                 &config,
@@ -343,4 +345,47 @@ fn bad_inputs_are_errors_not_panics() {
         ..Config::paper()
     };
     assert!(conr_loss(&features, &four, &four, None, &bad).is_err());
+}
+
+/// Every case of the core's bad-input table through the op, in f64 and f32:
+/// refused with the core's own message.
+#[test]
+fn every_bad_case_gives_the_cores_error() {
+    let device = Device::Cpu;
+    let mut ran = 0;
+    for case in conr_tests::bad::cases() {
+        let Shape {
+            rows,
+            dim,
+            label_dim,
+        } = case.shape;
+        if rows > 1 << 20 {
+            continue; // no tensor has this shape
+        }
+        for dtype in [DType::F64, DType::F32] {
+            let t2 = |v: &[f64], cols: usize| {
+                let shape = (v.len().checked_div(cols).unwrap_or(rows), cols);
+                Tensor::from_vec(v.to_vec(), shape, &device)
+                    .and_then(|t| t.to_dtype(dtype))
+                    .unwrap()
+            };
+            let features = t2(&case.features, dim);
+            let (labels, preds) = (t2(&case.labels, label_dim), t2(&case.preds, label_dim));
+            let eta = case.eta.as_ref().map(|w| {
+                Tensor::new(w.as_slice(), &device)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap()
+            });
+            let got = conr_loss(&features, &labels, &preds, eta.as_ref(), &case.config);
+            let message = got.map(|_| ()).unwrap_err().to_string();
+            assert!(
+                message.contains(&case.error.to_string()),
+                "{} {dtype:?}: {message}",
+                case.name
+            );
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 2 * (conr_tests::bad::cases().len() - 1));
 }

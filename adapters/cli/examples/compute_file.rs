@@ -7,8 +7,9 @@
 
 use std::path::PathBuf;
 
-use conr_cli::input::{LossCase, read_json};
-use conr_cli::output::{Backend, Precision, compute};
+use conr_cli::compute::compute;
+use conr_core::Precision;
+use conr_schema::{LossCase, read_json};
 
 fn main() -> anyhow::Result<()> {
     let path: PathBuf = std::env::args_os()
@@ -23,13 +24,13 @@ fn main() -> anyhow::Result<()> {
         case.d,
         case.label_dim
     );
-    for backend in [Backend::Reference, Backend::Cpu] {
+    for backend in ["reference", "cpu"] {
         for precision in [Precision::F64, Precision::F32] {
-            let report = compute(&case, backend, Some(precision))?;
+            let report = compute(&case, backend, Some(precision), None)?;
             let anchors = report.anchors.iter().filter(|&&a| a).count();
             println!(
-                "{backend:?} {precision:?}: loss {:.10}, {anchors} anchors",
-                report.loss
+                "{backend} {}: loss {:.10}, {anchors} anchors",
+                report.precision, report.loss
             );
         }
     }

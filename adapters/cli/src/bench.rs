@@ -2,41 +2,23 @@
 //! next to one M×M×D f32 GEMM of the same shape on the same threads, so the
 //! result reads as GEMM-equivalents, a ratio that survives noisy machines.
 
+use std::any::Any;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use conr_core::density::DensityConfig;
-use conr_core::shard::{Header, message_len, read_message, write_message};
+use conr_core::shard::{Header, even_slices, message_len, read_message, write_message};
 use conr_core::stats::RowOutcome;
-use conr_core::{Batch, Config, Shape};
-use conr_cpu::{Engine, Fast, Reference, density_weights, even_slices, gram};
+use conr_core::{Batch, Config, Engine, Inputs, Named, Shape};
+use conr_cpu::{density_weights, gram};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::Serialize;
 
 use crate::memory;
-use crate::output::Backend;
 use conr_core::band::TilePlan;
-use conr_wgpu::{GpuBuffers, GpuConr, GpuPrecision};
-
-/// The precision `conr bench` runs the GPU engine in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BenchPrecision {
-    /// f32 tiles (every engine).
-    F32,
-    /// f16 tensor-core tiles with f32 accumulation (the GPU engine, where the adapter has them).
-    Mixed,
-}
-
-impl From<BenchPrecision> for GpuPrecision {
-    fn from(p: BenchPrecision) -> Self {
-        match p {
-            BenchPrecision::F32 => GpuPrecision::F32,
-            BenchPrecision::Mixed => GpuPrecision::Mixed,
-        }
-    }
-}
+use conr_wgpu::{GpuBuffers, GpuConr};
 
 /// `--plan band|dense`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,8 +55,8 @@ pub enum Labels {
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// The engine.
-    pub backend: Backend,
+    /// The engine's name (`conr_engines`).
+    pub backend: String,
     /// (M, D) pairs.
     pub sizes: Vec<(usize, usize)>,
     /// Timed repetitions per size (the median is reported).
@@ -83,14 +65,14 @@ pub struct BenchOptions {
     pub warmup: usize,
     /// Threads for the engine and the GEMM (0: one per core).
     pub threads: usize,
-    /// The GPU engine's precision (`--precision f32|mixed`); the CPU engines
-    /// compute in f32 here.
-    pub gpu_precision: GpuPrecision,
+    /// The GPU engine in mixed precision (`--precision mixed`); every engine
+    /// computes in f32 otherwise.
+    pub mixed: bool,
     /// Which tiles the fast engines visit.
     pub plan: TilePlan,
     /// The label distribution.
     pub labels: Labels,
-    /// Run the data-parallel protocol with this many workers too (CPU engines).
+    /// Run the data-parallel protocol with this many workers too.
     pub shards: Option<usize>,
 }
 
@@ -111,8 +93,8 @@ pub struct WorkerRow {
 /// One size's result; `--json` prints one per line.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
-    /// The engine.
-    pub backend: Backend,
+    /// The engine, as named on the command line.
+    pub backend: String,
     /// Rows.
     pub m: usize,
     /// Feature width.
@@ -121,13 +103,15 @@ pub struct BenchRow {
     pub threads: usize,
     /// `"f32"`, or `"mixed"` (the GPU's f16 tensor-core tiles).
     pub precision: &'static str,
-    /// `"band"` or `"dense"` (the reference engine always visits every pair).
+    /// `"band"` or `"dense"`: the plan the engine took for this batch (the
+    /// reference engine always visits every pair).
     pub plan: &'static str,
     /// The label distribution.
     pub labels: Labels,
     /// The share of the M² pairs that are positives or negatives.
     pub pair_share: f64,
-    /// The share of the engine's tiles that the plan visits (1 for dense).
+    /// The share of the engine's tiles that the plan visits (1 for dense;
+    /// both band sides together may exceed 1).
     pub tile_share: f64,
     /// Median seconds of one forward plus backward pass (f32).
     pub fwd_bwd_s: f64,
@@ -224,13 +208,13 @@ impl RandomBatch {
 
     /// The batch view.
     pub fn batch(&self) -> Result<Batch<'_, f32>> {
-        Ok(Batch::new(
-            self.shape,
-            &self.features,
-            &self.labels,
-            &self.preds,
-            Some(&self.weights),
-        )?)
+        let inputs = Inputs {
+            features: &self.features,
+            labels: &self.labels,
+            preds: &self.preds,
+            eta: Some(&self.weights),
+        };
+        Ok(Batch::new(self.shape, inputs)?)
     }
 }
 
@@ -263,8 +247,8 @@ fn time_gemm(z: &[f32], m: usize, d: usize, threads: usize) -> Result<f64> {
 
 /// Times each of `workers` workers' two phases (median of `--reps`), one
 /// worker after another, with the exchange of outcomes between the phases.
-fn time_workers<E: Engine>(
-    engine: &E,
+fn time_workers(
+    engine: &dyn Engine<f32>,
     batch: &Batch<'_, f32>,
     config: &Config,
     workers: usize,
@@ -285,7 +269,7 @@ fn time_workers<E: Engine>(
         let mut kept = Vec::with_capacity(workers);
         for (w, slice) in slices.iter().enumerate() {
             let start = Instant::now();
-            let mut worker = engine.worker(batch, config)?;
+            let mut worker = engine.worker(*batch, config)?;
             let outcomes = worker.forward(slice.clone())?;
             let elapsed = start.elapsed().as_secs_f64();
             kept.push(worker);
@@ -315,13 +299,6 @@ fn time_workers<E: Engine>(
             sent_bytes: sent[w],
         })
         .collect())
-}
-
-/// The engine under test.
-enum Bench {
-    Reference,
-    Cpu(Fast),
-    Gpu(Box<GpuConr>),
 }
 
 /// Calls per submission for `record_batched_s`.
@@ -369,9 +346,10 @@ fn time_record(
         features: features.slice(..),
         labels: labels.slice(..),
         preds: preds.slice(..),
-        weights: Some(weights.slice(..)),
+        eta: Some(weights.slice(..)),
         grad_features: grad.slice(..),
         loss: loss.slice(..),
+        status: None,
     };
     let mut times = Vec::new();
     for rep in 0..options.warmup + options.reps {
@@ -397,22 +375,24 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
         bail!("--reps must be at least 1");
     }
     // One engine for the whole run: the pool or the GPU context is built once.
-    let engine = match options.backend {
-        Backend::Reference => Bench::Reference,
-        Backend::Cpu => Bench::Cpu(Fast::with_threads(options.threads)?.with_plan(options.plan)),
-        Backend::Gpu => {
-            let gpu = GpuConr::with_precision(options.gpu_precision)?.with_plan(options.plan);
-            progress(&format!(
-                "GPU: {} ({})",
-                gpu.adapter_name(),
-                gpu.precision().name()
-            ));
-            Bench::Gpu(Box::new(gpu))
-        }
-    };
-    let threads = match &engine {
-        Bench::Cpu(fast) => fast.threads(),
-        _ => 1,
+    let engine = conr_engines::engine_with(
+        &options.backend,
+        &conr_engines::Options {
+            threads: options.threads,
+            plan: options.plan,
+            mixed: options.mixed,
+        },
+    )?;
+    let engine_f32: &dyn Engine<f32> = &*engine;
+    // The GPU context, for what only it has: recording on device buffers.
+    let gpu = (&*engine as &dyn Any).downcast_ref::<GpuConr>();
+    let precision = engine_f32.precision().name();
+    if let Some(gpu) = gpu {
+        progress(&format!("GPU: {} ({precision})", gpu.adapter_name()));
+    }
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
     };
     let config = Config::official_agedb();
     let mut rows = Vec::new();
@@ -436,15 +416,11 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             ));
             let baseline = memory::start();
             let start = Instant::now();
-            let out = match &engine {
-                Bench::Reference => Reference.compute(&batch, &config)?,
-                Bench::Cpu(fast) => fast.compute(&batch, &config)?,
-                Bench::Gpu(gpu) => gpu.compute(&batch, &config)?,
-            };
+            let out = engine_f32.compute(&batch, &config)?;
             let elapsed = start.elapsed().as_secs_f64();
-            peak = peak.max(match &engine {
-                Bench::Gpu(gpu) => gpu.working_bytes(),
-                _ => memory::peak_since(baseline) as u64,
+            peak = peak.max(match gpu {
+                Some(gpu) => gpu.working_bytes(),
+                None => memory::peak_since(baseline) as u64,
             });
             if !out.loss.is_finite() {
                 bail!("M={m} D={d}: the loss is not finite");
@@ -462,18 +438,20 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             }
         }
         let fwd_bwd_s = median(times);
-        let gemm_s = if let Bench::Gpu(_) = engine {
-            None
-        } else {
-            progress(&format!("M={m} D={d}: GEMM"));
-            let mut gemm_times = Vec::new();
-            for _ in 0..options.reps.min(3) {
-                gemm_times.push(time_gemm(&data.features, m, d, threads)?);
+        // The CPU's yardstick; a GPU's comes from bench/torch_conr.py beside it.
+        let gemm_s = match gpu {
+            Some(_) => None,
+            None => {
+                progress(&format!("M={m} D={d}: GEMM"));
+                let mut gemm_times = Vec::new();
+                for _ in 0..options.reps.min(3) {
+                    gemm_times.push(time_gemm(&data.features, m, d, threads)?);
+                }
+                Some(median(gemm_times))
             }
-            Some(median(gemm_times))
         };
-        let (record_s, record_batched_s) = match &engine {
-            Bench::Gpu(gpu) => {
+        let (record_s, record_batched_s) = match gpu {
+            Some(gpu) => {
                 progress(&format!("M={m} D={d}: record path"));
                 let one = time_record(gpu, &data, &config, options, 1)?;
                 // Where one call takes milliseconds, ten in a row tell apart its
@@ -489,48 +467,26 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
                 };
                 (Some(one), batched)
             }
-            _ => (None, None),
+            None => (None, None),
         };
-        let precision = match &engine {
-            Bench::Gpu(gpu) => gpu.precision().name(),
-            _ => "f32",
-        };
-        let workers = match (&engine, options.shards) {
-            (_, None) => None,
-            (Bench::Gpu(_), Some(_)) => bail!("--shards runs on the CPU engines (reference, cpu)"),
-            (Bench::Reference, Some(w)) => {
+        let workers = match options.shards {
+            None => None,
+            Some(w) => {
                 progress(&format!("M={m} D={d}: {w} workers"));
-                Some(time_workers(&Reference, &batch, &config, w, options)?)
-            }
-            (Bench::Cpu(fast), Some(w)) => {
-                progress(&format!("M={m} D={d}: {w} workers"));
-                Some(time_workers(fast, &batch, &config, w, options)?)
+                Some(time_workers(engine_f32, &batch, &config, w, options)?)
             }
         };
-        let (plan, tile_share) = match &engine {
-            Bench::Reference => (TilePlan::Dense, 1.0),
-            Bench::Cpu(fast) => (fast.plan(), fast.tile_share(&batch, &config)?),
-            Bench::Gpu(gpu) => {
-                let share = gpu.tile_share(&batch, &config)?;
-                // Where the GPU visits every tile (mixed precision, chunks), say so.
-                let plan = if share < 1.0 {
-                    gpu.plan()
-                } else {
-                    TilePlan::Dense
-                };
-                (plan, share)
-            }
-        };
+        let plan = engine_f32.plan(&batch, &config)?;
         rows.push(BenchRow {
-            backend: options.backend,
+            backend: options.backend.clone(),
             m,
             d,
             threads,
             precision,
-            plan: plan.name(),
+            plan: plan.tiles.name(),
             labels: options.labels,
             pair_share,
-            tile_share,
+            tile_share: plan.tile_share,
             fwd_bwd_s,
             gemm_s,
             gemm_equivalents: gemm_s.map(|g| fwd_bwd_s / g),

@@ -5,12 +5,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
-use conr_candle::ConrEngine;
-use conr_cli::bench::{self, BenchOptions, BenchPrecision, BenchRow, Labels, PlanArg, parse_sizes};
+use conr_cli::bench::{self, BenchOptions, BenchRow, Labels, PlanArg, parse_sizes};
+use conr_cli::compute;
 use conr_cli::demo::{self, DemoOptions};
-use conr_cli::input::{LossCase, WeightsCase, read_json};
-use conr_cli::output::{self, Backend, Precision};
+use conr_core::{Named, Precision};
+use conr_schema::{LossCase, WeightsCase, read_json};
+
+/// `--backend`: an engine's name (conr_engines).
+fn backend_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(conr_engines::Kind::NAMES)
+}
+
+/// `--precision`: a precision's name (conr_core::Precision).
+fn precision(name: &str) -> Result<Precision, String> {
+    Precision::from_name(name).map_err(|e| e.to_string())
+}
 
 /// ConR: the contrastive regularizer for deep imbalanced regression (ICLR 2024).
 ///
@@ -33,15 +44,16 @@ enum Command {
         /// labels, preds and optional weights. An `expected` field is ignored.
         #[arg(long, short)]
         input: PathBuf,
-        /// The engine: `reference` (plain loops, the oracle), `cpu` (the fast engine)
-        /// or `gpu` (WGSL through wgpu; honours WGPU_BACKEND).
-        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
-        backend: Backend,
-        /// The precision to compute in: f64 by default on the CPU; the GPU computes in f32.
-        #[arg(long, value_enum)]
+        /// The engine: `reference` (plain loops, the oracle), `cpu` (the fast engine,
+        /// also called `fast`) or `gpu` (WGSL through wgpu; honours WGPU_BACKEND).
+        #[arg(long, default_value = "cpu", value_parser = backend_names())]
+        backend: String,
+        /// The precision to compute in, f32 or f64: f64 by default on the CPU; the GPU
+        /// computes in f32.
+        #[arg(long, value_parser = precision)]
         precision: Option<Precision>,
         /// Run the data-parallel protocol with W workers, one after another, each owning
-        /// a run of rows and exchanging only its rows' outcomes (CPU engines). Prints
+        /// a run of rows and exchanging only its rows' outcomes (every engine). Prints
         /// the same object.
         #[arg(long)]
         shards: Option<usize>,
@@ -53,8 +65,8 @@ enum Command {
     /// heap memory the engine allocated above its inputs.
     Bench {
         /// The engine: `reference`, `cpu` or `gpu` (upload and readback included).
-        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
-        backend: Backend,
+        #[arg(long, default_value = "cpu", value_parser = backend_names())]
+        backend: String,
         /// Comma-separated sizes, MxD.
         #[arg(long, default_value = "1024x512,4096x512")]
         sizes: String,
@@ -79,14 +91,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Labels::Agedb)]
         labels: Labels,
         /// Also run the data-parallel protocol with W workers, one after another, and
-        /// report each worker's forward and backward time and the bytes it sends (CPU
-        /// engines).
+        /// report each worker's forward and backward time and the bytes it sends.
         #[arg(long)]
         shards: Option<usize>,
-        /// The GPU engine's precision: `f32`, or `mixed` (f16 tensor-core tiles with f32
-        /// accumulation, where the adapter has cooperative matrices).
-        #[arg(long, value_enum, default_value_t = BenchPrecision::F32)]
-        precision: BenchPrecision,
+        /// The precision: `f32`, or `mixed` (the GPU engine's f16 tensor-core tiles with
+        /// f32 accumulation, where the adapter has cooperative matrices).
+        #[arg(long, default_value = "f32", value_parser = precision)]
+        precision: Precision,
         #[arg(long)]
         json: bool,
     },
@@ -112,9 +123,9 @@ enum Command {
         /// τ, the ConR temperature.
         #[arg(long, default_value_t = 0.1)]
         temperature: f64,
-        /// Where the ConR term runs: `cpu` or `gpu`.
-        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
-        backend: Backend,
+        /// Where the ConR term runs: an engine's name (`cpu`, `gpu`, ...).
+        #[arg(long, default_value = "cpu", value_parser = backend_names())]
+        backend: String,
         /// One seed and at most 8 epochs: a smoke test.
         #[arg(long)]
         quick: bool,
@@ -166,8 +177,8 @@ fn run(cli: Cli) -> Result<String> {
             shards,
         } => {
             let case: LossCase = read_json(&input)?;
-            Ok(serde_json::to_string(&output::compute_with(
-                &case, backend, precision, shards,
+            Ok(serde_json::to_string(&compute::compute(
+                &case, &backend, precision, shards,
             )?)?)
         }
         Command::Bench {
@@ -182,8 +193,8 @@ fn run(cli: Cli) -> Result<String> {
             shards,
             json,
         } => {
-            if precision == BenchPrecision::Mixed && backend != Backend::Gpu {
-                anyhow::bail!("--precision mixed needs --backend gpu (tensor-core tiles)");
+            if precision == Precision::F64 {
+                anyhow::bail!("--precision takes f32 or mixed");
             }
             let options = BenchOptions {
                 backend,
@@ -191,7 +202,7 @@ fn run(cli: Cli) -> Result<String> {
                 reps,
                 warmup,
                 threads,
-                gpu_precision: precision.into(),
+                mixed: precision == Precision::Mixed,
                 plan: plan.into(),
                 labels,
                 shards,
@@ -224,10 +235,7 @@ fn run(cli: Cli) -> Result<String> {
             quick,
             out,
         } => {
-            let engine = match backend {
-                Backend::Gpu => ConrEngine::Gpu(std::sync::Arc::new(conr_wgpu::GpuConr::new()?)),
-                _ => ConrEngine::default(),
-            };
+            let engine = conr_engines::engine(&backend)?;
             let options = DemoOptions {
                 seeds,
                 epochs,
@@ -284,7 +292,7 @@ fn run(cli: Cli) -> Result<String> {
         }
         Command::Weights { input } => {
             let case: WeightsCase = read_json(&input)?;
-            Ok(serde_json::to_string(&output::weights(&case)?)?)
+            Ok(serde_json::to_string(&compute::weights(&case)?)?)
         }
     }
 }
@@ -299,7 +307,7 @@ fn table(rows: &[BenchRow]) -> String {
     for r in rows {
         out += &format!(
             "{:<8} {:<9} {:<5} {:<9} {:>6} {:>6} {:>8}  {:>5.1}%  {:>5.1}%  {:>11.4}  {:>10}  {:>8}  {:>16}  {:>10.1} MiB\n",
-            format!("{:?}", r.backend).to_lowercase(),
+            r.backend,
             r.precision,
             r.plan,
             format!("{:?}", r.labels).to_lowercase(),

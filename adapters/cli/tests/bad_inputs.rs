@@ -1,83 +1,55 @@
-//! The bad-input matrix: one case per row, through the library (CPU engines in
-//! f64 and f32, and the GPU when there is one) and through the CLI, each with
-//! its exact error or its finite result.
+//! The bad-input matrix through the command line: every case of the core's
+//! table (`conr_tests::bad`) that JSON can write, each refused by `conr
+//! compute` with one line that holds the core's own message; the inputs only
+//! JSON can get wrong; and extreme but valid inputs, which give finite
+//! results on every CPU engine and through the command line.
 
 use std::process::{Command, Output as ProcessOutput};
 
-use conr_core::{Batch, Config, Error, LabelMetric, Shape};
-use conr_cpu::{Engine, Fast, Output, Reference};
+use conr_core::{Config, Engine, Inputs, LabelMetric, Named, Shape};
+use conr_cpu::{Fast, Reference};
+use conr_tests::bad::{BadCase, cases, valid};
 use serde_json::{Value, json};
 
-const M: usize = 4;
-const D: usize = 3;
-
-/// A valid base batch: M = 4 rows of D = 3 features, scalar labels.
-fn base() -> Value {
+/// The config as the schema's `config` object, every knob written out.
+fn config_json(c: &Config) -> Value {
     json!({
-        "n": M, "d": D, "label_dim": 1,
-        "config": {"preset": "official_agedb"},
-        "features": [1.0, 0.2, 0.0, 0.9, 0.3, 0.1, 0.1, 1.0, 0.2, 0.2, 0.8, 0.1],
-        "labels": [20.0, 20.5, 60.0, 60.5],
-        "preds": [40.0, 40.2, 40.4, 40.1],
-        "weights": [1.0, 0.5, 2.0, 1.5]
+        "threshold": c.threshold,
+        "pred_threshold": c.pred_threshold,
+        "temperature": c.temperature,
+        "pushing": {"kind": c.pushing.kind.name(), "scale": c.pushing.scale},
+        "label_metric": c.label_metric.name(),
+        "aggregation": c.aggregation.name(),
+        "denominator_padding": c.denominator_padding,
+        "outer_weight": c.outer_weight,
+        "self_in_positive_count": c.self_in_positive_count,
+        "reduction": c.reduction.name(),
     })
 }
 
-fn floats(v: &Value, key: &str) -> Vec<f64> {
-    v[key]
-        .as_array()
-        .map(|a| a.iter().map(|x| x.as_f64().unwrap()).collect())
-        .unwrap_or_default()
-}
-
-/// Runs the library on a case with the values of `edit` (which JSON cannot
-/// always express: NaN, infinity), in f64 and f32, on both CPU engines.
-fn library(
-    case: &Value,
-    edit: impl Fn(&mut Vec<f64>, &mut Vec<f64>, &mut Vec<f64>, &mut Vec<f64>),
-    config: Config,
-) -> [Result<Output<f64>, Error>; 4] {
-    let shape = Shape {
-        rows: case["n"].as_u64().unwrap() as usize,
-        dim: case["d"].as_u64().unwrap() as usize,
-        label_dim: case["label_dim"].as_u64().unwrap_or(1) as usize,
-    };
-    let (mut f, mut y, mut p, mut w) = (
-        floats(case, "features"),
-        floats(case, "labels"),
-        floats(case, "preds"),
-        floats(case, "weights"),
-    );
-    edit(&mut f, &mut y, &mut p, &mut w);
-    let widen = |o: Output<f32>| o.cast::<f64>();
-    let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let (f32s, y32, p32, w32) = (narrow(&f), narrow(&y), narrow(&p), narrow(&w));
-    let b64 = Batch::new(shape, &f, &y, &p, Some(&w));
-    let b32 = Batch::new(shape, &f32s, &y32, &p32, Some(&w32));
-    [
-        b64.and_then(|b| Reference.compute(&b, &config)),
-        b64.and_then(|b| Fast::new().compute(&b, &config)),
-        b32.and_then(|b| Reference.compute(&b, &config)).map(widen),
-        b32.and_then(|b| Fast::new().compute(&b, &config))
-            .map(widen),
-    ]
-}
-
-fn assert_error(results: [Result<Output<f64>, Error>; 4], expected: Error) {
-    for r in results {
-        assert_eq!(r.err(), Some(expected));
+/// The case as a `conr compute` input, where JSON can write its numbers.
+fn case_json(case: &BadCase) -> Option<Value> {
+    let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+    let numbers = [&case.features, &case.labels, &case.preds];
+    let config = &case.config;
+    let config_finite = [config.threshold, config.temperature, config.pushing.scale]
+        .iter()
+        .all(|x| x.is_finite());
+    if !numbers.iter().all(|v| finite(v))
+        || !case.eta.as_deref().is_none_or(finite)
+        || !config_finite
+    {
+        return None;
     }
-}
-
-fn assert_finite(results: [Result<Output<f64>, Error>; 4]) -> f64 {
-    let mut loss = 0.0;
-    for r in results {
-        let out = r.expect("a valid batch");
-        assert!(out.loss.is_finite(), "loss {}", out.loss);
-        assert!(out.grad_features.iter().all(|g| g.is_finite()));
-        loss = out.loss;
+    let mut value = json!({
+        "n": case.shape.rows, "d": case.shape.dim, "label_dim": case.shape.label_dim,
+        "config": config_json(config),
+        "features": case.features, "labels": case.labels, "preds": case.preds,
+    });
+    if let Some(eta) = &case.eta {
+        value["weights"] = json!(eta);
     }
-    loss
+    Some(value)
 }
 
 fn cli(text: &str) -> ProcessOutput {
@@ -123,314 +95,119 @@ fn cli_finite(case: &Value) -> f64 {
     loss
 }
 
-fn with(key: &str, value: Value) -> Value {
-    let mut c = base();
-    c[key] = value;
-    c
-}
-
-fn with_config(key: &str, value: Value) -> Value {
-    let mut c = base();
-    c["config"][key] = value;
-    c
-}
-
-fn agedb() -> Config {
-    Config::official_agedb()
+#[test]
+fn every_case_json_can_write_is_refused_with_the_cores_message() {
+    let mut written = 0;
+    for case in cases() {
+        if let Some(value) = case_json(&case) {
+            cli_error(&value.to_string(), &case.error.to_string());
+            written += 1;
+        }
+    }
+    // The NaN and infinite values are the ones JSON cannot write.
+    assert!(written >= 12, "only {written} cases were written as JSON");
 }
 
 #[test]
-fn mismatched_lengths() {
-    let expected = Error::ShapeMismatch {
-        what: "labels",
-        expected: M,
-        got: M - 1,
-    };
-    assert_error(
-        library(
-            &base(),
-            |_, y, _, _| {
-                y.pop();
-            },
-            agedb(),
-        ),
-        expected,
-    );
-    cli_error(
-        &with("labels", json!([20.0, 20.5, 60.0])).to_string(),
-        "labels has length 3, but the shape needs 4",
-    );
-}
-
-#[test]
-fn empty_batch() {
-    let empty = json!({"n": 0, "d": 3, "features": [], "labels": [], "preds": []});
-    assert_error(library(&empty, |_, _, _, _| {}, agedb()), Error::EmptyBatch);
-    cli_error(&empty.to_string(), "the batch is empty");
-}
-
-#[test]
-fn one_row_gives_zero() {
-    let one = json!({"n": 1, "d": 3, "features": [1.0, 2.0, 3.0], "labels": [5.0], "preds": [5.0], "weights": [1.0]});
-    assert_eq!(assert_finite(library(&one, |_, _, _, _| {}, agedb())), 0.0);
-    assert_eq!(cli_finite(&one), 0.0);
-}
-
-#[test]
-fn zero_width_features() {
-    let flat = json!({"n": 2, "d": 0, "features": [], "labels": [1.0, 2.0], "preds": [1.0, 2.0], "weights": [1.0, 1.0]});
-    assert_error(
-        library(&flat, |_, _, _, _| {}, agedb()),
-        Error::ZeroWidth { what: "features" },
-    );
-    cli_error(&flat.to_string(), "features have width 0");
-}
-
-#[test]
-fn nan_and_infinite_values() {
-    let nan_feature = Error::NonFinite {
-        what: "features",
-        row: 1,
-    };
-    assert_error(
-        library(&base(), |f, _, _, _| f[4] = f64::NAN, agedb()),
-        nan_feature,
-    );
-    let inf_label = Error::NonFinite {
-        what: "labels",
-        row: 2,
-    };
-    assert_error(
-        library(&base(), |_, y, _, _| y[2] = f64::INFINITY, agedb()),
-        inf_label,
-    );
-    let nan_pred = Error::NonFinite {
-        what: "preds",
-        row: 0,
-    };
-    assert_error(
-        library(&base(), |_, _, p, _| p[0] = f64::NAN, agedb()),
-        nan_pred,
-    );
-    let inf_weight = Error::NonFinite {
-        what: "weights",
-        row: 3,
-    };
-    assert_error(
-        library(&base(), |_, _, _, w| w[3] = f64::NEG_INFINITY, agedb()),
-        inf_weight,
-    );
+fn what_only_json_gets_wrong() {
+    let base = case_json(&valid()).unwrap();
     // JSON has no NaN or infinity: the parser refuses them.
-    let text = base().to_string().replace("[1.0,0.2,", "[NaN,0.2,");
+    let text = base.to_string().replace("[1.0,0.2,", "[NaN,0.2,");
     cli_error(&text, "expected value");
-    let text = base().to_string().replace("[1.0,0.2,", "[1e999,0.2,");
+    let text = base.to_string().replace("[1.0,0.2,", "[1e999,0.2,");
     cli_error(&text, "number out of range");
-}
-
-#[test]
-fn non_positive_and_huge_weights() {
-    assert_error(
-        library(&base(), |_, _, _, w| w[1] = 0.0, agedb()),
-        Error::NonPositiveWeight { row: 1 },
-    );
-    assert_error(
-        library(&base(), |_, _, _, w| w[2] = -1.0, agedb()),
-        Error::NonPositiveWeight { row: 2 },
-    );
-    assert_error(
-        library(&base(), |_, _, _, w| w[0] = 1e7, agedb()),
-        Error::WeightTooLarge { row: 0 },
-    );
+    let mut typo = base.clone();
+    typo["config"]["temprature"] = json!(0.1);
+    cli_error(&typo.to_string(), "unknown field `temprature`");
+    let mut extra = base.clone();
+    extra["extra"] = json!(1);
+    cli_error(&extra.to_string(), "unknown field `extra`");
+    let mut string = base.clone();
+    string["config"]["threshold"] = json!("NaN");
+    cli_error(&string.to_string(), "invalid type: string");
+    let mut metric = base.clone();
+    metric["config"]["label_metric"] = json!("cosine");
     cli_error(
-        &with("weights", json!([1.0, -0.5, 1.0, 1.0])).to_string(),
-        "weights row 1 is zero or negative",
+        &metric.to_string(),
+        "config.label_metric: unknown value \"cosine\" (expected one of l1, l2, linf, angular)",
     );
-    cli_error(
-        &with("weights", json!([1.0, 1.0, 1e9, 1.0])).to_string(),
-        "weights row 2 exceeds 1e6",
-    );
-}
-
-#[test]
-fn temperatures() {
-    let bad = Error::InvalidConfig {
-        field: "temperature",
-        why: "must be finite and > 0",
-    };
-    for t in [0.0, -0.07] {
-        assert_error(
-            library(
-                &base(),
-                |_, _, _, _| {},
-                Config {
-                    temperature: t,
-                    ..agedb()
-                },
-            ),
-            bad,
-        );
-        cli_error(
-            &with_config("temperature", json!(t)).to_string(),
-            "invalid config `temperature`: must be finite and > 0",
-        );
-    }
-    for t in [1e-6, 1e6] {
-        assert_finite(library(
-            &base(),
-            |_, _, _, _| {},
-            Config {
-                temperature: t,
-                ..agedb()
-            },
-        ));
-        cli_finite(&with_config("temperature", json!(t)));
-    }
-    let out_of_range = Error::InvalidConfig {
-        field: "temperature",
-        why: "must lie in [1e-6, 1e6]",
-    };
-    assert_error(
-        library(
-            &base(),
-            |_, _, _, _| {},
-            Config {
-                temperature: 1e-9,
-                ..agedb()
-            },
-        ),
-        out_of_range,
-    );
-}
-
-#[test]
-fn nan_threshold() {
-    let bad = Error::InvalidConfig {
-        field: "threshold",
-        why: "must be >= 0 (NaN is not allowed)",
-    };
-    assert_error(
-        library(
-            &base(),
-            |_, _, _, _| {},
-            Config {
-                threshold: f64::NAN,
-                ..agedb()
-            },
-        ),
-        bad,
-    );
-    cli_error(
-        &with_config("threshold", json!("NaN")).to_string(),
-        "invalid type: string",
-    );
-    cli_error(
-        &with_config("threshold", json!(-1.0)).to_string(),
-        "invalid config `threshold`",
-    );
-}
-
-#[test]
-fn huge_labels_stay_finite() {
-    let huge = with("labels", json!([1e30, -1e30, 1e30, 3.0]));
-    let loss = assert_finite(library(&huge, |_, _, _, _| {}, agedb()));
-    assert!(loss >= 0.0);
-    cli_finite(&huge);
-    let preds = with("preds", json!([1e30, 1e30, -1e30, 0.0]));
-    assert_finite(library(&preds, |_, _, _, _| {}, agedb()));
-}
-
-#[test]
-fn all_zero_feature_rows_stay_finite() {
-    let zeros = with("features", json!(vec![0.0; M * D]));
-    assert_finite(library(&zeros, |_, _, _, _| {}, agedb()));
-    cli_finite(&zeros);
-    let one_zero = with(
-        "features",
-        json!([0.0, 0.0, 0.0, 0.9, 0.3, 0.1, 0.1, 1.0, 0.2, 0.2, 0.8, 0.1]),
-    );
-    assert_finite(library(&one_zero, |_, _, _, _| {}, agedb()));
-}
-
-#[test]
-fn angular_metric_with_zero_labels() {
-    let mut case = base();
-    case["labels"] = json!([1.0, 0.0, 2.0, 3.0]);
-    let angular = Config {
-        label_metric: LabelMetric::Angular,
-        ..agedb()
-    };
-    assert_error(
-        library(&case, |_, _, _, _| {}, angular),
-        Error::ZeroLengthLabel {
-            what: "labels",
-            row: 1,
-        },
-    );
-    case["config"]["label_metric"] = json!("angular");
-    cli_error(&case.to_string(), "labels row 1 is the zero vector");
-}
-
-#[test]
-fn unknown_config_keys() {
-    cli_error(
-        &with_config("temprature", json!(0.1)).to_string(),
-        "unknown field `temprature`",
-    );
-    cli_error(
-        &with("extra", json!(1)).to_string(),
-        "unknown field `extra`",
-    );
-}
-
-#[test]
-fn truncated_json() {
-    let text = base().to_string();
+    let text = base.to_string();
     cli_error(&text[..text.len() - 20], "EOF while parsing");
 }
 
-/// The GPU refuses the same inputs with the same core error.
+/// Extreme but valid inputs: a finite loss and gradient on every CPU
+/// engine, in f64 and f32, and through the command line.
+fn finite_everywhere(case: &BadCase) -> f64 {
+    let [f, y, p, w] = case.converted::<f64>();
+    let inputs = Inputs {
+        features: &f,
+        labels: &y,
+        preds: &p,
+        eta: case.eta.as_ref().map(|_| w.as_slice()),
+    };
+    let batch = conr_core::Batch::new(case.shape, inputs).unwrap();
+    let small = conr_core::OwnedBatch::<f32>::converted(&batch).unwrap();
+    let engines: [&dyn conr_core::FloatEngine; 2] = [&Reference, &Fast::new()];
+    for engine in engines {
+        let wide = Engine::<f64>::compute(engine, &batch, &case.config).unwrap();
+        let narrow = Engine::<f32>::compute(engine, &small.batch(), &case.config).unwrap();
+        assert!(wide.loss.is_finite() && wide.grad_features.iter().all(|g| g.is_finite()));
+        assert!(narrow.loss.is_finite() && narrow.grad_features.iter().all(|g| g.is_finite()));
+    }
+    cli_finite(&case_json(case).expect("JSON writes it"))
+}
+
 #[test]
-fn gpu_refuses_the_same_inputs() {
-    let Ok(gpu) = conr_wgpu::GpuConr::new() else {
-        if std::env::var("CONR_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-            panic!("CONR_REQUIRE_GPU=1 but there is no GPU");
-        }
-        eprintln!("skipping: no GPU adapter");
-        return;
+fn extreme_values_stay_finite() {
+    let one_row = BadCase {
+        shape: Shape {
+            rows: 1,
+            ..valid().shape
+        },
+        features: vec![1.0, 2.0, 3.0],
+        labels: vec![5.0],
+        preds: vec![5.0],
+        eta: Some(vec![1.0]),
+        ..valid()
     };
-    let shape = Shape {
-        rows: M,
-        dim: D,
-        label_dim: 1,
+    assert_eq!(finite_everywhere(&one_row), 0.0);
+    let huge_labels = BadCase {
+        labels: vec![1e30, -1e30, 1e30, 3.0],
+        ..valid()
     };
-    let f = [
-        1.0f32, 0.2, 0.0, 0.9, 0.3, 0.1, 0.1, 1.0, 0.2, 0.2, 0.8, 0.1,
-    ];
-    let (y, p) = ([20.0f32, 20.5, 60.0, 60.5], [40.0f32, 40.2, 40.4, 40.1]);
-    let batch = Batch::new(shape, &f, &y, &p, None).unwrap();
-    let cold = Config {
-        temperature: -1.0,
-        ..agedb()
+    assert!(finite_everywhere(&huge_labels) >= 0.0);
+    let huge_preds = BadCase {
+        preds: vec![1e30, 1e30, -1e30, 0.0],
+        ..valid()
     };
-    let err = gpu.compute(&batch, &cold).unwrap_err();
-    assert_eq!(
-        err,
-        conr_wgpu::GpuError::Input(Error::InvalidConfig {
-            field: "temperature",
-            why: "must be finite and > 0"
-        })
-    );
-    let huge_labels = [1e30f32, -1e30, 1e30, 3.0];
-    let out = gpu
-        .compute(
-            &Batch::new(shape, &f, &huge_labels, &p, None).unwrap(),
-            &agedb(),
-        )
-        .unwrap();
-    assert!(out.loss.is_finite() && out.grad_features.iter().all(|g| g.is_finite()));
-    let zeros = [0.0f32; M * D];
-    let out = gpu
-        .compute(&Batch::new(shape, &zeros, &y, &p, None).unwrap(), &agedb())
-        .unwrap();
-    assert!(out.loss.is_finite() && out.grad_features.iter().all(|g| g.is_finite()));
+    finite_everywhere(&huge_preds);
+    let zero_rows = BadCase {
+        features: vec![0.0; 12],
+        ..valid()
+    };
+    finite_everywhere(&zero_rows);
+    for temperature in [1e-6, 1e6] {
+        let t = BadCase {
+            config: Config {
+                temperature,
+                ..valid().config
+            },
+            ..valid()
+        };
+        finite_everywhere(&t);
+    }
+    let angular = BadCase {
+        shape: Shape {
+            label_dim: 2,
+            ..valid().shape
+        },
+        labels: vec![1.0, 0.0, -1.0, 0.0, 0.0, 1e-30, 3.0, 4.0],
+        preds: vec![1.0, 1.0, 1.0, -1.0, 2.0, 2.0, 0.5, 0.1],
+        config: Config {
+            label_metric: LabelMetric::Angular,
+            ..valid().config
+        },
+        ..valid()
+    };
+    finite_everywhere(&angular);
 }

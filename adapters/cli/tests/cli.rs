@@ -162,12 +162,104 @@ fn bad_inputs_give_one_line_errors() {
     assert_one_line_error(&run_on_text("weights", &weights.to_string()), "odd size");
 }
 
+/// A fixture's `expected` object changes nothing: the output is the same
+/// with it, without it, and with it made up, and it equals what the fixture
+/// expects.
 #[test]
 fn expected_fields_are_ignored() {
-    let mut case = small_case();
-    case["expected"] = serde_json::json!({"loss": 123.0});
-    let out = json(&run_on_text("compute", &case.to_string()));
-    assert_ne!(out["loss"].as_f64().unwrap(), 123.0);
+    let path = fixture("official-agedb-02.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut case: Value = serde_json::from_str(&text).unwrap();
+    let expected = case["expected"].clone();
+    let with = json(&conr(&["compute", "--input", path.to_str().unwrap()]));
+    case.as_object_mut().unwrap().remove("expected");
+    let without = json(&run_on_text("compute", &case.to_string()));
+    case["expected"] = serde_json::json!({"loss": 123.0, "anchors": []});
+    let made_up = json(&run_on_text("compute", &case.to_string()));
+    assert_eq!(with, without);
+    assert_eq!(with, made_up);
+    let budget = conr_tests::budget::F64_FIXTURE;
+    budget
+        .loss
+        .scalar(
+            "loss",
+            with["loss"].as_f64().unwrap(),
+            expected["loss"].as_f64().unwrap(),
+        )
+        .unwrap();
+    budget
+        .grad
+        .vector(
+            "grad",
+            &floats(&with["grad_features"]),
+            &floats(&expected["grad_features"]),
+        )
+        .unwrap();
+    for key in ["anchors", "positives", "negatives"] {
+        assert_eq!(with[key], expected[key], "{key}");
+    }
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// `--backend gpu --shards 3` runs the data-parallel protocol on the GPU,
+/// within the f32 budget of the fixture; f64 on the GPU is refused, since it
+/// would be rounded.
+#[test]
+fn the_gpu_runs_the_protocol_too() {
+    if conr_tests::gpu::gpu().is_none() {
+        return;
+    }
+    let path = fixture("general-03.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let case: Value = serde_json::from_str(&text).unwrap();
+    let expected = &case["expected"];
+    let path = path.to_str().unwrap();
+    let budget = conr_tests::budget::F32_FIXTURE;
+    for shards in [None, Some("3")] {
+        let mut args = vec!["compute", "--input", path, "--backend", "gpu"];
+        args.extend(shards.iter().flat_map(|w| ["--shards", w]));
+        let out = json(&conr(&args));
+        assert_eq!(out["backend"], "gpu");
+        assert_eq!(out["precision"], "f32");
+        budget
+            .loss
+            .scalar(
+                "loss",
+                out["loss"].as_f64().unwrap(),
+                expected["loss"].as_f64().unwrap(),
+            )
+            .unwrap();
+        budget
+            .grad
+            .vector(
+                "grad",
+                &floats(&out["grad_features"]),
+                &floats(&expected["grad_features"]),
+            )
+            .unwrap();
+        for key in ["anchors", "positives", "negatives"] {
+            assert_eq!(out[key], expected[key], "{key}");
+        }
+    }
+    assert_one_line_error(
+        &conr(&[
+            "compute",
+            "--input",
+            path,
+            "--backend",
+            "gpu",
+            "--precision",
+            "f64",
+        ]),
+        "the gpu engine computes in f32",
+    );
 }
 
 #[test]
@@ -338,4 +430,22 @@ fn bench_with_shards_reports_each_worker() {
         assert!(w["backward_s"].as_f64().unwrap() > 0.0);
     }
     assert_eq!(row["plan"], "band");
+}
+
+/// The README's demo table is the one the program prints for the committed
+/// run (`conr demo --out docs` wrote `docs/report.json`).
+#[test]
+fn the_readme_shows_the_demo_table_of_the_committed_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
+    let report: conr_cli::demo::Report = serde_json::from_str(&read("docs/report.json")).unwrap();
+    let readme = read("README.md");
+    let (begin, end) = (
+        "<!-- conr demo table: begin -->",
+        "<!-- conr demo table: end -->",
+    );
+    let start = readme.find(begin).expect("the README marks the table") + begin.len();
+    let stop = readme.find(end).expect("the README marks the table's end");
+    assert_eq!(readme[start..stop].trim(), report.table().trim());
+    assert_eq!(report.seeds.len(), 5, "the committed run is a default run");
 }

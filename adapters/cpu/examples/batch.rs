@@ -6,7 +6,7 @@
 //! ```
 
 use conr_cpu::core::density::{DensityConfig, Kernel, Reweight};
-use conr_cpu::{Batch, Config, Engine, Fast, Reference, Shape, density_weights};
+use conr_cpu::{Batch, Config, Engine, Fast, Inputs, Reference, Shape, density_weights};
 
 fn main() -> Result<(), conr_cpu::Error> {
     // 512 rows (two views of 256 ages), 64 features, on a fixed pattern.
@@ -36,7 +36,13 @@ fn main() -> Result<(), conr_cpu::Error> {
         dim: d,
         label_dim: 1,
     };
-    let batch = Batch::new(shape, &features, &ages, &preds, Some(&eta))?;
+    let inputs = Inputs {
+        features: &features,
+        labels: &ages,
+        preds: &preds,
+        eta: Some(&eta),
+    };
+    let batch = Batch::new(shape, inputs)?;
     let config = Config::paper();
     let fast = Fast::new().compute(&batch, &config)?;
     let reference = Reference.compute(&batch, &config)?;

@@ -1,12 +1,10 @@
-use conr_core::normalize::{normalize, normalize_backward};
-use conr_core::pairs::Pair;
 use std::ops::Range;
 
+use conr_core::normalize::{normalize, normalize_backward};
+use conr_core::pairs::Pair;
 use conr_core::shard;
 use conr_core::stats::{RowGrad, RowOutcome, RowStats};
-use conr_core::{Batch, Config, Error, Params, Scalar};
-
-use crate::{Engine, Part, Worker};
+use conr_core::{Batch, Config, Engine, Error, Params, Part, Scalar, Worker};
 
 /// The reference engine: plain loops over the core, one row at a time.
 ///
@@ -16,18 +14,18 @@ use crate::{Engine, Part, Worker};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Reference;
 
-impl Engine for Reference {
+impl<T: Scalar> Engine<T> for Reference {
     fn name(&self) -> &'static str {
         "reference"
     }
 
-    fn worker<'a, T: Scalar>(
+    fn worker<'a>(
         &'a self,
-        batch: &'a Batch<'a, T>,
+        batch: Batch<'a, T>,
         config: &Config,
     ) -> Result<Box<dyn Worker<T> + 'a>, Error> {
         let params = batch.check(config)?;
-        let (z, lengths) = normalized(batch);
+        let (z, lengths) = normalized(&batch);
         Ok(Box::new(ReferenceWorker {
             params,
             batch,
@@ -40,33 +38,21 @@ impl Engine for Reference {
 /// The reference engine's worker: the normalised features, kept for both phases.
 struct ReferenceWorker<'a, T> {
     params: Params<T>,
-    batch: &'a Batch<'a, T>,
+    batch: Batch<'a, T>,
     z: Vec<T>,
     lengths: Vec<T>,
 }
 
-impl<T: Scalar> ReferenceWorker<'_, T> {
-    fn problem(&self) -> Problem<'_, '_, T> {
-        Problem {
-            params: &self.params,
-            batch: self.batch,
-            z: &self.z,
-            dim: self.batch.shape().dim,
-        }
-    }
-}
-
 impl<T: Scalar> Worker<T> for ReferenceWorker<'_, T> {
     fn forward(&mut self, rows: Range<usize>) -> Result<Vec<RowOutcome<T>>, Error> {
-        let batch = self.batch;
+        let batch = &self.batch;
         shard::check_phase(batch.rows(), &rows, None)?;
-        let problem = self.problem();
         // One pass over k per row, statistics only.
         Ok(rows
             .map(|j| {
                 let mut stats = RowStats::default();
-                problem.for_each_pair(j, |_, pair, _, s| stats.push(pair, s));
-                stats.finish(&self.params, batch.rows(), batch.weight(j))
+                self.for_each_pair(j, |_, pair, _, s| stats.push(pair, s));
+                stats.finish(&self.params, batch.rows(), batch.eta(j))
             })
             .collect())
     }
@@ -78,14 +64,13 @@ impl<T: Scalar> Worker<T> for ReferenceWorker<'_, T> {
     ) -> Result<Part<T>, Error> {
         shard::check_phase(self.batch.rows(), &rows, Some(outcomes.len()))?;
         let (params, z, dim) = (&self.params, &self.z, self.batch.shape().dim);
-        let problem = self.problem();
         let factor = shard::reduction::<T>(&params.config, outcomes);
         let grads: Vec<RowGrad<T>> = outcomes.iter().map(|o| o.gradient(factor)).collect();
         // ∂L/∂z_j = (1/τ) Σ_k (G_jk + G_kj) z_k, recomputing each logit.
         let mut grad_features = vec![T::zero(); rows.len() * dim];
         for (j, df) in rows.clone().zip(grad_features.chunks_exact_mut(dim)) {
             let mut dz = vec![T::zero(); dim];
-            problem.for_each_pair(j, |k, jk, kj, s| {
+            self.for_each_pair(j, |k, jk, kj, s| {
                 let g = (grads[j].coefficient(jk, s) + grads[k].coefficient(kj, s))
                     * params.inv_temperature;
                 for (acc, &x) in dz.iter_mut().zip(&z[k * dim..(k + 1) * dim]) {
@@ -102,6 +87,34 @@ impl<T: Scalar> Worker<T> for ReferenceWorker<'_, T> {
     }
 }
 
+impl<T: Scalar> ReferenceWorker<'_, T> {
+    /// Calls `visit(k, jk, kj, s_jk)` for every `k` that is a positive or a
+    /// negative of `j`, with what `k` is to `j` and what `j` is to `k`.
+    fn for_each_pair(&self, j: usize, mut visit: impl FnMut(usize, Pair<T>, Pair<T>, T)) {
+        let (batch, dim) = (&self.batch, self.batch.shape().dim);
+        let log_eta = batch.eta(j).ln();
+        let zj = &self.z[j * dim..(j + 1) * dim];
+        for k in 0..batch.rows() {
+            let (pair, kj) = Pair::classify_both(
+                &self.params,
+                batch.row(j),
+                batch.row(k),
+                log_eta,
+                batch.eta(k).ln(),
+            );
+            if pair == Pair::Neither {
+                continue;
+            }
+            let zk = &self.z[k * dim..(k + 1) * dim];
+            let dot = zj
+                .iter()
+                .zip(zk)
+                .fold(T::zero(), |acc, (&a, &b)| acc + a * b);
+            visit(k, pair, kj, dot * self.params.inv_temperature);
+        }
+    }
+}
+
 /// The normalised features and the feature lengths.
 fn normalized<T: Scalar>(batch: &Batch<'_, T>) -> (Vec<T>, Vec<T>) {
     let dim = batch.shape().dim;
@@ -112,39 +125,4 @@ fn normalized<T: Scalar>(batch: &Batch<'_, T>) -> (Vec<T>, Vec<T>) {
         .map(|(j, zj)| normalize(batch.feature_row(j), zj))
         .collect();
     (z, lengths)
-}
-
-/// The inputs of one computation, for visiting the pairs of a row.
-struct Problem<'a, 'b, T> {
-    params: &'a Params<T>,
-    batch: &'a Batch<'b, T>,
-    z: &'a [T],
-    dim: usize,
-}
-
-impl<T: Scalar> Problem<'_, '_, T> {
-    /// Calls `visit(k, jk, kj, s_jk)` for every `k` that is a positive or a
-    /// negative of `j`, with what `k` is to `j` and what `j` is to `k`.
-    fn for_each_pair(&self, j: usize, mut visit: impl FnMut(usize, Pair<T>, Pair<T>, T)) {
-        let log_eta = self.batch.weight(j).ln();
-        let zj = &self.z[j * self.dim..(j + 1) * self.dim];
-        for k in 0..self.batch.rows() {
-            let (pair, kj) = Pair::classify_both(
-                self.params,
-                self.batch.row(j),
-                self.batch.row(k),
-                log_eta,
-                self.batch.weight(k).ln(),
-            );
-            if pair == Pair::Neither {
-                continue;
-            }
-            let zk = &self.z[k * self.dim..(k + 1) * self.dim];
-            let dot = zj
-                .iter()
-                .zip(zk)
-                .fold(T::zero(), |acc, (&a, &b)| acc + a * b);
-            visit(k, pair, kj, dot * self.params.inv_temperature);
-        }
-    }
 }

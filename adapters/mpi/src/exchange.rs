@@ -4,16 +4,14 @@
 
 use std::ops::Range;
 
-use anyhow::{Context, Result, bail};
-use conr_core::shard::{self, Header, message_len, write_message};
-use conr_core::{Batch, Config, Output, Part, Scalar, Shape};
-use conr_cpu::even_slices;
+use conr_core::shard::{self, Header, even_slices, message_len, write_message};
+use conr_core::{Batch, Config, Engine, Inputs, Output, Part, Scalar, Shape};
 use mpi::Count;
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
 use mpi::traits::{Communicator, CommunicatorCollectives, Equivalence, Root};
 
-use crate::phases::RankEngine;
+use crate::Error;
 
 /// One rank's own rows of the global batch, row-major, as a data loader
 /// would hand them over.
@@ -25,7 +23,7 @@ pub struct LocalRows<T> {
     pub labels: Vec<T>,
     /// Its rows' predictions (rows × L).
     pub preds: Vec<T>,
-    /// Its rows' weights, or `None` on every rank for all ones.
+    /// Its rows' pushing powers eta (the weights), or `None` on every rank for all ones.
     pub weights: Option<Vec<T>>,
 }
 
@@ -39,9 +37,9 @@ pub fn rank_rows(rows: usize, ranks: usize, rank: usize) -> Range<usize> {
 }
 
 /// ConR on the global batch of `shape` whose rows the ranks of `world`
-/// hold in even runs ([`rank_rows`]). Every rank calls it with its own rows;
-/// rank 0 gets the whole [`Output`] (the loss, every row's gradient, anchors
-/// and counts) and the others `None`.
+/// hold in even runs ([`rank_rows`]), on any engine. Every rank calls it with
+/// its own rows; rank 0 gets the whole [`Output`] (the loss, every row's
+/// gradient, anchors and counts) and the others `None`.
 ///
 /// Beyond the feature gather each rank sends one message of outcomes (10
 /// values a row plus 10) and its gradient rows to rank 0. An error on any
@@ -49,11 +47,11 @@ pub fn rank_rows(rows: usize, ranks: usize, rank: usize) -> Range<usize> {
 /// communicator (as `conr-mpi` does).
 pub fn run_rank<T, C>(
     world: &C,
-    engine: &RankEngine,
+    engine: &dyn Engine<T>,
     config: &Config,
     shape: Shape,
     local: &LocalRows<T>,
-) -> Result<Option<Output<T>>>
+) -> Result<Option<Output<T>>, Error>
 where
     T: Scalar + Equivalence,
     C: Communicator + CommunicatorCollectives,
@@ -69,10 +67,12 @@ where
         ("predictions", local.preds.len(), l),
     ] {
         if got != mine.len() * width {
-            bail!(
-                "rank {rank} holds {got} {what} values for its {} rows of width {width}",
-                mine.len()
-            );
+            return Err(Error::LocalRows {
+                rank,
+                what,
+                got,
+                expected: mine.len() * width,
+            });
         }
     }
     // 1. Every rank gets every row.
@@ -83,12 +83,18 @@ where
         Some(w) => Some(all_gather(world, w, &lengths(1))?),
         None => None,
     };
-    let batch = Batch::new(shape, &features, &labels, &preds, weights.as_deref())?;
-    let mut phases = engine.phases(&batch, config)?;
+    let inputs = Inputs {
+        features: &features,
+        labels: &labels,
+        preds: &preds,
+        eta: weights.as_deref(),
+    };
+    let batch = Batch::new(shape, inputs)?;
+    let mut worker = engine.worker(batch, config)?;
 
     // 2. Phase 1, and the exchange of outcomes.
     let header = Header::new(config, shape);
-    let outcomes = phases.forward(mine.clone())?;
+    let outcomes = worker.forward(mine.clone())?;
     let mut message = vec![T::zero(); message_len(outcomes.len())];
     write_message(&header, mine.start, &outcomes, &mut message)?;
     let message_lengths: Vec<usize> = slices.iter().map(|s| message_len(s.len())).collect();
@@ -103,7 +109,7 @@ where
     let outcomes = shard::gather(&header, &messages)?;
 
     // 3. Phase 2: this rank's gradient rows and part of the loss, to rank 0.
-    let part = phases.backward(mine, &outcomes)?;
+    let part = worker.backward(mine, &outcomes)?;
     let root = world.process_at_rank(0);
     if rank != 0 {
         root.reduce_into(&part.loss, SystemOperation::sum());
@@ -128,22 +134,22 @@ where
 }
 
 /// MPI's counts and displacements for runs of these lengths.
-fn partition(lengths: &[usize]) -> Result<(Vec<Count>, Vec<Count>)> {
+fn partition(lengths: &[usize]) -> Result<(Vec<Count>, Vec<Count>), Error> {
     let mut start = 0usize;
     let mut counts = Vec::with_capacity(lengths.len());
     let mut displs = Vec::with_capacity(lengths.len());
+    let count = |n: usize| Count::try_from(n).map_err(|_| Error::TooManyValues(n));
     for &n in lengths {
-        let too_many = || format!("{} values exceed MPI's 32-bit counts", start + n);
-        counts.push(Count::try_from(n).with_context(too_many)?);
-        displs.push(Count::try_from(start).with_context(too_many)?);
+        counts.push(count(n)?);
+        displs.push(count(start)?);
         start += n;
     }
-    Count::try_from(start).with_context(|| format!("{start} values exceed MPI's 32-bit counts"))?;
+    count(start)?;
     Ok((counts, displs))
 }
 
 /// Every rank's run, in rank order: rank r contributes `lengths[r]` values.
-fn all_gather<T, C>(world: &C, mine: &[T], lengths: &[usize]) -> Result<Vec<T>>
+fn all_gather<T, C>(world: &C, mine: &[T], lengths: &[usize]) -> Result<Vec<T>, Error>
 where
     T: Scalar + Equivalence,
     C: CommunicatorCollectives,

@@ -26,18 +26,16 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod error;
 mod exchange;
-mod phases;
 
+pub use error::Error;
 pub use exchange::{LocalRows, rank_rows, run_rank};
-pub use phases::{Phases, RankEngine};
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use conr_cli::input::{LossCase, read_json};
-use conr_cli::output::{Backend, ComputeReport, Precision};
-use conr_core::Scalar;
+use conr_core::{Engine, Precision, Scalar};
+use conr_schema::{LossCase, Report, read_json};
 use mpi::traits::{Communicator, CommunicatorCollectives, Equivalence};
 use serde::Serialize;
 
@@ -46,32 +44,38 @@ use serde::Serialize;
 pub struct MpiReport {
     /// The same fields as `conr compute`.
     #[serde(flatten)]
-    pub report: ComputeReport,
+    pub report: Report,
     /// The ranks that computed it.
     pub workers: usize,
 }
 
 /// Every rank reads the case at `input`, keeps its own rows, and runs
-/// [`run_rank`] in `precision` (default f64, f32 on the GPU). Rank 0 gets
-/// the report.
+/// [`run_rank`] on the engine called `backend` (`conr_engines`) in
+/// `precision` (default f64 where the engine computes in f64, else f32).
+/// Rank 0 gets the report.
 pub fn run_file<C>(
     world: &C,
     input: &Path,
-    backend: Backend,
+    backend: &str,
     precision: Option<Precision>,
-) -> Result<Option<MpiReport>>
+) -> Result<Option<MpiReport>, Error>
 where
     C: Communicator + CommunicatorCollectives,
 {
     let case: LossCase = read_json(input)?;
-    let precision = Precision::resolve(backend, precision)?;
-    let engine = RankEngine::new(backend)?;
-    let output = match precision {
-        Precision::F64 => run_case::<f64, C>(world, &engine, &case)?.map(|o| o.cast()),
-        Precision::F32 => run_case::<f32, C>(world, &engine, &case)?.map(|o| o.cast()),
+    let engine = conr_engines::engine(backend)?;
+    let (output, computed_in) = match conr_engines::batch_precision(&*engine, precision)? {
+        Precision::F64 => (
+            run_case::<f64, C>(world, &*engine, &case)?.map(|o| o.cast()),
+            Engine::<f64>::precision(&*engine),
+        ),
+        _ => (
+            run_case::<f32, C>(world, &*engine, &case)?.map(|o| o.cast()),
+            Engine::<f32>::precision(&*engine),
+        ),
     };
     Ok(output.map(|o| MpiReport {
-        report: ComputeReport::new(o, backend, precision),
+        report: Report::new(o, backend, computed_in),
         workers: world.size() as usize,
     }))
 }
@@ -79,36 +83,25 @@ where
 /// This rank's rows of `case` in `T`, then the protocol.
 fn run_case<T, C>(
     world: &C,
-    engine: &RankEngine,
+    engine: &dyn Engine<T>,
     case: &LossCase,
-) -> Result<Option<conr_core::Output<T>>>
+) -> Result<Option<conr_core::Output<T>>, Error>
 where
     T: Scalar + Equivalence,
     C: Communicator + CommunicatorCollectives,
 {
     let config = case.config.to_config()?;
     let shape = case.shape();
-    // The core's checks of the whole file, before this rank takes its rows.
-    conr_core::Batch::new(
-        shape,
-        &case.features,
-        &case.labels,
-        &case.preds,
-        case.weights.as_deref(),
-    )
-    .context("the input's arrays do not have the lengths n, d and label_dim give")?;
+    // The core's checks of the whole file, in `T`, before this rank takes its rows.
+    let whole = case.converted::<T>()?;
+    let whole = whole.batch();
     let rows = rank_rows(shape.rows, world.size() as usize, world.rank() as usize);
-    let take = |v: &[f64], width: usize| -> Vec<T> {
-        v[rows.start * width..rows.end * width]
-            .iter()
-            .map(|&x| T::from(x).unwrap_or_else(T::nan))
-            .collect()
-    };
+    let take = |v: &[T], width: usize| v[rows.start * width..rows.end * width].to_vec();
     let local = LocalRows {
-        features: take(&case.features, shape.dim),
-        labels: take(&case.labels, shape.label_dim),
-        preds: take(&case.preds, shape.label_dim),
-        weights: case.weights.as_deref().map(|w| take(w, 1)),
+        features: take(whole.features(), shape.dim),
+        labels: take(whole.labels(), shape.label_dim),
+        preds: take(whole.preds(), shape.label_dim),
+        weights: whole.etas().map(|w| take(w, 1)),
     };
     run_rank(world, engine, &config, shape, &local)
 }

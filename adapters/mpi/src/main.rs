@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use conr_cli::output::{Backend, Precision};
+use clap::builder::PossibleValuesParser;
+use conr_core::{Named, Precision};
 use mpi::traits::Communicator;
 
 /// ConR across MPI ranks: each rank owns a run of the batch's rows; together
@@ -16,11 +17,11 @@ struct Args {
     /// A `conr compute` input file (the conr-fixture/1 schema).
     #[arg(long)]
     input: PathBuf,
-    /// The engine every rank runs.
-    #[arg(long, value_enum, default_value = "cpu")]
-    backend: Backend,
+    /// The engine every rank runs: `reference`, `cpu` (or `fast`) or `gpu`.
+    #[arg(long, default_value = "cpu", value_parser = PossibleValuesParser::new(conr_engines::Kind::NAMES))]
+    backend: String,
     /// f64 (default on the CPU) or f32 (the GPU's only precision).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = |s: &str| Precision::from_name(s).map_err(|e| e.to_string()))]
     precision: Option<Precision>,
 }
 
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let world = universe.world();
-    match conr_mpi::run_file(&world, &args.input, args.backend, args.precision) {
+    match conr_mpi::run_file(&world, &args.input, &args.backend, args.precision) {
         Ok(Some(report)) => match serde_json::to_string(&report) {
             Ok(text) => {
                 println!("{text}");
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
         },
         Ok(None) => ExitCode::SUCCESS,
         Err(err) => {
-            let message = format!("{err:#}").replace('\n', " ");
+            let message = err.to_string().replace('\n', " ");
             eprintln!(
                 "error (rank {} of {}): {message}",
                 world.rank(),

@@ -9,10 +9,30 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use conr_cli::input::{LossCase, read_json};
-use conr_cli::output::{Backend, ComputeReport, Precision, compute};
+use conr_core::{Engine, Precision};
+use conr_schema::{LossCase, Report, read_json};
 use conr_tests::budget::{Budget, F32_FIXTURE, F64_VS_F64};
 use serde_json::Value;
+
+/// What one process computes for `case` on the engine called `backend`:
+/// the report `conr compute` prints.
+fn compute(case: &LossCase, backend: &str, precision: Precision) -> Report {
+    let engine = conr_engines::engine(backend).expect("the engine starts");
+    let config = case.config.to_config().expect("a valid config");
+    let output = match precision {
+        Precision::F64 => {
+            let batch = case.converted::<f64>().expect("a valid case");
+            Engine::<f64>::compute(&*engine, &batch.batch(), &config).unwrap()
+        }
+        _ => {
+            let batch = case.converted::<f32>().expect("a valid case");
+            Engine::<f32>::compute(&*engine, &batch.batch(), &config)
+                .unwrap()
+                .cast()
+        }
+    };
+    Report::new(output, backend, precision)
+}
 
 /// Whether `mpirun` runs here; without it the test skips, or fails under
 /// `CONR_REQUIRE_MPI=1`.
@@ -63,7 +83,7 @@ fn run_mpi(ranks: usize, input: &Path, extra: &[&str]) -> Result<Value, String> 
 }
 
 /// The MPI run's object equals the single process's, with `workers` added.
-fn check(got: &Value, want: &ComputeReport, ranks: usize, budget: &Budget) -> Result<(), String> {
+fn check(got: &Value, want: &Report, ranks: usize, budget: &Budget) -> Result<(), String> {
     let want_json = serde_json::to_value(want).map_err(|e| e.to_string())?;
     assert_eq!(got["workers"], ranks, "workers");
     let keys = |v: &Value| -> Vec<String> {
@@ -108,12 +128,8 @@ fn mpi_runs_equal_one_process() {
     for (name, ranks) in cases {
         let input = file(name);
         let case: LossCase = read_json(&input).expect("the input parses");
-        for backend in [Backend::Reference, Backend::Cpu] {
-            let want = compute(&case, backend, Some(Precision::F64)).expect("one process");
-            let flag = match backend {
-                Backend::Reference => "reference",
-                _ => "cpu",
-            };
+        for flag in ["reference", "cpu"] {
+            let want = compute(&case, flag, Precision::F64);
             for &w in &ranks {
                 let result = run_mpi(w, &input, &["--backend", flag])
                     .and_then(|got| check(&got, &want, w, &F64_VS_F64));
@@ -133,20 +149,20 @@ fn mpi_runs_in_f32_and_on_the_gpu() {
     }
     let input = file("examples/agedb-batch.json");
     let case: LossCase = read_json(&input).expect("the input parses");
-    let want = compute(&case, Backend::Reference, Some(Precision::F64)).expect("one process");
+    let want = compute(&case, "reference", Precision::F64);
     let got = run_mpi(3, &input, &["--precision", "f32"]).expect("f32 on 3 ranks");
-    let f32_want = ComputeReport {
-        precision: Precision::F32,
-        backend: Backend::Cpu,
+    let f32_want = Report {
+        precision: "f32",
+        backend: "cpu".into(),
         ..want.clone()
     };
     check(&got, &f32_want, 3, &F32_FIXTURE).expect("f32 within the f32 budget");
     if conr_tests::gpu::gpu().is_none() {
         return;
     }
-    let gpu_want = ComputeReport {
-        precision: Precision::F32,
-        backend: Backend::Gpu,
+    let gpu_want = Report {
+        precision: "f32",
+        backend: "gpu".into(),
         ..want
     };
     let got = run_mpi(2, &input, &["--backend", "gpu"]).expect("the GPU on 2 ranks");
@@ -168,7 +184,7 @@ fn a_bad_input_fails_on_every_rank_without_hanging() {
     )
     .unwrap();
     let err = run_mpi(2, &bad, &[]).expect_err("a bad input fails");
-    assert!(err.contains("lengths"), "{err}");
+    assert!(err.contains("labels has length 1"), "{err}");
     let gpu_f64 = run_mpi(
         2,
         &file("examples/agedb-batch.json"),
@@ -177,7 +193,7 @@ fn a_bad_input_fails_on_every_rank_without_hanging() {
     assert!(
         gpu_f64
             .expect_err("f64 on the GPU is refused")
-            .contains("f32 only")
+            .contains("the gpu engine computes in f32")
     );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -8,7 +8,7 @@
 //! Without a GPU, Mesa's lavapipe runs it: `WGPU_BACKEND=vulkan`.
 
 use conr_core::{Config, Shape};
-use conr_wgpu::{GpuBuffers, GpuConr};
+use conr_wgpu::{GpuBuffers, GpuConr, Status};
 use wgpu::BufferUsages as U;
 use wgpu::util::DeviceExt;
 
@@ -45,6 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let p = init("preds", &preds, U::COPY_SRC);
     let grad = init("grad", &[0.0; 18], U::STORAGE | U::COPY_DST | U::COPY_SRC);
     let loss = init("loss", &[0.0], U::COPY_DST | U::COPY_SRC);
+    // The device checks the values as the host would; this word says what it found.
+    let status = init("status", &[0.0], U::COPY_DST | U::COPY_SRC);
 
     // Record ConR's forward and backward passes next to your own commands.
     let mut encoder = device.create_command_encoder(&Default::default());
@@ -52,26 +54,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         features: f.slice(..),
         labels: y.slice(..),
         preds: p.slice(..),
-        weights: None,
+        eta: None,
         grad_features: grad.slice(..),
         loss: loss.slice(..),
+        status: Some(status.slice(..)),
     };
     gpu.record(&mut encoder, shape, buffers, &Config::official_agedb())?;
 
     // Here the gradient would feed your optimizer on the GPU. To print it, copy it out.
     let read = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("read"),
-        size: 19 * 4,
+        size: 20 * 4,
         usage: U::MAP_READ | U::COPY_DST,
         mapped_at_creation: false,
     });
     encoder.copy_buffer_to_buffer(&grad, 0, &read, 0, 18 * 4);
     encoder.copy_buffer_to_buffer(&loss, 0, &read, 18 * 4, 4);
+    encoder.copy_buffer_to_buffer(&status, 0, &read, 19 * 4, 4);
     gpu.queue().submit([encoder.finish()]);
     read.map_async(wgpu::MapMode::Read, .., |r| r.expect("the readback maps"));
     device.poll(wgpu::PollType::wait_indefinitely())?;
     let view = read.get_mapped_range(..)?;
     let values: &[f32] = bytemuck::cast_slice(&view);
+    let status = Status(values[19].to_bits());
+    if let Some(error) = status.error() {
+        return Err(error.into());
+    }
     println!("loss: {}", values[18]);
     for (j, row) in values[..18].chunks_exact(3).enumerate() {
         println!("∂L/∂f_{j}: {row:?}");

@@ -4,31 +4,40 @@
 //! that mirror `conr-core` function by function in f32, and are held to the
 //! CPU reference by property tests.
 //!
+//! - [`GpuConr`] implements the core's engine interface,
+//!   [`Engine`](conr_core::Engine), for f32 batches, and for f64 batches
+//!   rounded to f32 once ([`Engine::precision`](conr_core::Engine::precision)
+//!   says so): the same [`Output`](conr_core::Output) as the CPU engines,
+//!   whole or in the row phases of the data-parallel protocol.
 //! - The forward pass computes logit tiles in workgroup memory with an online
 //!   log-sum-exp per row; the backward pass recomputes them, forms
 //!   `G_jk + G_kj`, and accumulates `∂z`. No M×M buffer exists: GPU memory is
 //!   O(M·D + M·L).
-//! - [`GpuConr::compute`] takes host slices and returns the same
-//!   [`Output`](conr_core::Output) as the CPU engines.
 //! - [`GpuConr::record`] records into the caller's command encoder on
-//!   caller-owned buffers, for frameworks that keep tensors on the GPU.
+//!   caller-owned buffers, for frameworks that keep tensors on the GPU; it
+//!   checks the values on the device against the core's rules ([`Status`]).
 //! - Pipelines are created once per `GpuConr`; working buffers are reused
 //!   while the batch shape repeats.
 //! - Batches larger than one storage binding run in row chunks.
 //! - Out-of-memory, validation and device-loss conditions become
-//!   [`GpuError`]s through error scopes, never a panic.
+//!   [`conr_core::Error`]s through error scopes, never a panic.
 //!
 //! ```no_run
-//! use conr_core::{Batch, Config, Shape};
+//! use conr_core::{Batch, Config, Engine, Inputs, Shape};
 //! use conr_wgpu::GpuConr;
 //!
 //! let gpu = GpuConr::new()?; // honours WGPU_BACKEND
 //! let shape = Shape { rows: 4, dim: 2, label_dim: 1 };
-//! let features = [1.0, 0.1, 0.9, 0.2, 0.1, 1.0, 0.2, 0.8];
-//! let batch = Batch::new(shape, &features, &[20.0, 20.5, 60.0, 60.5], &[40.0, 40.2, 40.4, 40.1], None)?;
-//! let out = gpu.compute(&batch, &Config::official_agedb())?;
+//! let features = [1.0f32, 0.1, 0.9, 0.2, 0.1, 1.0, 0.2, 0.8];
+//! let inputs = Inputs {
+//!     features: &features,
+//!     labels: &[20.0, 20.5, 60.0, 60.5],
+//!     preds: &[40.0, 40.2, 40.4, 40.1],
+//!     eta: None,
+//! };
+//! let out = gpu.compute(&Batch::new(shape, inputs)?, &Config::official_agedb())?;
 //! println!("loss {} on {}", out.loss, gpu.adapter_name());
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok::<(), conr_core::Error>(())
 //! ```
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -38,25 +47,30 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-mod dispatch;
-mod error;
+mod buffers;
+mod chunking;
+mod engine;
 mod host;
 mod info;
+mod kernels;
+mod layout;
 mod mixed;
-mod params;
 mod plan;
+mod record;
+mod status;
 mod workspace;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub use error::GpuError;
-pub use host::GpuBuffers;
+pub use buffers::GpuBuffers;
+pub use conr_core::{Error, Precision};
 pub use info::{AdapterSummary, adapters};
-pub use mixed::{GpuPrecision, mixed_support};
+pub use mixed::{features_for, mixed_support};
+pub use status::Status;
 
-use conr_core::band::{self, TilePlan};
-use dispatch::Pipelines;
+use conr_core::band::TilePlan;
+use kernels::Pipelines;
 use workspace::{HostBuffers, Workspace};
 
 /// The WGSL source of every f32 kernel.
@@ -76,13 +90,16 @@ pub const TILE: u32 = 64;
 pub const TILE_WORKGROUP: [u32; 3] = [16, 16, 1];
 /// Workgroup memory the f32 backward kernel needs: two staged 16×64 slices
 /// and the 64×64 tile of H in f32, and the tile's 64 column keys (label,
-/// prediction, ln eta) and outcomes (32 bytes each). Every mainstream GPU has
-/// at least 32 KiB.
-pub const WORKGROUP_MEMORY: u32 = 2 * 16 * 64 * 4 + 64 * 64 * 4 + 64 * (3 * 4 + 32);
+/// prediction, ln eta) and outcomes. Every mainstream GPU has at least 32 KiB.
+pub const WORKGROUP_MEMORY: u32 =
+    2 * 16 * 64 * 4 + 64 * 64 * 4 + 64 * (3 * 4 + size_of::<layout::DeviceOutcome>() as u32);
 /// Workgroup memory the mixed-precision kernels need: the 64×64 logit tile in
 /// f32, the tile of H in f16, one RowStats per row, and the column keys and
 /// outcomes.
-pub const MIXED_WORKGROUP_MEMORY: u32 = 64 * 64 * 4 + 64 * 64 * 2 + 64 * 32 + 64 * (3 * 4 + 32);
+pub const MIXED_WORKGROUP_MEMORY: u32 = 64 * 64 * 4
+    + 64 * 64 * 2
+    + 64 * size_of::<layout::DeviceStats>() as u32
+    + 64 * (3 * 4 + size_of::<layout::DeviceOutcome>() as u32);
 /// The workgroup size of the per-row kernels.
 pub const LINEAR_WORKGROUP: u32 = 64;
 /// The workgroup size of the mixed-precision tile kernels: four subgroups of 32.
@@ -91,7 +108,9 @@ pub const MIXED_WORKGROUP: u32 = 128;
 pub const REDUCE_WORKGROUP: u32 = 256;
 
 /// A GPU context for ConR: a device, its queue, the compiled pipelines, and
-/// reusable working buffers. Build it once and call it for every batch.
+/// reusable working buffers. Build it once and call it for every batch,
+/// through the core's [`Engine`](conr_core::Engine) interface or
+/// [`GpuConr::record`].
 ///
 /// `GpuConr` is `Send + Sync`. Calls from several threads are safe: they take
 /// turns on an internal lock that guards the working buffers.
@@ -102,7 +121,7 @@ pub struct GpuConr {
     pipelines: Option<Pipelines>,
     cache: Mutex<Cache>,
     max_binding: u64,
-    precision: GpuPrecision,
+    precision: Precision,
     tiles: TilePlan,
     lost: Arc<LostFlag>,
 }
@@ -131,32 +150,35 @@ impl std::fmt::Debug for GpuConr {
 
 impl GpuConr {
     /// Picks a high-performance adapter (honouring `WGPU_BACKEND` and
-    /// `WGPU_POWER_PREF`) and opens a device on it.
-    pub fn new() -> Result<Self, GpuError> {
+    /// `WGPU_POWER_PREF`) and opens a device on it, for f32.
+    pub fn new() -> Result<Self, Error> {
         pollster::block_on(Self::new_async())
     }
 
     /// The async form of [`GpuConr::new`].
-    pub async fn new_async() -> Result<Self, GpuError> {
-        Self::with_precision_async(GpuPrecision::F32).await
+    pub async fn new_async() -> Result<Self, Error> {
+        Self::with_precision_async(Precision::F32).await
     }
 
-    /// [`GpuConr::new`] in the given precision. [`GpuPrecision::Mixed`] on an
-    /// adapter without tensor cores reachable through wgpu is a
-    /// [`GpuError::Unsupported`] that says what is missing.
+    /// [`GpuConr::new`] in the given precision: [`Precision::F32`] or
+    /// [`Precision::Mixed`]. Mixed precision on an adapter without tensor
+    /// cores reachable through wgpu is an [`Error::Unsupported`] that says
+    /// what is missing, and so is f64, which the GPU does not compute in.
     ///
     /// ```no_run
-    /// use conr_wgpu::{GpuConr, GpuPrecision};
-    /// let gpu = GpuConr::with_precision(GpuPrecision::Mixed)?;
-    /// assert_eq!(gpu.precision(), GpuPrecision::Mixed);
-    /// # Ok::<(), conr_wgpu::GpuError>(())
+    /// use conr_core::{Engine, Precision};
+    /// use conr_wgpu::GpuConr;
+    /// let gpu = GpuConr::with_precision(Precision::Mixed)?;
+    /// assert_eq!(Engine::<f32>::precision(&gpu), Precision::Mixed);
+    /// # Ok::<(), conr_core::Error>(())
     /// ```
-    pub fn with_precision(precision: GpuPrecision) -> Result<Self, GpuError> {
+    pub fn with_precision(precision: Precision) -> Result<Self, Error> {
         pollster::block_on(Self::with_precision_async(precision))
     }
 
     /// The async form of [`GpuConr::with_precision`].
-    pub async fn with_precision_async(precision: GpuPrecision) -> Result<Self, GpuError> {
+    pub async fn with_precision_async(precision: Precision) -> Result<Self, Error> {
+        refuse_f64(precision)?;
         let descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         let tried = format!("{:?}", descriptor.backends);
         let instance = wgpu::Instance::new(descriptor);
@@ -165,17 +187,13 @@ impl GpuConr {
                 .unwrap_or(wgpu::PowerPreference::HighPerformance),
             ..Default::default()
         };
-        let adapter =
-            instance
-                .request_adapter(&options)
-                .await
-                .map_err(|e| GpuError::NoAdapter {
-                    tried,
-                    reason: e.to_string(),
-                })?;
+        let adapter = instance.request_adapter(&options).await.map_err(|e| {
+            Error::Unavailable(format!(
+                "no GPU adapter found (backends tried: {tried}): {e}"
+            ))
+        })?;
         let experimental_features = match precision {
-            GpuPrecision::F32 => wgpu::ExperimentalFeatures::disabled(),
-            GpuPrecision::Mixed => {
+            Precision::Mixed => {
                 mixed_support(&adapter)?;
                 // SAFETY: wgpu marks cooperative matrices experimental: its
                 // validation of them may be incomplete. The kernels keep to what
@@ -187,11 +205,12 @@ impl GpuConr {
                     wgpu::ExperimentalFeatures::enabled()
                 }
             }
+            _ => wgpu::ExperimentalFeatures::disabled(),
         };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("conr"),
-                required_features: precision.features(),
+                required_features: features_for(precision),
                 // The adapter's own limits: storage bindings of up to 2 GiB on large GPUs.
                 required_limits: adapter.limits(),
                 experimental_features,
@@ -199,32 +218,34 @@ impl GpuConr {
                 trace: wgpu::Trace::Off,
             })
             .await
-            .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+            .map_err(|e| Error::Unavailable(format!("the GPU adapter gave no device: {e}")))?;
         let mut gpu = Self::from_device_with_precision(device, queue, precision)?;
         gpu.adapter = Some(adapter.get_info());
         Ok(gpu)
     }
 
-    /// Uses a device the caller already owns. Pipelines are compiled here, once.
+    /// Uses a device the caller already owns, for f32. Pipelines are compiled here, once.
     ///
     /// The device needs [`WORKGROUP_MEMORY`] bytes of workgroup memory
-    /// (`max_compute_workgroup_storage_size`) and 8 storage buffers per shader
-    /// stage. Errors on this device that escape conr's error scopes go to the
-    /// caller's uncaptured-error handler.
-    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self, GpuError> {
-        Self::from_device_with_precision(device, queue, GpuPrecision::F32)
+    /// (`max_compute_workgroup_storage_size`) and as many storage buffers per
+    /// shader stage as the kernels bind (10; the error says when a device
+    /// allows fewer). Errors on this device that escape conr's error scopes
+    /// go to the caller's uncaptured-error handler.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self, Error> {
+        Self::from_device_with_precision(device, queue, Precision::F32)
     }
 
     /// [`GpuConr::from_device`] in the given precision. For
-    /// [`GpuPrecision::Mixed`] the device must have been created with
-    /// [`GpuPrecision::features`] (and `ExperimentalFeatures::enabled()`) on an
-    /// adapter that [`mixed_support`] accepts; the features and the subgroup
-    /// width are checked here.
+    /// [`Precision::Mixed`] the device must have been created with
+    /// [`features_for`]`(Precision::Mixed)` (and
+    /// `ExperimentalFeatures::enabled()`) on an adapter that
+    /// [`mixed_support`] accepts; the features and the subgroup width are
+    /// checked here.
     pub fn from_device_with_precision(
         device: wgpu::Device,
         queue: wgpu::Queue,
-        precision: GpuPrecision,
-    ) -> Result<Self, GpuError> {
+        precision: Precision,
+    ) -> Result<Self, Error> {
         Self::build(device, queue, precision, true)
     }
 
@@ -232,36 +253,38 @@ impl GpuConr {
     /// watches (a framework's wgpu device): conr leaves the device's lost
     /// callback to its owner, because wgpu keeps one callback per device and
     /// setting conr's would silence the owner's.
-    pub fn from_shared_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self, GpuError> {
-        Self::build(device, queue, GpuPrecision::F32, false)
+    pub fn from_shared_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self, Error> {
+        Self::build(device, queue, Precision::F32, false)
     }
 
     fn build(
         device: wgpu::Device,
         queue: wgpu::Queue,
-        precision: GpuPrecision,
+        precision: Precision,
         watch_loss: bool,
-    ) -> Result<Self, GpuError> {
-        if precision == GpuPrecision::Mixed {
+    ) -> Result<Self, Error> {
+        refuse_f64(precision)?;
+        if precision == Precision::Mixed {
             mixed::check_features(device.features())?;
             mixed::check_subgroups(&device.adapter_info())?;
         }
         let limits = device.limits();
         let workgroup_memory = match precision {
-            GpuPrecision::F32 => WORKGROUP_MEMORY,
-            GpuPrecision::Mixed => WORKGROUP_MEMORY.max(MIXED_WORKGROUP_MEMORY),
+            Precision::Mixed => WORKGROUP_MEMORY.max(MIXED_WORKGROUP_MEMORY),
+            _ => WORKGROUP_MEMORY,
         };
         if limits.max_compute_workgroup_storage_size < workgroup_memory {
-            return Err(GpuError::TooLarge {
+            return Err(Error::TooLarge {
                 what: "workgroup memory (bytes)",
                 needed: u64::from(workgroup_memory),
                 limit: u64::from(limits.max_compute_workgroup_storage_size),
             });
         }
-        if limits.max_storage_buffers_per_shader_stage < 8 {
-            return Err(GpuError::TooLarge {
+        let storage = kernels::storage_buffers_needed(precision);
+        if limits.max_storage_buffers_per_shader_stage < storage {
+            return Err(Error::TooLarge {
                 what: "storage buffers per shader stage",
-                needed: 8,
+                needed: u64::from(storage),
                 limit: u64::from(limits.max_storage_buffers_per_shader_stage),
             });
         }
@@ -294,10 +317,10 @@ impl GpuConr {
         Ok(gpu)
     }
 
-    fn pipelines(&self) -> Result<&Pipelines, GpuError> {
+    fn pipelines(&self) -> Result<&Pipelines, Error> {
         self.pipelines
             .as_ref()
-            .ok_or_else(|| GpuError::Device("the pipelines were not created".into()))
+            .ok_or_else(|| Error::Device("the pipelines were not created".into()))
     }
 
     /// Lowers the largest storage binding conr uses (bytes), so that batches
@@ -309,61 +332,18 @@ impl GpuConr {
     }
 
     /// The same context with another tile plan. [`TilePlan::Band`] (the
-    /// default) makes [`GpuConr::compute`] visit only the tiles that can hold
-    /// a positive or a negative, for f32 batches that fit one chunk; mixed
-    /// precision, chunked batches, the `angular` metric and
-    /// [`GpuConr::record`] (which has no host copy of the labels to plan
-    /// with) visit every tile.
+    /// default) makes [`Engine::compute`](conr_core::Engine::compute) visit
+    /// only the tiles that can hold a positive or a negative, for f32
+    /// batches that fit one chunk; mixed precision, chunked batches, the
+    /// `angular` metric, the row phases and [`GpuConr::record`] (which has
+    /// no host copy of the labels to plan with) visit every tile.
+    /// [`Engine::plan`](conr_core::Engine::plan) says which for a batch.
     pub fn with_plan(mut self, tiles: TilePlan) -> Self {
         if let Ok(cache) = self.cache.get_mut() {
             *cache = Cache::default();
         }
         self.tiles = tiles;
         self
-    }
-
-    /// The tile plan of [`GpuConr::compute`].
-    pub fn plan(&self) -> TilePlan {
-        self.tiles
-    }
-
-    /// Whether [`GpuConr::compute`] takes the band plan for this batch: the
-    /// band plan chosen, f32, one chunk, and a metric with a band (not
-    /// `angular`).
-    pub fn uses_band(
-        &self,
-        batch: &conr_core::Batch<'_, f32>,
-        config: &conr_core::Config,
-    ) -> Result<bool, GpuError> {
-        batch.check(config)?;
-        Ok(self.tiles == TilePlan::Band
-            && self.precision == GpuPrecision::F32
-            && config.label_metric != conr_core::LabelMetric::Angular
-            && self.chunk_plan(batch.shape())?.chunks() == 1)
-    }
-
-    /// The number of 64×64 tiles [`GpuConr::compute`] visits for this batch
-    /// (both band sides together, which may overlap) over the number of
-    /// tiles of the dense plan: 1 where it visits every tile.
-    pub fn tile_share(
-        &self,
-        batch: &conr_core::Batch<'_, f32>,
-        config: &conr_core::Config,
-    ) -> Result<f64, GpuError> {
-        if !self.uses_band(batch, config)? {
-            return Ok(1.0);
-        }
-        let params = batch.check(config)?;
-        let (rows, tile) = (batch.rows(), TILE as usize);
-        let (mut order, mut keys) = (vec![0u32; rows], vec![0.0f32; rows]);
-        Ok(band::tile_share(
-            batch, &params, tile, tile, &mut order, &mut keys,
-        )?)
-    }
-
-    /// The precision this context computes in.
-    pub fn precision(&self) -> GpuPrecision {
-        self.precision
     }
 
     /// The device.
@@ -390,33 +370,18 @@ impl GpuConr {
     }
 
     /// Bytes of device memory conr holds for the current shape, beyond the
-    /// inputs: normalised features, per-row statistics, uniforms, and (after a
-    /// [`GpuConr::compute`]) the gradient. Host-visible readback buffers are
-    /// not counted.
+    /// inputs: normalised features, per-row state, uniforms, the copies of
+    /// the labels, and (after a host call) the gradient. Host-visible
+    /// readback buffers are not counted.
     pub fn working_bytes(&self) -> u64 {
         let Ok(cache) = self.cache.lock() else {
             return 0;
         };
-        let ws = cache.workspace.as_ref().map_or(0, |w| {
-            let buffers =
-                w.z.iter()
-                    .chain(&w.params)
-                    .chain([&w.lengths, &w.stats, &w.outcomes, &w.totals])
-                    .chain(
-                        w.mixed
-                            .iter()
-                            .flat_map(|m| [&m.z16, &m.dz32, &m.stats_part]),
-                    );
-            buffers.map(wgpu::Buffer::size).sum()
-        });
-        let grad = cache
-            .host
-            .as_ref()
-            .map_or(0, |h| h.grad.iter().map(wgpu::Buffer::size).sum());
-        ws + grad
+        let ws = cache.workspace.as_ref().map_or(0, Workspace::bytes);
+        ws + cache.host.as_ref().map_or(0, HostBuffers::gradient_bytes)
     }
 
-    fn check_lost(&self) -> Result<(), GpuError> {
+    fn check_lost(&self) -> Result<(), Error> {
         if self.lost.lost.load(Ordering::SeqCst) {
             let reason = self
                 .lost
@@ -424,43 +389,42 @@ impl GpuConr {
                 .lock()
                 .map(|r| r.clone())
                 .unwrap_or_default();
-            return Err(GpuError::Lost(reason));
+            return Err(Error::DeviceLost(reason));
         }
         Ok(())
     }
 
-    fn chunk_plan(&self, shape: conr_core::Shape) -> Result<plan::Plan, GpuError> {
-        let max_groups = self.device.limits().max_compute_workgroups_per_dimension;
-        let plan = plan::Plan::new(
-            shape.rows,
-            shape.dim,
-            shape.label_dim,
-            self.max_binding,
-            max_groups,
-        )?;
-        match self.precision {
-            GpuPrecision::Mixed => plan.mixed(self.max_binding),
-            GpuPrecision::F32 => Ok(plan),
-        }
-    }
-
-    /// Runs `work` inside out-of-memory, validation and internal error scopes,
-    /// and turns anything they catch into [`GpuError::Device`].
-    fn scoped<R>(&self, work: impl FnOnce() -> R) -> Result<R, GpuError> {
+    /// Runs `work` inside out-of-memory, validation and internal error
+    /// scopes, and turns what they catch into [`Error::OutOfMemory`] or
+    /// [`Error::Device`].
+    fn scoped<R>(&self, work: impl FnOnce() -> R) -> Result<R, Error> {
         let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = work();
-        let errors = [
-            pollster::block_on(validation.pop()),
-            pollster::block_on(memory.pop()),
-            pollster::block_on(internal.pop()),
+        let one_line = |e: wgpu::Error| e.to_string().replace('\n', " ");
+        // Every scope is popped, innermost first, before any is reported.
+        let caught = [
+            pollster::block_on(validation.pop()).map(|e| Error::Device(one_line(e))),
+            pollster::block_on(memory.pop()).map(|e| Error::OutOfMemory(one_line(e))),
+            pollster::block_on(internal.pop()).map(|e| Error::Device(one_line(e))),
         ];
-        match errors.into_iter().flatten().next() {
-            Some(e) => Err(GpuError::Device(e.to_string().replace('\n', " "))),
+        match caught.into_iter().flatten().next() {
+            Some(e) => Err(e),
             None => Ok(out),
         }
     }
+}
+
+/// The GPU computes in f32 or mixed precision, never in f64.
+fn refuse_f64(precision: Precision) -> Result<(), Error> {
+    if precision == Precision::F64 {
+        return Err(Error::Unsupported {
+            what: "f64 on the GPU",
+            why: "the GPU engine computes in f32 or mixed precision (an f64 batch is rounded to f32 once)".into(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,193 +1,172 @@
-use crate::GpuError;
+//! How one call runs on the device, decided once ([`GpuConr::call_plan`]):
+//! its chunking, its precision, whether it takes the band plan, and which
+//! phases over which rows. The workspace, the recording and the reports
+//! (`Engine::plan`) all read this one value.
 
-/// Workgroups the mixed kernels aim for: a few per multiprocessor of a large GPU.
-pub(crate) const MIXED_WORKGROUPS: usize = 512;
+use std::ops::Range;
 
-/// Row alignment of a chunk: 64 rows of f32 is 256·D bytes, a multiple of any
-/// storage-offset alignment wgpu allows (at most 256).
-const CHUNK_ALIGN: u64 = 64;
+use conr_core::band::TilePlan;
+use conr_core::stats::RowOutcome;
+use conr_core::{Config, Error, LabelMetric, Precision, Shape};
 
-/// How an M×D batch is cut into row chunks that each fit one storage binding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Plan {
-    pub rows: usize,
-    pub dim: usize,
-    pub label_dim: usize,
-    pub chunk_rows: usize,
-    /// Column ranges of the mixed kernels (1 in f32).
-    pub splits: usize,
+use crate::GpuConr;
+use crate::chunking::Chunking;
+use crate::layout::{FLAG_ACCUMULATE, FLAG_BAND_NEGATIVES, FLAG_BAND_POSITIVES, Uniforms};
+
+/// What a call computes: both phases over every row, or one phase over a
+/// worker's rows.
+pub(crate) enum Phase<'a> {
+    Whole,
+    Forward(Range<usize>),
+    /// The worker's rows and every row's outcome.
+    Backward(Range<usize>, &'a [RowOutcome<f32>]),
 }
 
-impl Plan {
-    /// Chunks of as many rows as `max_binding` bytes allow (a multiple of 64).
-    pub fn new(
-        rows: usize,
-        dim: usize,
-        label_dim: usize,
-        max_binding: u64,
-        max_workgroups: u32,
-    ) -> Result<Self, GpuError> {
-        let row_bytes = dim as u64 * 4;
-        let fit = (max_binding / row_bytes) / CHUNK_ALIGN * CHUNK_ALIGN;
-        if fit == 0 {
-            return Err(GpuError::TooLarge {
-                what: "64 feature rows (the smallest chunk)",
-                needed: row_bytes * CHUNK_ALIGN,
-                limit: max_binding,
-            });
-        }
-        // Per-row buffers (labels, statistics) are bound whole.
-        let per_row = [
-            ("the label buffer", (rows * label_dim) as u64 * 4),
-            ("the row statistics", rows as u64 * 32),
-        ];
-        for (what, needed) in per_row {
-            if needed > max_binding {
-                return Err(GpuError::TooLarge {
-                    what,
-                    needed,
-                    limit: max_binding,
-                });
-            }
-        }
-        // One workgroup per 64 rows in the per-row kernels.
-        let groups = rows.div_ceil(crate::LINEAR_WORKGROUP as usize) as u64;
-        if groups > u64::from(max_workgroups) {
-            return Err(GpuError::TooLarge {
-                what: "the number of rows (in workgroups of 64)",
-                needed: groups,
-                limit: u64::from(max_workgroups),
-            });
-        }
-        // One workgroup per tile of 32 rows in the tiled kernels.
-        let by_groups = (max_workgroups as usize * crate::TILE as usize) / CHUNK_ALIGN as usize
-            * CHUNK_ALIGN as usize;
-        let chunk_rows = (fit as usize)
-            .min(by_groups)
-            .min(rows.div_ceil(CHUNK_ALIGN as usize) * CHUNK_ALIGN as usize);
-        Ok(Self {
-            rows,
-            dim,
-            label_dim,
-            chunk_rows,
-            splits: 1,
-        })
-    }
-
-    /// The number of chunks.
-    pub fn chunks(&self) -> usize {
-        self.rows.div_ceil(self.chunk_rows)
-    }
-
-    /// The first row and the row count of chunk `a`.
-    pub fn chunk(&self, a: usize) -> (usize, usize) {
-        let start = a * self.chunk_rows;
-        (start, self.chunk_rows.min(self.rows - start))
-    }
-
-    /// Bytes of one M×D f32 chunk.
-    pub fn chunk_bytes(&self, a: usize) -> u64 {
-        (self.chunk(a).1 * self.dim * 4) as u64
-    }
-
-    /// The row length of the f16 features of the mixed kernels: D rounded up
-    /// to 64, so that the four subgroups of a workgroup split every 64
-    /// features of the backward product without a bounds test.
-    pub fn stride(&self) -> usize {
-        self.dim.next_multiple_of(crate::TILE as usize)
-    }
-
-    /// The rows of the mixed kernels' padded buffers: M rounded up to whole tiles.
-    pub fn padded_rows(&self) -> usize {
-        self.rows.next_multiple_of(crate::TILE as usize)
-    }
-
-    /// The plan of the mixed kernels: the batch as one chunk, with padded f16
-    /// features and padded f32 gradient blocks, and its columns cut into
-    /// ranges so that about [`MIXED_WORKGROUPS`] workgroups run at once
-    /// (at most 8 ranges, one tile each at least), the ranges' accumulator
-    /// blocks together within one storage binding.
-    pub fn mixed(self, max_binding: u64) -> Result<Self, GpuError> {
-        let block = (self.padded_rows() * self.stride() * 4) as u64;
-        if self.chunks() > 1 || block > max_binding {
-            return Err(GpuError::TooLarge {
-                what: "the batch in mixed precision (one storage binding of M x D f32, padded)",
-                needed: block.max((self.rows * self.dim * 4) as u64),
-                limit: max_binding,
-            });
-        }
-        let tiles = self.padded_rows() / crate::TILE as usize;
-        let wanted = (MIXED_WORKGROUPS / tiles).clamp(1, 8).min(tiles);
-        let fits = (max_binding / block) as usize;
-        Ok(Self {
-            splits: wanted.min(fits).max(1),
-            ..self
-        })
-    }
-
-    /// The byte offset of chunk `a` in an M×D f32 buffer.
-    pub fn chunk_offset(&self, a: usize) -> u64 {
-        (self.chunk(a).0 * self.dim * 4) as u64
-    }
+/// Where a call's labels come from: host slices (which the band plan sorts
+/// on the host) or caller-owned device buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    Host,
+    Device,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Which phases a call records, and the rows its tile kernels own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Steps {
+    /// Phase 1: the row statistics (and, with `backward`, their outcomes and the loss).
+    pub forward: bool,
+    /// Phase 2: ∂L/∂features, from the outcomes and totals in the workspace.
+    pub backward: bool,
+    /// The rows whose statistics or gradient the tile kernels compute.
+    pub rows: Range<usize>,
+}
 
-    #[test]
-    fn chunks_respect_the_binding_limit_and_alignment() {
-        let plan = Plan::new(1000, 100, 1, 64 * 400 * 2, 65535).unwrap();
-        assert_eq!(plan.chunk_rows, 128);
-        assert_eq!(plan.chunks(), 8);
-        assert_eq!(plan.chunk(7), (896, 104));
-        assert_eq!(plan.chunk_offset(1) % 256, 0);
-        let whole = Plan::new(100, 8, 1, 1 << 27, 65535).unwrap();
-        assert_eq!((whole.chunks(), whole.chunk(0)), (1, (0, 100)));
-    }
+/// The plan of one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CallPlan {
+    pub chunking: Chunking,
+    /// [`Precision::F32`] or [`Precision::Mixed`].
+    pub precision: Precision,
+    /// Whether the tile kernels visit only the band's tiles (f32, one
+    /// chunk, a metric with a band, a whole computation from host slices).
+    pub band: bool,
+    pub steps: Steps,
+}
 
-    #[test]
-    fn mixed_plans_cut_columns_into_ranges_that_fit() {
-        let plan = |m| {
-            Plan::new(m, 512, 1, 2 << 30, 65535)
-                .unwrap()
-                .mixed(2 << 30)
-                .unwrap()
+impl GpuConr {
+    /// The plan of a call on a batch of `shape` with `config`: every
+    /// decision about how it runs, and every refusal of a shape or a phase
+    /// this device cannot run, in one place.
+    pub(crate) fn call_plan(
+        &self,
+        shape: Shape,
+        config: &Config,
+        phase: &Phase<'_>,
+        source: Source,
+    ) -> Result<CallPlan, Error> {
+        let limits = self.device.limits();
+        let chunking = Chunking::new(
+            shape.rows,
+            shape.dim,
+            shape.label_dim,
+            self.max_binding,
+            limits.max_compute_workgroups_per_dimension,
+        )?;
+        let chunking = match self.precision {
+            Precision::Mixed => chunking.mixed(self.max_binding)?,
+            _ => chunking,
         };
-        // Few row tiles: more column ranges, at most 8 and at most one per tile.
-        assert_eq!(plan(256).splits, 4);
-        assert_eq!(plan(1024).splits, 8);
-        assert_eq!(plan(8192).splits, 4);
-        assert_eq!(plan(65536).splits, 1);
-        assert_eq!((plan(100).stride(), plan(100).padded_rows()), (512, 128));
-        let narrow = Plan::new(100, 100, 1, 2 << 30, 65535)
-            .unwrap()
-            .mixed(2 << 30)
-            .unwrap();
-        assert_eq!(narrow.stride(), 128);
-        // All ranges' f32 blocks (1024 × 512 × 4 bytes each) share one binding.
-        let tight = Plan::new(1024, 512, 1, 3 << 21, 65535)
-            .unwrap()
-            .mixed(3 << 21)
-            .unwrap();
-        assert_eq!(tight.splits, 3);
-        // A batch that needs row chunks cannot run mixed.
-        let chunked = Plan::new(1024, 512, 1, 1 << 20, 65535).unwrap();
-        assert!(matches!(
-            chunked.mixed(1 << 20),
-            Err(GpuError::TooLarge { .. })
-        ));
+        let steps = match phase {
+            Phase::Whole => Steps {
+                forward: true,
+                backward: true,
+                rows: 0..shape.rows,
+            },
+            Phase::Forward(rows) => Steps {
+                forward: true,
+                backward: false,
+                rows: rows.clone(),
+            },
+            Phase::Backward(rows, _) => Steps {
+                forward: false,
+                backward: true,
+                rows: rows.clone(),
+            },
+        };
+        let whole = matches!(phase, Phase::Whole);
+        if !whole && self.precision == Precision::Mixed {
+            return Err(Error::Unsupported {
+                what: "a row phase in mixed precision",
+                why: "the data-parallel row phases run in f32 only".into(),
+            });
+        }
+        // The band's orders come from a host sort of the labels, and a
+        // worker's rows are scattered through the sorted order.
+        let band = self.tiles == TilePlan::Band
+            && self.precision == Precision::F32
+            && chunking.chunks() == 1
+            && config.label_metric != LabelMetric::Angular
+            && whole
+            && source == Source::Host;
+        Ok(CallPlan {
+            chunking,
+            precision: self.precision,
+            band,
+            steps,
+        })
+    }
+}
+
+impl CallPlan {
+    /// The rows of `steps.rows` in row chunk `a`, local to the chunk.
+    pub fn owned(&self, a: usize) -> (usize, usize) {
+        let (offset, count) = self.chunking.chunk(a);
+        let local = |r: usize| r.saturating_sub(offset).min(count);
+        (local(self.steps.rows.start), local(self.steps.rows.end))
     }
 
-    #[test]
-    fn impossible_shapes_are_errors() {
-        assert!(matches!(
-            Plan::new(10, 1 << 20, 1, 1 << 20, 65535),
-            Err(GpuError::TooLarge { .. })
-        ));
-        assert!(matches!(
-            Plan::new(100_000_000, 4, 1, 1 << 27, 65535),
-            Err(GpuError::TooLarge { .. })
-        ));
+    /// Every uniform block of the call, from `base` (the batch's and the
+    /// config's part): one per chunk pair `(a, b)` at `a · chunks + b`, or
+    /// for the band one plain block, then one per band side.
+    pub fn uniforms(&self, base: Uniforms) -> Vec<Uniforms> {
+        let chunking = &self.chunking;
+        let base = Uniforms {
+            stride: chunking.stride() as u32,
+            splits: chunking.splits as u32,
+            ..base
+        };
+        if self.band {
+            // The negatives merge into the positives' statistics.
+            let sides = [
+                0,
+                FLAG_BAND_POSITIVES,
+                FLAG_BAND_NEGATIVES | FLAG_ACCUMULATE,
+            ];
+            return sides
+                .map(|flags| Uniforms {
+                    flags: base.flags | flags,
+                    ..base
+                })
+                .to_vec();
+        }
+        let chunks = chunking.chunks();
+        (0..chunks * chunks)
+            .map(|i| {
+                let (a, b) = (i / chunks, i % chunks);
+                let (row_offset, row_count) = chunking.chunk(a);
+                let (col_offset, col_count) = chunking.chunk(b);
+                let (row_begin, row_end) = self.owned(a);
+                Uniforms {
+                    row_begin: row_begin as u32,
+                    row_end: row_end as u32,
+                    row_offset: row_offset as u32,
+                    row_count: row_count as u32,
+                    col_offset: col_offset as u32,
+                    col_count: col_count as u32,
+                    flags: base.flags | if b > 0 { FLAG_ACCUMULATE } else { 0 },
+                    ..base
+                }
+            })
+            .collect()
     }
 }

@@ -5,7 +5,7 @@
 use conr_core::normalize::normalize;
 use conr_core::pairs::Pair;
 use conr_core::stats::{RowStats, reduction_factor};
-use conr_core::{Batch, Config, Shape};
+use conr_core::{Batch, Config, Inputs, Shape};
 
 const ROWS: usize = 4;
 const DIM: usize = 2;
@@ -18,7 +18,8 @@ pub extern "C" fn conr_no_std_loss() -> f32 {
     let preds = [40.0f32, 40.2, 40.4, 40.1];
     let shape = Shape { rows: ROWS, dim: DIM, label_dim: 1 };
     let config = Config::official_agedb();
-    let Ok(batch) = Batch::new(shape, &features, &labels, &preds, None) else {
+    let inputs = Inputs { features: &features, labels: &labels, preds: &preds, eta: None };
+    let Ok(batch) = Batch::new(shape, inputs) else {
         return f32::NAN;
     };
     let Ok(params) = batch.check(&config) else {

@@ -50,7 +50,7 @@ impl OnBurn for HostBatch {
             },
             labels: t2(&self.labels, label_dim),
             preds: t2(&self.preds, label_dim),
-            weights: self.weights.as_ref().map(|w| {
+            weights: self.eta.as_ref().map(|w| {
                 Tensor::<1>::from_data(TensorData::new(w.clone(), [rows]), (device, dtype))
             }),
         }
@@ -119,4 +119,35 @@ pub fn train(conr: &conr_burn::ConrLoss, device: &Device, steps: usize) -> Vec<f
     }
     assert!(encoder.num_params() > 0);
     losses
+}
+
+/// A bad case's tensors on `device`: features `[M, D]`, labels and
+/// predictions `[n / L, L]` as given (so that a short input has fewer rows),
+/// and eta `[M]`; `None` for a shape no tensor can have.
+pub fn bad_tensors(
+    case: &conr_tests::bad::BadCase,
+    device: &Device,
+    dtype: DType,
+) -> Option<Tensors> {
+    let Shape {
+        rows,
+        dim,
+        label_dim,
+    } = case.shape;
+    rows.checked_mul(dim.max(label_dim))?;
+    if rows > 1 << 20 {
+        return None;
+    }
+    let t2 = |v: &[f64], cols: usize| {
+        let shape = [v.len().checked_div(cols).unwrap_or(rows), cols];
+        Tensor::<2>::from_data(TensorData::new(v.to_vec(), shape), (device, dtype))
+    };
+    Some(Tensors {
+        features: t2(&case.features, dim),
+        labels: t2(&case.labels, label_dim),
+        preds: t2(&case.preds, label_dim),
+        weights: case.eta.as_ref().map(|w| {
+            Tensor::<1>::from_data(TensorData::new(w.clone(), [w.len()]), (device, dtype))
+        }),
+    })
 }

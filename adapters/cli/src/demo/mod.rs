@@ -22,10 +22,10 @@ pub mod train;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use conr_core::Config;
-
-use conr_candle::ConrEngine;
+use conr_core::{Config, FloatEngine};
+use conr_cpu::Fast;
 pub use report::Report;
 use train::{Method, TrainOptions};
 
@@ -47,7 +47,7 @@ pub struct DemoOptions {
     /// τ.
     pub temperature: f64,
     /// Where ConR runs.
-    pub engine: ConrEngine,
+    pub engine: Arc<dyn FloatEngine>,
     /// One seed and a few epochs, for smoke tests.
     pub quick: bool,
 }
@@ -60,7 +60,7 @@ impl Default for DemoOptions {
             beta: 1.0,
             threshold: 0.5,
             temperature: 0.1,
-            engine: ConrEngine::default(),
+            engine: Arc::new(Fast::new()),
             quick: false,
         }
     }
@@ -152,17 +152,9 @@ pub fn run(
 /// Writes `report.json` and `per_label_mae.svg` into `dir` (created if needed).
 pub fn write(report: &Report, dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let json = serde_json::json!({
-        "methods": report.methods,
-        "per_label_mae": report.per_label_mae,
-        "train_counts": report.train_counts,
-        "test_counts": report.test_counts,
-        "seeds": report.seeds,
-        "val_mae": report.val_mae,
-        "settings": report.settings,
-    });
-    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
     let path = dir.join("report.json");
-    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, text + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     plot::per_label_mae(report, &dir.join("per_label_mae.svg"))
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::data::{LABELS, Splits};
 use super::train::Method;
@@ -23,7 +23,7 @@ pub fn region_of(count: usize) -> &'static str {
 }
 
 /// Mean and standard deviation over seeds of one method in one region.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     /// Mean absolute error, averaged over seeds.
     pub mae_mean: f64,
@@ -38,7 +38,7 @@ pub struct Summary {
 }
 
 /// Everything a demo run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// method → region → summary.
     pub methods: BTreeMap<String, BTreeMap<String, Summary>>,
@@ -141,17 +141,18 @@ pub fn summarise(
 }
 
 impl Report {
-    /// The table: MAE and GM, mean ± std over seeds, overall and per region.
+    /// The table, in Markdown: MAE and GM, mean ± std over seeds, overall
+    /// and per region (what `conr demo` prints, and the README shows).
     pub fn table(&self) -> String {
         let all = self.methods.values().next();
         let count = |r: &str| all.and_then(|m| m.get(r)).map_or(0, |s| s.count);
-        let mut out = format!("{:<20}", "test wines:");
+        let mut out = String::from("| method |");
         for r in REGIONS {
-            out += &format!(" | {:^31}", format!("{r} ({})", count(r)));
+            out += &format!(" {r} ({}): MAE | GM |", count(r));
         }
-        out += &format!("\n{:<20}", "method");
+        out += "\n| --- |";
         for _ in REGIONS {
-            out += &format!(" | {:^15} {:^15}", "MAE", "GM");
+            out += " ---: | ---: |";
         }
         out += "\n";
         // Report order: the baseline first.
@@ -161,13 +162,12 @@ impl Report {
             .filter(|n| self.methods.contains_key(*n));
         for name in names {
             let regions = &self.methods[name];
-            out += &format!("{name:<20}");
+            out += &format!("| {name} |");
             for r in REGIONS {
                 let s = regions[r];
                 out += &format!(
-                    " | {:>15} {:>15}",
-                    format!("{:.3} ± {:.3}", s.mae_mean, s.mae_std),
-                    format!("{:.3} ± {:.3}", s.gm_mean, s.gm_std)
+                    " {:.3} ± {:.3} | {:.3} ± {:.3} |",
+                    s.mae_mean, s.mae_std, s.gm_mean, s.gm_std
                 );
             }
             out += "\n";

@@ -12,7 +12,9 @@ use rand_distr::StandardNormal;
 
 use super::data::{FEATURES, Split, Splits};
 use super::model::Regressor;
-use conr_candle::{ConrEngine, conr_loss_with};
+use conr_candle::conr_loss_with;
+use conr_core::FloatEngine;
+use std::sync::Arc;
 
 /// What is added to the L1 loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,7 +57,7 @@ pub struct TrainOptions {
     /// The ConR config.
     pub config: Config,
     /// Where ConR runs.
-    pub engine: ConrEngine,
+    pub engine: Arc<dyn FloatEngine>,
     /// Standard deviation of the Gaussian feature noise of both views.
     pub noise: f64,
     /// Input dropout of the second view.

@@ -1,0 +1,67 @@
+//! What `conr compute` and `conr weights` print, on the engine named on the
+//! command line.
+
+use anyhow::{Result, bail};
+use conr_core::shard::{compute_sharded, even_slices};
+use conr_core::{Config, Engine, Output, Precision, Scalar};
+use conr_cpu::density_weights;
+use conr_schema::{LossCase, Report, WeightsCase};
+use serde::Serialize;
+
+/// Runs one loss case on the engine called `backend`, in `precision`
+/// (default: f64 where the engine computes f64, else the engine's own),
+/// whole or, with `shards: Some(w)`, as `w` workers of the data-parallel
+/// protocol run one after another.
+pub fn compute(
+    case: &LossCase,
+    backend: &str,
+    precision: Option<Precision>,
+    shards: Option<usize>,
+) -> Result<Report> {
+    if shards == Some(0) {
+        bail!("--shards must be at least 1");
+    }
+    let config = case.config.to_config()?;
+    let engine = conr_engines::engine(backend)?;
+    let precision = conr_engines::batch_precision(&*engine, precision)?;
+    let output = match precision {
+        Precision::F64 => run::<f64>(&*engine, case, &config, shards)?,
+        _ => run::<f32>(&*engine, case, &config, shards)?,
+    };
+    let computed_in = match precision {
+        Precision::F64 => Engine::<f64>::precision(&*engine),
+        _ => Engine::<f32>::precision(&*engine),
+    };
+    Ok(Report::new(output, backend, computed_in))
+}
+
+/// The case in `T`, on `engine`, widened to f64.
+fn run<T: Scalar>(
+    engine: &dyn Engine<T>,
+    case: &LossCase,
+    config: &Config,
+    shards: Option<usize>,
+) -> Result<Output<f64>> {
+    let owned = case.converted::<T>()?;
+    let batch = owned.batch();
+    let out = match shards {
+        None => engine.compute(&batch, config)?,
+        Some(w) => compute_sharded(engine, &batch, config, &even_slices(batch.rows(), w))?,
+    };
+    Ok(out.cast())
+}
+
+/// The JSON object `conr weights` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightsReport {
+    /// One weight per label, mean 1.
+    pub weights: Vec<f64>,
+}
+
+/// Runs one density-weight case.
+pub fn weights(case: &WeightsCase) -> Result<WeightsReport> {
+    let config = case.config.to_config()?;
+    Ok(WeightsReport {
+        weights: density_weights(&config, case.labels()?)?,
+    })
+}

@@ -1,0 +1,262 @@
+//! The fast engine: the engine itself and its worker ([`Fast`]), the views
+//! of the batch a worker builds once ([`views`]), and the tile passes over
+//! them ([`tiles`]).
+
+mod tiles;
+mod views;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use conr_core::band::{self, TilePlan};
+use conr_core::normalize::{normalize, normalize_backward};
+use conr_core::shard;
+use conr_core::stats::{RowGrad, RowOutcome, RowStats};
+use conr_core::{Batch, Config, Engine, Error, Params, Part, PlanReport, Scalar, Worker};
+use rayon::prelude::*;
+
+use tiles::Tiles;
+use views::Views;
+
+/// Rows per block: each block is one parallel task and owns its rows' results.
+const ROW_BLOCK: usize = 64;
+/// Columns per tile.
+const COL_BLOCK: usize = 256;
+
+/// The fast engine: the streaming forward and backward passes of DESIGN §2 in
+/// tiles, multi-threaded with rayon, with the tile products done by the `gemm`
+/// crate's micro-kernels.
+///
+/// - Forward: for each block of rows, classify the pairs of a column tile,
+///   form the logits `S = Z_J Z_Kᵀ`, and push them into the core's [`RowStats`].
+/// - Backward: recompute `S`, form `H_jk = (G_jk + G_kj)/τ` from both rows'
+///   [`RowGrad`]s, and accumulate `∂z_J += H Z_K`.
+///
+/// With the band plan (the default, [`TilePlan::Band`]) it visits only the
+/// tiles that can hold a positive, with rows and columns sorted by label, and
+/// those that can hold a negative, sorted by prediction (see
+/// [`conr_core::band`]): time grows with the pairs that enter the loss, not
+/// with M². Each pair is taken on one side only (a pair cannot be both), and
+/// each row's statistics and gradient are merged in a fixed order, positives
+/// first. [`Fast::with_plan`]`(TilePlan::Dense)` visits every tile, and so
+/// does the band plan under `angular`, where no band exists.
+///
+/// A tile where at least a quarter of the pairs are positives or negatives
+/// gets its logits and its `H Z_K` from GEMMs: three M×M×D GEMMs in all. A
+/// sparser tile computes a dot product (and an update) only for the pairs that
+/// enter the loss, which is cheaper below that share. A block of rows owns its rows' results,
+/// so there are no atomics, and results are bit-identical across thread counts.
+/// Extra memory is O(M·D + threads · tile²); no M×M buffer exists.
+///
+/// ```
+/// use conr_cpu::{Batch, Config, Engine, Fast, Inputs, Reference, Shape};
+/// let shape = Shape { rows: 3, dim: 2, label_dim: 1 };
+/// let inputs = Inputs {
+///     features: &[1.0f64, 0.0, 0.8, 0.6, 0.0, 1.0],
+///     labels: &[10.0, 10.5, 40.0],
+///     preds: &[20.0, 20.0, 20.5],
+///     eta: None,
+/// };
+/// let batch = Batch::new(shape, inputs)?;
+/// let fast = Fast::with_threads(2)?.compute(&batch, &Config::paper())?;
+/// let reference = Reference.compute(&batch, &Config::paper())?;
+/// assert!((fast.loss - reference.loss).abs() < 1e-12);
+/// # Ok::<(), conr_cpu::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Fast {
+    pool: Option<Arc<rayon::ThreadPool>>,
+    plan: TilePlan,
+}
+
+impl Fast {
+    /// An engine on rayon's global thread pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An engine with its own pool of `threads` threads (0 means one per core).
+    pub fn with_threads(threads: usize) -> Result<Self, Error> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("conr-{i}"))
+            .build()
+            .map_err(|_| Error::InvalidConfig {
+                field: "threads",
+                why: "the thread pool could not be started",
+            })?;
+        Ok(Self {
+            pool: Some(Arc::new(pool)),
+            plan: TilePlan::default(),
+        })
+    }
+
+    /// The same engine with another tile plan ([`TilePlan::Band`] by default).
+    pub fn with_plan(self, plan: TilePlan) -> Self {
+        Self { plan, ..self }
+    }
+
+    /// The number of threads this engine computes on.
+    pub fn threads(&self) -> usize {
+        self.pool
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+    }
+
+    fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
+    }
+}
+
+impl<T: Scalar> Engine<T> for Fast {
+    fn name(&self) -> &'static str {
+        "fast"
+    }
+
+    /// Normalises the features and, with the band plan, sorts and gathers
+    /// both sides' views, once for both phases.
+    fn worker<'a>(
+        &'a self,
+        batch: Batch<'a, T>,
+        config: &Config,
+    ) -> Result<Box<dyn Worker<T> + 'a>, Error> {
+        let params = batch.check(config)?;
+        let views = self.install(|| Views::new(&batch, &params, self.plan))?;
+        let log_eta = (0..batch.rows()).map(|j| batch.eta(j).ln()).collect();
+        Ok(Box::new(FastWorker {
+            engine: self,
+            batch,
+            params,
+            log_eta,
+            views,
+        }))
+    }
+
+    /// The share of its 64×256 tiles the engine visits: see [`PlanReport`].
+    fn plan(&self, batch: &Batch<'_, T>, config: &Config) -> Result<PlanReport, Error> {
+        let params = batch.check(config)?;
+        if self.plan == TilePlan::Dense {
+            return Ok(PlanReport::DENSE);
+        }
+        let rows = batch.rows();
+        let (mut order, mut keys) = (vec![0u32; rows], vec![T::zero(); rows]);
+        let share = band::tile_share(batch, &params, ROW_BLOCK, COL_BLOCK, &mut order, &mut keys)?;
+        Ok(share.map_or(PlanReport::DENSE, |tile_share| PlanReport {
+            tiles: TilePlan::Band,
+            tile_share,
+        }))
+    }
+}
+
+/// The fast engine's worker: one preparation, both phases on the engine's pool.
+struct FastWorker<'a, T> {
+    engine: &'a Fast,
+    batch: Batch<'a, T>,
+    params: Params<T>,
+    log_eta: Vec<T>,
+    views: Views<T>,
+}
+
+impl<T: Scalar> FastWorker<'_, T> {
+    fn tiles(&self) -> Tiles<'_, T> {
+        Tiles {
+            params: &self.params,
+            batch: &self.batch,
+            log_eta: &self.log_eta,
+        }
+    }
+}
+
+impl<T: Scalar> Worker<T> for FastWorker<'_, T> {
+    fn forward(&mut self, rows: Range<usize>) -> Result<Vec<RowOutcome<T>>, Error> {
+        shard::check_phase(self.batch.rows(), &rows, None)?;
+        let this = &*self;
+        Ok(self.engine.install(|| this.forward_rows(rows)))
+    }
+
+    fn backward(
+        &mut self,
+        rows: Range<usize>,
+        outcomes: &[RowOutcome<T>],
+    ) -> Result<Part<T>, Error> {
+        shard::check_phase(self.batch.rows(), &rows, Some(outcomes.len()))?;
+        let this = &*self;
+        Ok(self.engine.install(|| this.backward_rows(rows, outcomes)))
+    }
+}
+
+impl<T: Scalar> FastWorker<'_, T> {
+    /// Phase 1: the outcomes of `rows`, against every row.
+    fn forward_rows(&self, rows: Range<usize>) -> Vec<RowOutcome<T>> {
+        let tiles = self.tiles();
+        let first = rows.start;
+        let mut stats = vec![RowStats::default(); rows.len()];
+        // Views in a fixed order (positives, then negatives): bit-identical across threads.
+        for view in self.views.each() {
+            let blocks = view.blocks(&rows);
+            let parts: Vec<Vec<RowStats<T>>> = blocks
+                .par_iter()
+                .map(|block| tiles.forward(&view, block))
+                .collect();
+            for (block, part) in blocks.iter().zip(parts) {
+                for (&p, s) in block.iter().zip(part) {
+                    stats[view.index(p) - first].merge(&s);
+                }
+            }
+        }
+        let batch = &self.batch;
+        stats
+            .iter()
+            .zip(rows)
+            .map(|(s, j)| s.finish(&self.params, batch.rows(), batch.eta(j)))
+            .collect()
+    }
+
+    /// Phase 2: the part of the loss and `∂L/∂features` of `rows`, given
+    /// every row's outcome.
+    fn backward_rows(&self, rows: Range<usize>, outcomes: &[RowOutcome<T>]) -> Part<T> {
+        let (config, dim) = (&self.params.config, self.batch.shape().dim);
+        let factor = shard::reduction::<T>(config, outcomes);
+        let grads: Vec<RowGrad<T>> = outcomes.iter().map(|o| o.gradient(factor)).collect();
+        let tiles = self.tiles();
+        let first = rows.start;
+        let mut dz = vec![T::zero(); rows.len() * dim];
+        for view in self.views.each() {
+            let blocks = view.blocks(&rows);
+            let parts: Vec<Vec<T>> = blocks
+                .par_iter()
+                .map(|block| tiles.backward(&view, block, &grads))
+                .collect();
+            for (block, part) in blocks.iter().zip(parts) {
+                for (&p, row) in block.iter().zip(part.chunks_exact(dim)) {
+                    let j = view.index(p) - first;
+                    let out = &mut dz[j * dim..(j + 1) * dim];
+                    out.iter_mut()
+                        .zip(row)
+                        .for_each(|(acc, &x)| *acc = *acc + x);
+                }
+            }
+        }
+        let mut grad_features = vec![T::zero(); rows.len() * dim];
+        let batch = &self.batch;
+        grad_features
+            .par_chunks_mut(dim)
+            .zip(dz.par_chunks(dim))
+            .enumerate()
+            .for_each_init(
+                || vec![T::zero(); dim],
+                |zj, (i, (out, dz_j))| {
+                    // z_j again from f_j: cheaper than keeping every row's.
+                    let length = normalize(batch.feature_row(first + i), zj);
+                    normalize_backward(length, zj, dz_j, out);
+                },
+            );
+        Part {
+            loss: shard::part_loss(config, outcomes, rows),
+            grad_features,
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! # conr-schema
+//!
+//! The `conr-fixture/1` JSON schema of ConR's inputs, and the object
+//! `conr compute` prints: what the command line, the data-parallel runner,
+//! the conformance fixtures and the fuzz targets read and write. Unknown
+//! keys are errors, so a typo in a config key never silently falls back to
+//! a default. Every name in it comes from `conr-core`'s name tables
+//! ([`conr_core::Named`]).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+/// The crate README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+mod case;
+mod config;
+mod error;
+mod report;
+
+pub use case::{LossCase, WeightsCase, read_json};
+pub use config::{ConfigJson, DensityJson, PushingJson};
+pub use error::Error;
+pub use report::Report;

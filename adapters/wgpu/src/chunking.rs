@@ -1,0 +1,206 @@
+use conr_core::Error;
+
+use crate::layout::DeviceStats;
+
+/// Bytes of one row's statistics on the device.
+const STATS_BYTES: u64 = std::mem::size_of::<DeviceStats>() as u64;
+
+/// Workgroups the mixed kernels aim for: a few per multiprocessor of a large GPU.
+pub(crate) const MIXED_WORKGROUPS: usize = 512;
+
+/// Row alignment of a chunk: 64 rows of f32 is 256·D bytes, a multiple of any
+/// storage-offset alignment wgpu allows (at most 256).
+const CHUNK_ALIGN: u64 = 64;
+
+/// How an M×D batch is cut into row chunks that each fit one storage
+/// binding, and (mixed precision) its columns into ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Chunking {
+    pub rows: usize,
+    pub dim: usize,
+    pub label_dim: usize,
+    pub chunk_rows: usize,
+    /// Column ranges of the mixed kernels (1 in f32).
+    pub splits: usize,
+}
+
+impl Chunking {
+    /// Chunks of as many rows as `max_binding` bytes allow (a multiple of 64).
+    pub fn new(
+        rows: usize,
+        dim: usize,
+        label_dim: usize,
+        max_binding: u64,
+        max_workgroups: u32,
+    ) -> Result<Self, Error> {
+        let row_bytes = dim as u64 * 4;
+        let fit = (max_binding / row_bytes) / CHUNK_ALIGN * CHUNK_ALIGN;
+        if fit == 0 {
+            return Err(Error::TooLarge {
+                what: "64 feature rows (the smallest chunk)",
+                needed: row_bytes * CHUNK_ALIGN,
+                limit: max_binding,
+            });
+        }
+        if rows as u64 > crate::status::MAX_ROWS {
+            return Err(Error::TooLarge {
+                what: "the number of rows (the device's check numbers rows in 29 bits)",
+                needed: rows as u64,
+                limit: crate::status::MAX_ROWS,
+            });
+        }
+        // Per-row buffers (labels, statistics) are bound whole.
+        let per_row = [
+            ("the label buffer", (rows * label_dim) as u64 * 4),
+            ("the row statistics", rows as u64 * STATS_BYTES),
+        ];
+        for (what, needed) in per_row {
+            if needed > max_binding {
+                return Err(Error::TooLarge {
+                    what,
+                    needed,
+                    limit: max_binding,
+                });
+            }
+        }
+        // One workgroup per 64 rows in the per-row kernels.
+        let groups = rows.div_ceil(crate::LINEAR_WORKGROUP as usize) as u64;
+        if groups > u64::from(max_workgroups) {
+            return Err(Error::TooLarge {
+                what: "the number of rows (in workgroups of 64)",
+                needed: groups,
+                limit: u64::from(max_workgroups),
+            });
+        }
+        // One workgroup per tile of 32 rows in the tiled kernels.
+        let by_groups = (max_workgroups as usize * crate::TILE as usize) / CHUNK_ALIGN as usize
+            * CHUNK_ALIGN as usize;
+        let chunk_rows = (fit as usize)
+            .min(by_groups)
+            .min(rows.div_ceil(CHUNK_ALIGN as usize) * CHUNK_ALIGN as usize);
+        Ok(Self {
+            rows,
+            dim,
+            label_dim,
+            chunk_rows,
+            splits: 1,
+        })
+    }
+
+    /// The number of chunks.
+    pub fn chunks(&self) -> usize {
+        self.rows.div_ceil(self.chunk_rows)
+    }
+
+    /// The first row and the row count of chunk `a`.
+    pub fn chunk(&self, a: usize) -> (usize, usize) {
+        let start = a * self.chunk_rows;
+        (start, self.chunk_rows.min(self.rows - start))
+    }
+
+    /// Bytes of one M×D f32 chunk.
+    pub fn chunk_bytes(&self, a: usize) -> u64 {
+        (self.chunk(a).1 * self.dim * 4) as u64
+    }
+
+    /// The row length of the f16 features of the mixed kernels: D rounded up
+    /// to 64, so that the four subgroups of a workgroup split every 64
+    /// features of the backward product without a bounds test.
+    pub fn stride(&self) -> usize {
+        self.dim.next_multiple_of(crate::TILE as usize)
+    }
+
+    /// The rows of the mixed kernels' padded buffers: M rounded up to whole tiles.
+    pub fn padded_rows(&self) -> usize {
+        self.rows.next_multiple_of(crate::TILE as usize)
+    }
+
+    /// The chunking of the mixed kernels: the batch as one chunk, with padded f16
+    /// features and padded f32 gradient blocks, and its columns cut into
+    /// ranges so that about [`MIXED_WORKGROUPS`] workgroups run at once
+    /// (at most 8 ranges, one tile each at least), the ranges' accumulator
+    /// blocks together within one storage binding.
+    pub fn mixed(self, max_binding: u64) -> Result<Self, Error> {
+        let block = (self.padded_rows() * self.stride() * 4) as u64;
+        if self.chunks() > 1 || block > max_binding {
+            return Err(Error::TooLarge {
+                what: "the batch in mixed precision (one storage binding of M x D f32, padded)",
+                needed: block.max((self.rows * self.dim * 4) as u64),
+                limit: max_binding,
+            });
+        }
+        let tiles = self.padded_rows() / crate::TILE as usize;
+        let wanted = (MIXED_WORKGROUPS / tiles).clamp(1, 8).min(tiles);
+        let fits = (max_binding / block) as usize;
+        Ok(Self {
+            splits: wanted.min(fits).max(1),
+            ..self
+        })
+    }
+
+    /// The byte offset of chunk `a` in an M×D f32 buffer.
+    pub fn chunk_offset(&self, a: usize) -> u64 {
+        (self.chunk(a).0 * self.dim * 4) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_respect_the_binding_limit_and_alignment() {
+        let chunking = Chunking::new(1000, 100, 1, 64 * 400 * 2, 65535).unwrap();
+        assert_eq!(chunking.chunk_rows, 128);
+        assert_eq!(chunking.chunks(), 8);
+        assert_eq!(chunking.chunk(7), (896, 104));
+        assert_eq!(chunking.chunk_offset(1) % 256, 0);
+        let whole = Chunking::new(100, 8, 1, 1 << 27, 65535).unwrap();
+        assert_eq!((whole.chunks(), whole.chunk(0)), (1, (0, 100)));
+    }
+
+    #[test]
+    fn mixed_chunkings_cut_columns_into_ranges_that_fit() {
+        let mixed = |m| {
+            Chunking::new(m, 512, 1, 2 << 30, 65535)
+                .unwrap()
+                .mixed(2 << 30)
+                .unwrap()
+        };
+        // Few row tiles: more column ranges, at most 8 and at most one per tile.
+        assert_eq!(mixed(256).splits, 4);
+        assert_eq!(mixed(1024).splits, 8);
+        assert_eq!(mixed(8192).splits, 4);
+        assert_eq!(mixed(65536).splits, 1);
+        assert_eq!((mixed(100).stride(), mixed(100).padded_rows()), (512, 128));
+        let narrow = Chunking::new(100, 100, 1, 2 << 30, 65535)
+            .unwrap()
+            .mixed(2 << 30)
+            .unwrap();
+        assert_eq!(narrow.stride(), 128);
+        // All ranges' f32 blocks (1024 × 512 × 4 bytes each) share one binding.
+        let tight = Chunking::new(1024, 512, 1, 3 << 21, 65535)
+            .unwrap()
+            .mixed(3 << 21)
+            .unwrap();
+        assert_eq!(tight.splits, 3);
+        // A batch that needs row chunks cannot run mixed.
+        let chunked = Chunking::new(1024, 512, 1, 1 << 20, 65535).unwrap();
+        assert!(matches!(
+            chunked.mixed(1 << 20),
+            Err(Error::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn impossible_shapes_are_errors() {
+        assert!(matches!(
+            Chunking::new(10, 1 << 20, 1, 1 << 20, 65535),
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(matches!(
+            Chunking::new(100_000_000, 4, 1, 1 << 27, 65535),
+            Err(Error::TooLarge { .. })
+        ));
+    }
+}
