@@ -39,8 +39,8 @@ fn random(mut run: impl FnMut(&[u8]), seed: u64, max_len: usize, inputs: usize) 
 fn core_api_corpus_and_random_inputs() {
     let corpus = replay("core_api", core_api);
     assert!(corpus > 0, "the core_api corpus is empty");
-    let random = random(core_api, 1, 600, 20_000);
-    assert_eq!(random, 20_000);
+    let random = random(core_api, 1, 600, 200_000);
+    assert_eq!(random, 200_000);
     eprintln!("core_api: {corpus} corpus inputs, {random} random inputs");
 }
 
@@ -49,8 +49,8 @@ fn cli_input_corpus_and_random_inputs() {
     let corpus = replay("cli_input", cli_input);
     assert!(corpus > 0, "the cli_input corpus is empty");
     // Random bytes are rarely JSON: the corpus carries the parser's coverage.
-    let random = random(cli_input, 2, 300, 20_000);
-    assert_eq!(random, 20_000);
+    let random = random(cli_input, 2, 300, 200_000);
+    assert_eq!(random, 200_000);
     eprintln!("cli_input: {corpus} corpus inputs, {random} random inputs");
 }
 
@@ -69,8 +69,8 @@ fn shard_message_corpus_and_random_inputs() {
     };
     let corpus = replay("shard_message", &mut count);
     assert!(corpus > 0, "the shard_message corpus is empty");
-    let random = random(&mut count, 3, 400, 50_000);
-    assert_eq!(random, 50_000);
+    let random = random(&mut count, 3, 400, 200_000);
+    assert_eq!(random, 200_000);
     eprintln!(
         "shard_message: {corpus} corpus inputs, {random} random inputs; refused {}, read {}, gathered {}",
         reached[0], reached[1], reached[2]
