@@ -5,9 +5,9 @@
 //! features' gradient with conr's analytic gradient.
 //!
 //! Two paths ([`Route`]):
-//! - **Host**, on every backend burn offers (flex, ndarray, the cubecl
-//!   backends: wgpu, CUDA, ROCm, the CPU runtime), in f32 and f64 (other
-//!   float types are computed in f32): the batch is read into host memory,
+//! - **Host**, on every backend burn offers (it uses burn's tensor API
+//!   alone; tested on flex, ndarray and wgpu), in f32 and f64 (other float
+//!   types are computed in f32): the batch is read into host memory,
 //!   a conr engine (the fast CPU engine by default, any engine of the core's
 //!   interface with [`ConrLoss::with_engine`]) computes the loss and the
 //!   gradient, and both come back as tensors.

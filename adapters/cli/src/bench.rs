@@ -390,9 +390,11 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
     if let Some(gpu) = gpu {
         progress(&format!("GPU: {} ({precision})", gpu.adapter_name()));
     }
-    let threads = match options.threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        n => n,
+    // The CPU threads the engine and the GEMM run on (the GPU's host thread: 1).
+    let threads = match (gpu, options.threads) {
+        (Some(_), _) => 1,
+        (None, 0) => std::thread::available_parallelism().map_or(1, usize::from),
+        (None, n) => n,
     };
     let config = Config::official_agedb();
     let mut rows = Vec::new();
