@@ -43,19 +43,24 @@ use crate::{Batch, Error, LabelMetric, Params, Scalar};
 /// Which tiles of pairs an engine visits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TilePlan {
-    /// Only the tiles a [`BandPlan`] says can hold a positive (rows and
-    /// columns sorted by label) or a negative (sorted by prediction); every
-    /// tile under `angular`, where no band exists.
+    /// The band plan where it [`pays`] for the batch, every tile otherwise:
+    /// the band on large batches with a spread of labels and predictions,
+    /// every tile on small ones, whose band spans nearly every column.
     #[default]
+    Auto,
+    /// Only the tiles a [`BandPlan`] says can hold a positive (rows and
+    /// columns sorted by label) or a negative (sorted by prediction),
+    /// whatever they cost; every tile under `angular`, where no band exists.
     Band,
     /// Every tile: all M² pairs are classified.
     Dense,
 }
 
 impl TilePlan {
-    /// `"band"` or `"dense"`.
+    /// `"auto"`, `"band"` or `"dense"`.
     pub fn name(self) -> &'static str {
         match self {
+            TilePlan::Auto => "auto",
             TilePlan::Band => "band",
             TilePlan::Dense => "dense",
         }
@@ -244,6 +249,44 @@ impl<T: Scalar> SortedBand<T> {
     }
 }
 
+/// Whether the band plan pays for a batch where its two passes together
+/// visit `share` of the dense plan's tiles: only below one. On a small batch
+/// each side's band spans nearly every column, and two passes over nearly
+/// every tile cost about twice the dense plan's one.
+pub fn pays(share: f64) -> bool {
+    share < 1.0
+}
+
+/// Both sides of the band plan, sorted: `None` where no band exists
+/// (`angular`).
+#[cfg(feature = "alloc")]
+pub fn sides<T: Scalar>(
+    batch: &Batch<'_, T>,
+    params: &Params<T>,
+) -> Result<Option<[SortedBand<T>; 2]>, Error> {
+    let positives = SortedBand::new(batch, params, Side::Positives)?;
+    let negatives = SortedBand::new(batch, params, Side::Negatives)?;
+    Ok(positives.zip(negatives).map(|(p, n)| [p, n]))
+}
+
+/// The share of the dense plan's `block`×`tile` tiles that both `sides`
+/// visit together, on a batch of `rows` rows (see [`tile_share`]).
+#[cfg(feature = "alloc")]
+pub fn sides_share<T: Scalar>(
+    sides: &[SortedBand<T>; 2],
+    rows: usize,
+    block: usize,
+    tile: usize,
+) -> f64 {
+    let visited: usize = sides.iter().map(|s| s.plan().tiles(block, tile)).sum();
+    visited as f64 / dense_tiles(rows, block, tile) as f64
+}
+
+/// The dense plan's `block`×`tile` tiles on `rows` rows (at least one).
+fn dense_tiles(rows: usize, block: usize, tile: usize) -> usize {
+    (rows.div_ceil(block.max(1)) * rows.div_ceil(tile.max(1))).max(1)
+}
+
 /// The share of `block`×`tile` tiles that both band passes visit together
 /// (they may overlap, so it may exceed 1), over the dense plan's tiles;
 /// `None` where no band exists (`angular`). `order` and `keys` are scratch of
@@ -264,8 +307,7 @@ pub fn tile_share<T: Scalar>(
             None => return Ok(None),
         }
     }
-    let all = rows.div_ceil(block.max(1)) * rows.div_ceil(tile.max(1));
-    Ok(Some(visited as f64 / all as f64))
+    Ok(Some(visited as f64 / dense_tiles(rows, block, tile) as f64))
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ fn run_engines<T: Scalar>(
         check_bands(&batch, &params);
     }
     let reference = Engine::<T>::compute(&Reference, &batch, config);
-    let fast = Engine::<T>::compute(&Fast::new(), &batch, config);
+    let fast = Engine::<T>::compute(&Fast::new().with_plan(TilePlan::Band), &batch, config);
     let dense = Engine::<T>::compute(&Fast::new().with_plan(TilePlan::Dense), &batch, config);
     match (reference, fast, dense) {
         (Ok(a), Ok(b), Ok(c)) => check_outputs(shape, &[a, b, c]),

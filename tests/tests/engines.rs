@@ -49,13 +49,62 @@ proptest! {
     #[test]
     fn band_plan_matches_dense_and_reference(b in band_breaker(300, 8)) {
         let want = Reference.compute(&b.batch(), &b.config).unwrap();
-        let band = fast().compute(&b.batch(), &b.config).unwrap();
+        let band = fast().clone().with_plan(TilePlan::Band).compute(&b.batch(), &b.config).unwrap();
+        let auto = fast().compute(&b.batch(), &b.config).unwrap();
         let dense = fast().clone().with_plan(TilePlan::Dense).compute(&b.batch(), &b.config).unwrap();
         agree(&F64_VS_F64, &band, &want)?;
         agree(&F64_VS_F64, &dense, &want)?;
         prop_assert_eq!(&band.anchors, &dense.anchors);
         prop_assert_eq!(&band.positives, &dense.positives);
         prop_assert_eq!(&band.negatives, &dense.negatives);
+        // The default takes one of the two, whole.
+        prop_assert!(auto == band || auto == dense);
+    }
+}
+
+/// An AgeDB-like batch of `m` rows: ages 20–80, predictions within 7 years.
+fn agedb_like(m: usize) -> conr_core::OwnedBatch<f64> {
+    let labels: Vec<f64> = (0..m).map(|j| (20 + (j * 37) % 61) as f64).collect();
+    let preds = labels
+        .iter()
+        .enumerate()
+        .map(|(j, y)| y + ((j * 13) % 15) as f64 - 7.0)
+        .collect();
+    let features = (0..m * 4)
+        .map(|i| ((i * 7919) % 97) as f64 / 48.0 - 1.0)
+        .collect();
+    let shape = conr_core::Shape {
+        rows: m,
+        dim: 4,
+        label_dim: 1,
+    };
+    conr_core::OwnedBatch::new(shape, features, labels, preds, None).unwrap()
+}
+
+/// The default plan takes the band where its two passes visit fewer tiles
+/// than the dense plan's one (a large batch), every tile where they would
+/// not (128 rows: each side's band spans every tile), computes exactly what
+/// the plan it takes computes, and reports that plan.
+#[test]
+fn the_auto_plan_takes_the_band_only_where_it_pays() {
+    let config = conr_core::Config::official_agedb();
+    let engine = |plan| Fast::with_threads(2).unwrap().with_plan(plan);
+    for (m, takes_band) in [(128, false), (4096, true)] {
+        let owned = agedb_like(m);
+        let batch = owned.batch();
+        let band = engine(TilePlan::Band).plan(&batch, &config).unwrap();
+        let auto = engine(TilePlan::Auto).plan(&batch, &config).unwrap();
+        assert_eq!(band.tiles, TilePlan::Band);
+        assert_eq!(band.tile_share < 1.0, takes_band, "{m} rows: {band:?}");
+        let taken = if takes_band {
+            TilePlan::Band
+        } else {
+            TilePlan::Dense
+        };
+        assert_eq!(auto, engine(taken).plan(&batch, &config).unwrap());
+        let got = engine(TilePlan::Auto).compute(&batch, &config).unwrap();
+        let want = engine(taken).compute(&batch, &config).unwrap();
+        assert_eq!(got, want, "{m} rows");
     }
 }
 

@@ -41,7 +41,7 @@ proptest! {
         let want = Reference.compute(&batch, &b.config).unwrap();
         let reference = compute_sharded(&Reference, &batch, &b.config, &slices).unwrap();
         agree(&F64_VS_F64, &reference, &want)?;
-        for plan in [TilePlan::Band, TilePlan::Dense] {
+        for plan in [TilePlan::Auto, TilePlan::Band, TilePlan::Dense] {
             let fast = Fast::new().with_plan(plan);
             let got = compute_sharded(&fast, &batch, &b.config, &slices).unwrap();
             agree(&F64_VS_F64, &got, &want)?;
@@ -54,7 +54,7 @@ proptest! {
         let batch = b.batch();
         let slices = cut(b.shape.rows, &fractions);
         let want = Reference.compute(&batch, &b.config).unwrap();
-        let got = compute_sharded(&Fast::new(), &batch, &b.config, &slices).unwrap();
+        let got = compute_sharded(&Fast::new().with_plan(TilePlan::Band), &batch, &b.config, &slices).unwrap();
         agree(&F64_VS_F64, &got, &want)?;
     }
 }

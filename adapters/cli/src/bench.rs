@@ -20,9 +20,11 @@ use crate::memory;
 use conr_core::band::TilePlan;
 use conr_wgpu::{GpuBuffers, GpuConr};
 
-/// `--plan band|dense`.
+/// `--plan auto|band|dense`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlanArg {
+    /// The band where it visits fewer tiles than the dense plan, every tile otherwise.
+    Auto,
     /// Only the tiles that can hold a positive or a negative.
     Band,
     /// Every tile.
@@ -32,6 +34,7 @@ pub enum PlanArg {
 impl From<PlanArg> for TilePlan {
     fn from(p: PlanArg) -> Self {
         match p {
+            PlanArg::Auto => TilePlan::Auto,
             PlanArg::Band => TilePlan::Band,
             PlanArg::Dense => TilePlan::Dense,
         }

@@ -79,12 +79,10 @@ enum Command {
         /// Threads for ConR and the GEMM; 0 means one per core.
         #[arg(long, default_value_t = 0)]
         threads: usize,
-        /// Print one JSON object per size (backend, m, d, threads, precision, plan, labels,
-        /// pair_share, tile_share, fwd_bwd_s, gemm_s, gemm_equivalents, peak_bytes, record_s,
-        /// record_batched_s, workers) instead of a table.
-        /// Which tiles the fast engines visit: `band` (only those that can hold a
-        /// positive or a negative) or `dense` (every tile).
-        #[arg(long, value_enum, default_value_t = PlanArg::Band)]
+        /// Which tiles the fast engines visit: `auto` (the band where it visits fewer
+        /// tiles than the dense plan), `band` (only those that can hold a positive or a
+        /// negative) or `dense` (every tile).
+        #[arg(long, value_enum, default_value_t = PlanArg::Auto)]
         plan: PlanArg,
         /// The label distribution: `agedb`, `uniform` (ages uniform over 0-100), or
         /// `collapsed` (AgeDB ages, every prediction within ω̂ of every other).
@@ -98,6 +96,9 @@ enum Command {
         /// f32 accumulation, where the adapter has cooperative matrices).
         #[arg(long, default_value = "f32", value_parser = precision)]
         precision: Precision,
+        /// Print one JSON object per size (backend, m, d, threads, precision, plan, labels,
+        /// pair_share, tile_share, fwd_bwd_s, gemm_s, gemm_equivalents, peak_bytes, record_s,
+        /// record_batched_s, workers) instead of a table.
         #[arg(long)]
         json: bool,
     },

@@ -331,8 +331,8 @@ impl GpuConr {
         self
     }
 
-    /// The same context with another tile plan. [`TilePlan::Band`] (the
-    /// default) makes [`Engine::compute`](conr_core::Engine::compute) visit
+    /// The same context with another tile plan. [`TilePlan::Band`] (and
+    /// the default, [`TilePlan::Auto`], which here is the same) makes [`Engine::compute`](conr_core::Engine::compute) visit
     /// only the tiles that can hold a positive or a negative, for f32
     /// batches that fit one chunk; mixed precision, chunked batches, the
     /// `angular` metric, the row phases and [`GpuConr::record`] (which has

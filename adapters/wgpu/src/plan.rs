@@ -102,7 +102,9 @@ impl GpuConr {
         }
         // The band's orders come from a host sort of the labels, and a
         // worker's rows are scattered through the sorted order.
-        let band = self.tiles == TilePlan::Band
+        // `Auto` takes the band whenever it may: the device does not yet
+        // weigh a band's tiles against the dense plan's.
+        let band = self.tiles != TilePlan::Dense
             && self.precision == Precision::F32
             && chunking.chunks() == 1
             && config.label_metric != LabelMetric::Angular

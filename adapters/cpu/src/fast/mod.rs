@@ -8,7 +8,7 @@ mod views;
 use std::ops::Range;
 use std::sync::Arc;
 
-use conr_core::band::{self, TilePlan};
+use conr_core::band::TilePlan;
 use conr_core::normalize::{normalize, normalize_backward};
 use conr_core::shard;
 use conr_core::stats::{RowGrad, RowOutcome, RowStats};
@@ -32,14 +32,17 @@ const COL_BLOCK: usize = 256;
 /// - Backward: recompute `S`, form `H_jk = (G_jk + G_kj)/τ` from both rows'
 ///   [`RowGrad`]s, and accumulate `∂z_J += H Z_K`.
 ///
-/// With the band plan (the default, [`TilePlan::Band`]) it visits only the
-/// tiles that can hold a positive, with rows and columns sorted by label, and
-/// those that can hold a negative, sorted by prediction (see
-/// [`conr_core::band`]): time grows with the pairs that enter the loss, not
-/// with M². Each pair is taken on one side only (a pair cannot be both), and
-/// each row's statistics and gradient are merged in a fixed order, positives
-/// first. [`Fast::with_plan`]`(TilePlan::Dense)` visits every tile, and so
-/// does the band plan under `angular`, where no band exists.
+/// With the band plan ([`TilePlan::Band`]) it visits only the tiles that can
+/// hold a positive, with rows and columns sorted by label, and those that can
+/// hold a negative, sorted by prediction (see [`conr_core::band`]): time
+/// grows with the pairs that enter the loss, not with M². Each pair is taken
+/// on one side only (a pair cannot be both), and each row's statistics and
+/// gradient are merged in a fixed order, positives first.
+/// [`Fast::with_plan`]`(TilePlan::Dense)` visits every tile, and so does the
+/// band plan under `angular`, where no band exists. The default,
+/// [`TilePlan::Auto`], takes the band where it visits fewer tiles than the
+/// dense plan ([`conr_core::band::pays`]): on large batches, not on small
+/// ones such as 128 rows, whose two band passes each span nearly every tile.
 ///
 /// A tile where at least a quarter of the pairs are positives or negatives
 /// gets its logits and its `H Z_K` from GEMMs: three M×M×D GEMMs in all. A
@@ -91,7 +94,7 @@ impl Fast {
         })
     }
 
-    /// The same engine with another tile plan ([`TilePlan::Band`] by default).
+    /// The same engine with another tile plan ([`TilePlan::Auto`] by default).
     pub fn with_plan(self, plan: TilePlan) -> Self {
         Self { plan, ..self }
     }
@@ -116,15 +119,18 @@ impl<T: Scalar> Engine<T> for Fast {
         "fast"
     }
 
-    /// Normalises the features and, with the band plan, sorts and gathers
-    /// both sides' views, once for both phases.
+    /// Normalises the features and, where the plan takes the band, sorts and
+    /// gathers both sides' views, once for both phases.
     fn worker<'a>(
         &'a self,
         batch: Batch<'a, T>,
         config: &Config,
     ) -> Result<Box<dyn Worker<T> + 'a>, Error> {
         let params = batch.check(config)?;
-        let views = self.install(|| Views::new(&batch, &params, self.plan))?;
+        let views = self.install(|| {
+            views::chosen_sides(&batch, &params, self.plan)
+                .map(|sides| Views::new(&batch, sides.map(|(sides, _)| sides)))
+        })?;
         let log_eta = (0..batch.rows()).map(|j| batch.eta(j).ln()).collect();
         Ok(Box::new(FastWorker {
             engine: self,
@@ -138,16 +144,13 @@ impl<T: Scalar> Engine<T> for Fast {
     /// The share of its 64×256 tiles the engine visits: see [`PlanReport`].
     fn plan(&self, batch: &Batch<'_, T>, config: &Config) -> Result<PlanReport, Error> {
         let params = batch.check(config)?;
-        if self.plan == TilePlan::Dense {
-            return Ok(PlanReport::DENSE);
-        }
-        let rows = batch.rows();
-        let (mut order, mut keys) = (vec![0u32; rows], vec![T::zero(); rows]);
-        let share = band::tile_share(batch, &params, ROW_BLOCK, COL_BLOCK, &mut order, &mut keys)?;
-        Ok(share.map_or(PlanReport::DENSE, |tile_share| PlanReport {
-            tiles: TilePlan::Band,
-            tile_share,
-        }))
+        Ok(match views::chosen_sides(batch, &params, self.plan)? {
+            None => PlanReport::DENSE,
+            Some((_, tile_share)) => PlanReport {
+                tiles: TilePlan::Band,
+                tile_share,
+            },
+        })
     }
 }
 

@@ -5,13 +5,13 @@
 
 use std::ops::Range;
 
-use conr_core::band::{BandPlan, Side, SortedBand, TilePlan};
+use conr_core::band::{self, BandPlan, Side, SortedBand, TilePlan};
 use conr_core::normalize::normalize;
 use conr_core::pairs::Pair;
 use conr_core::{Batch, Error, Params, Scalar};
 use rayon::prelude::*;
 
-use super::ROW_BLOCK;
+use super::{COL_BLOCK, ROW_BLOCK};
 
 /// What a worker's passes read.
 pub(super) enum Views<T> {
@@ -28,26 +28,20 @@ pub(super) struct BandSide<T> {
 }
 
 impl<T: Scalar> Views<T> {
-    /// The views of `plan` on `batch`: the band's two sides, or the dense
-    /// view where the plan is dense or no band exists (`angular`).
-    pub fn new(batch: &Batch<'_, T>, params: &Params<T>, plan: TilePlan) -> Result<Self, Error> {
-        if plan == TilePlan::Band {
-            let positives = SortedBand::new(batch, params, Side::Positives)?;
-            let negatives = SortedBand::new(batch, params, Side::Negatives)?;
-            // Both sides have a band, or neither does.
-            if let (Some(positives), Some(negatives)) = (positives, negatives) {
-                let side = |band: SortedBand<T>| BandSide {
+    /// The views of `plan` on `batch`: the band's two sides (`sides`, from
+    /// [`chosen_sides`]), or the dense view.
+    pub fn new(batch: &Batch<'_, T>, sides: Option<Sides<T>>) -> Self {
+        match sides {
+            Some(sides) => Views::Band {
+                sides: sides.map(|band| BandSide {
                     z: normalized(batch, Some(band.plan().order())),
                     band,
-                };
-                return Ok(Views::Band {
-                    sides: [side(positives), side(negatives)],
-                });
-            }
+                }),
+            },
+            None => Views::Dense {
+                z: normalized(batch, None),
+            },
         }
-        Ok(Views::Dense {
-            z: normalized(batch, None),
-        })
     }
 
     /// Every view, in the fixed order of the passes.
@@ -63,6 +57,28 @@ impl<T: Scalar> Views<T> {
                 .collect(),
         }
     }
+}
+
+/// Both sides of the band: positives, then negatives.
+pub(super) type Sides<T> = [SortedBand<T>; 2];
+
+/// The band's two sides where `plan` takes the band on `batch`, with the
+/// share of the dense plan's tiles they visit: under [`TilePlan::Auto`] only
+/// where the band [`band::pays`]; never under `angular`, where no band exists.
+pub(super) fn chosen_sides<T: Scalar>(
+    batch: &Batch<'_, T>,
+    params: &Params<T>,
+    plan: TilePlan,
+) -> Result<Option<(Sides<T>, f64)>, Error> {
+    if plan == TilePlan::Dense {
+        return Ok(None);
+    }
+    let Some(sides) = band::sides(batch, params)? else {
+        return Ok(None);
+    };
+    let share = band::sides_share(&sides, batch.rows(), ROW_BLOCK, COL_BLOCK);
+    let take = plan == TilePlan::Band || band::pays(share);
+    Ok(take.then_some((sides, share)))
 }
 
 /// The rows in one order, for one pass over the tiles: every row and pair
