@@ -15,7 +15,10 @@
 # and, for the burn training step on both paths (conr-burn's `paths` example):
 #   cargo build --release -p conr-burn --example paths && cp target/release/examples/paths .gl/bin/burn-paths
 # and, for the official PyTorch baseline, a checkout of github.com/BorealisAI/ConR
-# in .gl/ConR (or CONR_OFFICIAL=DIR), which bench/torch_conr.py loads.
+# in .gl/ConR (or CONR_OFFICIAL=DIR), which bench/torch_conr.py loads;
+# and, for the torch op on CUDA tensors (bench/torch_op.py), the Python
+# package's wheel in .gl/wheels (the machine has python3 with PyTorch):
+#   maturin build --release -m adapters/python/Cargo.toml -o .gl/wheels
 set -u
 OUT=${OUT:-/tmp/conr-device}
 mkdir -p "$OUT"
@@ -62,6 +65,15 @@ if [ -z "${SKIP_TORCH:-}" ] && [ -d "$official" ]; then
     echo "== torch (official AgeDB ConR, from $official) and cuBLAS GEMM"
     timeout 150 python3 bench/torch_conr.py --official "$official" --device cuda --sizes "$SIZES" --reps "$REPS" > "$OUT/bench-torch.jsonl" 2> "$OUT/bench-torch.err"
     echo "torch exit $?"
+fi
+if [ -z "${SKIP_TORCH_OP:-}" ] && ls .gl/wheels/conr-*.whl >/dev/null 2>&1; then
+    echo "== the torch op on CUDA tensors (bench/torch_op.py)"
+    python3 -m pip install -q --no-deps --no-index --target /tmp/conr-py .gl/wheels/conr-*.whl
+    official_arg=()
+    [ -d "$official" ] && official_arg=(--official "$official")
+    PYTHONPATH=/tmp/conr-py timeout 200 python3 bench/torch_op.py "${official_arg[@]}" --sizes 128x2048,1024x512 \
+        --peak "" --reps "$REPS" > "$OUT/bench-torch-op.jsonl" 2> "$OUT/bench-torch-op.err"
+    echo "torch op exit $?"
 fi
 grep -h "mixed precision\|test result" "$OUT"/gpu-*tests.log
 cat "$OUT"/bench-*.jsonl

@@ -1,0 +1,51 @@
+//! The native module of the `conr` Python package: ConR, the contrastive
+//! regularizer for deep imbalanced regression, on NumPy arrays, through
+//! conr's engines. The Python package (`python/conr`) builds `conr.torch` on
+//! it.
+#![deny(unsafe_code)]
+
+mod arrays;
+mod batch;
+mod compute;
+mod config;
+mod engines;
+mod errors;
+mod shard;
+
+use pyo3::prelude::*;
+
+/// Sets the threads of the fast engine (0: one per core, the default).
+#[pyfunction]
+fn set_num_threads(py: Python<'_>, threads: usize) {
+    engines::set_num_threads(py, threads);
+}
+
+/// The threads the fast engine computes on.
+#[pyfunction]
+fn get_num_threads() -> usize {
+    engines::num_threads()
+}
+
+/// For `os.register_at_fork(after_in_child=...)`: the child forgets the
+/// parent's engines (their threads and devices live in the parent) and
+/// builds its own on first use.
+#[pyfunction]
+fn _after_fork_in_child(py: Python<'_>) {
+    engines::after_fork_in_child(py);
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<config::PyConfig>()?;
+    m.add_class::<compute::PyOutput>()?;
+    m.add_function(wrap_pyfunction!(compute::compute, m)?)?;
+    m.add_function(wrap_pyfunction!(compute::density_weights, m)?)?;
+    m.add_function(wrap_pyfunction!(shard::forward_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(shard::backward_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(shard::py_message_len, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    Ok(())
+}
