@@ -413,6 +413,8 @@ fn bench_with_shards_reports_each_worker() {
         "1",
         "--shards",
         "3",
+        "--plan",
+        "band",
         "--json",
     ]);
     let row = json(&out);

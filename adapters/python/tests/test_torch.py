@@ -68,16 +68,18 @@ def test_opcheck():
         torch.library.opcheck(torch.ops.conr.scale.default, (f.to(dtype), torch.tensor(0.5, dtype=dtype)))
 
 
-def test_torch_compile_forward_and_backward():
+# aot_eager: dynamo's graph capture and AOTAutograd's forward and backward
+# graphs (through the fake kernels and the autograd formula); inductor, the
+# default, also generates code for the ops around conr's (about 20 s).
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_torch_compile_forward_and_backward(backend):
     f, y, p, w = small()
     config = conr.Config.official_agedb()
     eager = f.clone().requires_grad_()
     want = conr_loss(eager, y, p, w, config=config)
     want.backward()
 
-    # aot_eager: dynamo's graph capture and AOTAutograd's forward and backward
-    # graphs (through the fake kernel and the autograd formula), no codegen.
-    @torch.compile(fullgraph=True, backend="aot_eager")
+    @torch.compile(fullgraph=True, backend=backend)
     def step(x):
         return conr_loss(x * 2.0, y, p, w, config=config)
 
