@@ -8,10 +8,11 @@
 # GLES libraries as well it worked. Writes every log under $OUT.
 #
 # Build what it carries (on the build machine, from the repository root):
-#   cargo build --release -p conr-cli && cargo test -p conr-tests --test gpu --test gpu_mixed --no-run
+#   cargo build --release -p conr-cli && cargo test -p conr-tests --test gpu --test gpu_mixed --test gpu_record --no-run
 #   mkdir -p .gl/bin && cp target/release/conr .gl/bin/ \
 #     && cp "$(ls -t target/debug/deps/gpu-* | grep -v '\.d$' | head -1)" .gl/bin/gpu-tests \
-#     && cp "$(ls -t target/debug/deps/gpu_mixed-* | grep -v '\.d$' | head -1)" .gl/bin/gpu-mixed-tests
+#     && cp "$(ls -t target/debug/deps/gpu_mixed-* | grep -v '\.d$' | head -1)" .gl/bin/gpu-mixed-tests \
+#     && cp "$(ls -t target/debug/deps/gpu_record-* | grep -v '\.d$' | head -1)" .gl/bin/gpu-record-tests
 # and, for the burn training step on both paths (conr-burn's `paths` example):
 #   cargo build --release -p conr-burn --example paths && cp target/release/examples/paths .gl/bin/burn-paths
 # and, for the official PyTorch baseline, a checkout of github.com/BorealisAI/ConR
@@ -43,9 +44,15 @@ if [ -z "${SKIP_F32_TESTS:-}" ]; then
     echo "== f32 GPU tests"
     CONR_REQUIRE_GPU=1 timeout 120 .gl/bin/gpu-tests --test-threads 1 > "$OUT/gpu-tests.log" 2>&1
     echo "gpu tests exit $?" | tee -a "$OUT/gpu-tests.log"
+    if [ -x .gl/bin/gpu-record-tests ]; then
+        echo "== record-path GPU tests (the band built on the device)"
+        CONR_REQUIRE_GPU=1 timeout 120 .gl/bin/gpu-record-tests --test-threads 1 > "$OUT/gpu-record-tests.log" 2>&1
+        echo "gpu record tests exit $?" | tee -a "$OUT/gpu-record-tests.log"
+    fi
 fi
-# "precision plan" pairs; the mixed engine visits every tile whatever the plan.
-for run in ${RUNS:-mixed:band f32:band f32:dense}; do
+# "precision plan" pairs. Each row also times the record path (record_s), with
+# the plan it took (record_plan: the band built on the device) and its tiles.
+for run in ${RUNS:-mixed:band mixed:dense f32:band f32:dense}; do
     precision=${run%%:*} plan=${run##*:}
     echo "== conr bench --backend gpu --precision $precision --plan $plan"
     timeout 200 .gl/bin/conr bench --backend gpu --precision "$precision" --plan "$plan" --sizes "$SIZES" --reps "$REPS" --warmup 1 --json \
@@ -53,7 +60,8 @@ for run in ${RUNS:-mixed:band f32:band f32:dense}; do
     echo "bench $precision $plan exit $?"
 done
 if [ -z "${SKIP_BURN:-}" ] && [ -x .gl/bin/burn-paths ]; then
-    # One burn training step with ConR, in place on burn's wgpu buffers and through the host.
+    # One burn training step with ConR, in place on burn's wgpu buffers (band and
+    # dense) and through the host.
     for rows in ${BURN_ROWS:-256 4096 16384}; do
         echo "== burn step, M = $rows, D = 512"
         timeout 150 .gl/bin/burn-paths --rows "$rows" --dim 512 --reps "$REPS" > "$OUT/burn-paths-$rows.txt" 2>&1

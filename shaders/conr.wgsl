@@ -6,7 +6,8 @@
 //
 // Dispatch order (adapters/wgpu/src/record.rs):
 //   check_values → normalize → row_stats → finish_rows → reduce_loss → backward
-//   → normalize_backward
+//   → normalize_backward (→ export_counts, where a recorded call asks for the counts)
+// A recorded call builds its band plan on the device first (band_plan.wgsl).
 // Values that break a rule of conr_core::rules make the loss and the gradient NaN.
 // The mixed-precision kernels (conr_mixed.wgsl, appended to this file with the
 // f16 and cooperative-matrix extensions enabled) replace row_stats, backward
@@ -55,6 +56,8 @@ const FLAG_ETA: u32 = 16u;
 // A band pass (conr_core::band) over the positives or over the negatives.
 const FLAG_BAND_POSITIVES: u32 = 32u;
 const FLAG_BAND_NEGATIVES: u32 = 64u;
+// Every dispatch of a call that takes the band (the mixed kernels' sides).
+const FLAG_BANDED: u32 = 128u;
 
 const METRIC_L1: u32 = 0u;
 const METRIC_L2: u32 = 1u;
@@ -173,6 +176,8 @@ struct Pair {
 // rows the run of sorted columns [x, y) that can pair with them.
 @group(0) @binding(19) var<storage, read> band_order: array<u32>;
 @group(0) @binding(20) var<storage, read> band_ranges: array<vec2<u32>>;
+// Each row's positive and negative counts, for a recorded call's caller.
+@group(0) @binding(27) var<storage, read_write> counts_out: array<vec2<u32>>;
 
 // 16 features × 64 rows, four rows per vec4: 4 KiB each.
 var<workgroup> tile_a: array<vec4<f32>, 256>;
@@ -783,6 +788,15 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         } else {
             stats[j] = merged[flat];
         }
+    }
+}
+
+// Each row's |P| and |Q| (an anchor has |Q| > 0) into the caller's buffer.
+@compute @workgroup_size(64)
+fn export_counts(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    if (j < uniforms.rows) {
+        counts_out[j] = vec2<u32>(stats[j].positives, stats[j].negatives);
     }
 }
 

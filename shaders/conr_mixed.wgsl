@@ -27,6 +27,15 @@
 // Padding makes every tile whole: `z16` has ceil(M/64)·64 rows of `stride`
 // halves (D rounded up to 64), zero beyond the batch, so tiles never read past
 // the end. Cooperative operations sit in loops whose bounds are uniform.
+//
+// With the band plan (conr_core::band) each side has its own blocks: to_half
+// gathers the rows into the side's sorted order (its `z16` block, bound at the
+// side's offset), so that the tile kernels load band tiles as they load dense
+// ones; their row tiles and column runs are in sorted positions, and `at`
+// names a position's row. The forward pass keeps only the side's own pairs
+// (`keeps`) and writes its own partial statistics; the backward pass its own
+// ∂L/∂z block, which normalize_backward_mixed reads back at each row's
+// position in each side (`band_positions`), the positives' first.
 
 // Threads of the mixed tile kernels: four subgroups of 32.
 const MIXED: u32 = 128u;
@@ -40,8 +49,12 @@ const F16_MAX: f32 = 65504.0;
 // ∂L/∂z, unscaled (without the reduction factor and 1/τ), in the padded
 // layout: one padded M×D block per column range.
 @group(0) @binding(17) var<storage, read_write> dz32: array<f32>;
-// Each column range's statistics of every row: `splits` blocks of M rows.
+// Each column range's statistics of every row: `splits` blocks of M rows
+// (per side, the positives' first, with the band).
 @group(0) @binding(18) var<storage, read_write> stats_part: array<RowStats>;
+// With the band: each row's position in each side's sorted order (two blocks
+// of `arrayLength / 2` slots, the positives' first).
+@group(0) @binding(29) var<storage, read> band_positions: array<u32>;
 
 // The 64×64 logit tile (z_j·z_k, before 1/τ) in f32: 16 KiB.
 var<workgroup> tile_s: array<f32, 4096>;
@@ -56,20 +69,47 @@ fn rotated_column(t: u32, c: u32) -> u32 {
     return (t % 2u) * 32u + (c + t) % 32u;
 }
 
-// The f32 normalised features of the (single) chunk in f16, zero-padded.
+// The band sides a call has: 2 with the band plan, else 1.
+fn sides() -> u32 {
+    if (has_flag(FLAG_BANDED)) {
+        return 2u;
+    }
+    return 1u;
+}
+
+// The band side of this pass: 1 for the negatives, else 0.
+fn side() -> u32 {
+    if (has_flag(FLAG_BAND_NEGATIVES)) {
+        return 1u;
+    }
+    return 0u;
+}
+
+// The row at sorted position `pos` of this pass, or `pos` itself past the
+// batch (a padding row: its key is empty and nothing of it is kept).
+fn row_at(pos: u32) -> u32 {
+    if (pos < uniforms.row_count) {
+        return at(pos);
+    }
+    return pos;
+}
+
+// The f32 normalised features of the (single) chunk in f16, zero-padded, in
+// this pass's order.
 @compute @workgroup_size(64)
 fn to_half(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row = gid.x;
+    let pos = gid.x;
     let padded_rows = arrayLength(&z16) / uniforms.stride;
-    if (row >= padded_rows) {
+    if (pos >= padded_rows) {
         return;
     }
+    let row = row_at(pos);
     for (var i = 0u; i < uniforms.stride; i++) {
         var v = 0.0;
-        if (row < uniforms.rows && i < uniforms.dim) {
+        if (pos < uniforms.rows && i < uniforms.dim) {
             v = z_rows[row * uniforms.dim + i];
         }
-        z16[row * uniforms.stride + i] = f16(v);
+        z16[pos * uniforms.stride + i] = f16(v);
     }
 }
 
@@ -114,12 +154,14 @@ fn logit_tile(row_base: u32, col_base: u32, group: u32) {
     coopStoreT(acc11, &tile_s[o11], ld);
 }
 
-// The column tiles of range `split`: [first, end) in columns.
-fn split_columns(split: u32) -> vec2<u32> {
-    let tiles = (uniforms.col_count + TILE - 1u) / TILE;
+// The column tiles of range `split` of row tile `block`'s columns (all of
+// them, or its band run): [first, end) in (sorted) columns.
+fn split_columns(block: u32, split: u32) -> vec2<u32> {
+    let run = tile_columns(block);
+    let tiles = (run.y - run.x + TILE - 1u) / TILE;
     let per_split = (tiles + uniforms.splits - 1u) / uniforms.splits;
-    let first = min(split * per_split, tiles) * TILE;
-    let end = min(min((split + 1u) * per_split, tiles) * TILE, uniforms.col_count);
+    let first = run.x + min(split * per_split, tiles) * TILE;
+    let end = min(run.x + min((split + 1u) * per_split, tiles) * TILE, run.y);
     return vec2<u32>(first, max(first, end));
 }
 
@@ -128,11 +170,12 @@ fn split_columns(split: u32) -> vec2<u32> {
 @compute @workgroup_size(128)
 fn row_stats_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let row_base = wid.x * TILE;
-    let columns = split_columns(wid.y);
+    let columns = split_columns(wid.x, wid.y);
     let group = t / 32u;
     let r = t / 2u;
     let half = t % 2u;
-    let j = row_base + r;
+    let pos = row_base + r;
+    let j = row_at(pos);
     let key = row_key(j);
     let inv_t = uniforms.inv_temperature;
     var mine = empty_stats();
@@ -140,14 +183,13 @@ fn row_stats_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         stage_keys(col_base, t);
         logit_tile(row_base, col_base, group);
         workgroupBarrier();
-        if (j < uniforms.row_count) {
+        if (pos < uniforms.row_count) {
             for (var c = 0u; c < 32u; c++) {
                 let col = rotated_column(t, c);
-                let k = col_base + col;
-                if (k < uniforms.col_count) {
+                if (col_base + col < uniforms.col_count) {
                     var kj: Pair;
-                    let pair = classify_staged(j, k, key, col, &kj);
-                    if (pair.kind != NEITHER) {
+                    let pair = classify_staged(j, at(col_base + col), key, col, &kj);
+                    if (keeps(pair.kind)) {
                         mine = stats_push(mine, pair, tile_s[r * TILE + col] * inv_t);
                     }
                 }
@@ -159,12 +201,14 @@ fn row_stats_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         half_stats[r] = mine;
     }
     workgroupBarrier();
-    if (half == 1u && j < uniforms.row_count) {
-        stats_part[wid.y * uniforms.rows + j] = stats_merge(half_stats[r], mine);
+    if (half == 1u && pos < uniforms.row_count) {
+        let part = side() * uniforms.splits + wid.y;
+        stats_part[part * uniforms.rows + j] = stats_merge(half_stats[r], mine);
     }
 }
 
-// Every row's statistics: its ranges' partial statistics merged in range order.
+// Every row's statistics: its ranges' partial statistics merged in range
+// order (the positives' ranges, then the negatives', with the band).
 @compute @workgroup_size(64)
 fn merge_splits(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = gid.x;
@@ -172,7 +216,7 @@ fn merge_splits(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     var acc = stats_part[j];
-    for (var s = 1u; s < uniforms.splits; s++) {
+    for (var s = 1u; s < uniforms.splits * sides(); s++) {
         acc = stats_merge(acc, stats_part[s * uniforms.rows + j]);
     }
     stats[j] = acc;
@@ -188,15 +232,16 @@ fn backward_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let group = t / 32u;
     let r = t / 2u;
     let half = t % 2u;
-    let j = row_base + r;
+    let pos = row_base + r;
+    let j = row_at(pos);
     let inv_t = uniforms.inv_temperature;
     let stride = uniforms.stride;
-    let columns = split_columns(wid.y);
-    // This range's block of dz32.
+    let columns = split_columns(wid.x, wid.y);
+    // This range's block of dz32 (of this side's blocks, with the band).
     let block = wid.y * (arrayLength(&z16) / stride) * stride;
     let key = row_key(j);
     var outcome = RowOutcome(0.0, 0u, 0u, 0.0, 0.0, 0.0, 0.0, 1.0);
-    if (j < uniforms.row_count) {
+    if (pos < uniforms.row_count) {
         outcome = outcomes[j];
     }
     for (var col_base = columns.x; col_base < columns.y; col_base += TILE) {
@@ -206,12 +251,11 @@ fn backward_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         workgroupBarrier();
         for (var c = 0u; c < 32u; c++) {
             let col = rotated_column(t, c);
-            let k = col_base + col;
             var u = 0.0;
-            if (j < uniforms.row_count && k < uniforms.col_count) {
+            if (pos < uniforms.row_count && col_base + col < uniforms.col_count) {
                 var kj: Pair;
-                let jk = classify_staged(j, k, key, col, &kj);
-                if (jk.kind != NEITHER) {
+                let jk = classify_staged(j, at(col_base + col), key, col, &kj);
+                if (keeps(jk.kind)) {
                     let logit = tile_s[r * TILE + col] * inv_t;
                     u = coefficient(outcome, 1.0, jk, logit) + coefficient(col_outcome[col], 1.0, kj, logit);
                 }
@@ -254,9 +298,30 @@ fn backward_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     }
 }
 
-// ∂L/∂z = factor/τ · (the ranges' blocks of dz32, summed in range order), then
-// conr_core::normalize::normalize_backward into the caller's gradient (M×D,
-// unpadded). The sum is formed in place in the first block.
+// Feature i of row `row`'s ∂L/∂z (unscaled): its ranges' blocks of dz32 summed
+// in range order, at its own place, or with the band at its position in each
+// side (the positives' blocks first).
+fn summed_dz(row: u32, i: u32) -> f32 {
+    let stride = uniforms.stride;
+    let block = (uniforms.rows + TILE - 1u) / TILE * TILE * stride;
+    var at_side = array<u32, 2>(row, row);
+    if (has_flag(FLAG_BANDED)) {
+        let slots = arrayLength(&band_positions) / 2u;
+        at_side[0] = band_positions[row];
+        at_side[1] = band_positions[slots + row];
+    }
+    var sum = 0.0;
+    for (var side = 0u; side < sides(); side++) {
+        for (var s = 0u; s < uniforms.splits; s++) {
+            let part = side * uniforms.splits + s;
+            sum += dz32[part * block + at_side[side] * stride + i];
+        }
+    }
+    return sum;
+}
+
+// ∂L/∂z = factor/τ · summed_dz, then conr_core::normalize::normalize_backward
+// into the caller's gradient (M×D, unpadded).
 @compute @workgroup_size(64)
 fn normalize_backward_mixed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.x;
@@ -265,13 +330,6 @@ fn normalize_backward_mixed(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let scale = totals.factor * uniforms.inv_temperature;
     let base = row * uniforms.dim;
-    let padded = row * uniforms.stride;
-    let block = (arrayLength(&z16) / uniforms.stride) * uniforms.stride;
-    for (var s = 1u; s < uniforms.splits; s++) {
-        for (var i = 0u; i < uniforms.dim; i++) {
-            dz32[padded + i] += dz32[s * block + padded + i];
-        }
-    }
     let length = lengths[row];
     if (!values_obey_rules()) {
         for (var i = 0u; i < uniforms.dim; i++) {
@@ -280,15 +338,15 @@ fn normalize_backward_mixed(@builtin(global_invocation_id) gid: vec3<u32>) {
     } else if (length > EPSILON) {
         var radial = 0.0;
         for (var i = 0u; i < uniforms.dim; i++) {
-            radial += z_rows[base + i] * (scale * dz32[padded + i]);
+            radial += z_rows[base + i] * (scale * summed_dz(row, i));
         }
         let inv = 1.0 / length;
         for (var i = 0u; i < uniforms.dim; i++) {
-            dz[base + i] = (scale * dz32[padded + i] - z_rows[base + i] * radial) * inv;
+            dz[base + i] = (scale * summed_dz(row, i) - z_rows[base + i] * radial) * inv;
         }
     } else {
         for (var i = 0u; i < uniforms.dim; i++) {
-            dz[base + i] = scale * dz32[padded + i] / EPSILON;
+            dz[base + i] = scale * summed_dz(row, i) / EPSILON;
         }
     }
 }

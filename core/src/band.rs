@@ -88,8 +88,9 @@ pub struct BandPlan<'a, T> {
 
 /// How far rounding may move a computed distance below the first
 /// coordinate's difference, in units of the type's epsilon. A distance takes
-/// a handful of rounded operations; 64 leaves a wide margin.
-const SLACK_ULPS: f64 = 64.0;
+/// a handful of rounded operations; 64 leaves a wide margin. (The GPU's
+/// device-built plan uses the same slack.)
+pub const SLACK_ULPS: f64 = 64.0;
 
 impl<'a, T: Scalar> BandPlan<'a, T> {
     /// Sorts the rows of `batch` for `side` into `order` (row indices) and

@@ -177,6 +177,28 @@ pub fn batch_with(
     )
 }
 
+/// A deterministic AgeDB-like batch: ages spread over 20–80, predictions a
+/// few years off, and features of `dim` columns with no zero row. Its band
+/// visits a fraction of the tiles at M = 1024.
+pub fn agedb_like<T: Scalar>(rows: usize, dim: usize) -> OwnedBatch<T> {
+    let value = |x: f64| T::from(x).expect("small values fit");
+    let labels: Vec<T> = (0..rows)
+        .map(|j| value((20 + (j * 37) % 61) as f64))
+        .collect();
+    let preds = (0..rows)
+        .map(|j| value((20 + (j * 37) % 61) as f64 + ((j * 13) % 15) as f64 - 7.0))
+        .collect();
+    let features = (0..rows * dim)
+        .map(|i| value(((i * 7919) % 97) as f64 / 48.0 - 1.0))
+        .collect();
+    let shape = Shape {
+        rows,
+        dim,
+        label_dim: 1,
+    };
+    OwnedBatch::new(shape, features, labels, preds, None).expect("a valid batch")
+}
+
 /// Random batches with any config.
 pub fn any_batch(max_rows: usize, max_dim: usize) -> impl Strategy<Value = RandomBatch> {
     batch_with(max_rows, max_dim, any_config())

@@ -8,7 +8,7 @@ use conr_core::{Batch, Config, Engine, Error, Inputs, Output, Shape};
 use conr_cpu::Reference;
 use conr_tests::budget::{F32_FIXTURE, GPU_VS_CPU, scaled_by_inv_temperature};
 use conr_tests::fixtures::{check_runner, f32_batch, widen};
-use conr_tests::gpu::{chunked_gpu, dense_gpu, gpu};
+use conr_tests::gpu::{band_gpu, chunked_gpu, dense_gpu, gpu};
 use conr_tests::random::{RandomBatch, any_batch, band_breaker};
 use conr_wgpu::GpuConr;
 use proptest::prelude::*;
@@ -105,17 +105,26 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, max_global_rejects: 100_000, ..ProptestConfig::default() })]
 
-    /// The band plan on the GPU (the default) against the dense plan on the
-    /// same device, on batches chosen to break a planner: the same anchors and
-    /// counts, and the same loss and gradient up to f32 summation order.
+    /// The band plan on the GPU against the dense plan on the same device, on
+    /// batches chosen to break a planner, through `compute` (the host builds
+    /// the plan) and through `record` (the device builds it): the same
+    /// anchors and counts, and the same loss and gradient up to f32
+    /// summation order.
     #[test]
     fn gpu_band_matches_gpu_dense(b in band_breaker(200, 8)) {
-        let (Some(band), Some(dense)) = (gpu(), dense_gpu()) else { return Ok(()) };
+        let (Some(band), Some(dense)) = (band_gpu(), dense_gpu()) else { return Ok(()) };
         prop_assume!(b.row_norms_above(0.05));
         let small = b.convert::<f32>();
-        let got = widen(band.compute(&small.batch(), &b.config).expect("the GPU computes"));
         let want = widen(dense.compute(&small.batch(), &b.config).expect("the GPU computes"));
+        let got = widen(band.compute(&small.batch(), &b.config).expect("the GPU computes"));
         agree(&got, &want, b.config.temperature)?;
+        let (recorded, plan) = band.compute_recorded(&small.batch(), &b.config).expect("the GPU records");
+        let has_band = b.config.label_metric != conr_core::LabelMetric::Angular;
+        prop_assert_eq!(plan.tiles == TilePlan::Band, has_band);
+        agree(&widen(recorded), &want, b.config.temperature)?;
+        // And the reference, on the same f32 values.
+        let reference = widen(Reference.compute(&small.batch(), &b.config).expect("the reference computes"));
+        agree(&want, &reference, b.config.temperature)?;
     }
 }
 
@@ -127,28 +136,8 @@ fn the_band_plan_skips_tiles_on_agedb_like_batches() {
     let (Some(gpu), Some(dense)) = (gpu(), dense_gpu()) else {
         return;
     };
-    let m = 1024;
-    let labels: Vec<f32> = (0..m).map(|j| (20 + (j * 37) % 61) as f32).collect();
-    let preds: Vec<f32> = labels
-        .iter()
-        .enumerate()
-        .map(|(j, y)| y + ((j * 13) % 15) as f32 - 7.0)
-        .collect();
-    let features: Vec<f32> = (0..m * 4)
-        .map(|i| ((i * 7919) % 97) as f32 / 48.0 - 1.0)
-        .collect();
-    let shape = Shape {
-        rows: m,
-        dim: 4,
-        label_dim: 1,
-    };
-    let inputs = Inputs {
-        features: &features,
-        labels: &labels,
-        preds: &preds,
-        eta: None,
-    };
-    let batch = Batch::new(shape, inputs).unwrap();
+    let owned = conr_tests::random::agedb_like::<f32>(1024, 4);
+    let batch = owned.batch();
     let config = Config::official_agedb();
     let plan = gpu.plan(&batch, &config).unwrap();
     assert_eq!(plan.tiles, TilePlan::Band);

@@ -200,7 +200,9 @@ fn mixed_matches_the_reference_on_random_batches() {
 }
 
 /// AgeDB-like batches at realistic sizes (the bench's distribution), against
-/// the fast CPU engine in f64, with the band plan (the default) and dense.
+/// the fast CPU engine in f64, with the band plan (the default; through
+/// `compute`, the host building the plan, and through `record`, the device
+/// building it) and dense.
 #[test]
 fn mixed_matches_the_reference_on_agedb_like_batches() {
     let Some(band) = mixed() else { return };
@@ -248,15 +250,27 @@ fn agedb_like(gpu: &GpuConr, plan: &str) {
         let wide_batch = Batch::new(shape, inputs(&fw, &lw, &pw)).unwrap();
         let want = Fast::new().compute(&wide_batch, &config).unwrap();
         let small = Batch::new(shape, inputs(&f32s, &l32, &p32)).unwrap();
-        let got = widen(gpu.compute(&small, &config).expect("the GPU computes"));
-        let what = format!("M={m} D={d}, {plan} plan");
-        worst.see(&got, want.loss, &want.grad_features, &what);
-        if let Err(e) = check(
-            &scaled_by_inv_temperature(MIXED_VS_F64, config.temperature),
-            &got,
-            &want,
-        ) {
-            failures.push(format!("{what}: {e}"));
+        let computed = widen(gpu.compute(&small, &config).expect("the GPU computes"));
+        let (recorded, report) = gpu
+            .compute_recorded(&small, &config)
+            .expect("the GPU records");
+        let takes_band = plan == "band" && m > 128;
+        assert_eq!(
+            report.tiles == TilePlan::Band,
+            takes_band,
+            "M={m}: {report:?}"
+        );
+        assert_eq!(gpu.plan(&small, &config).unwrap().tiles, report.tiles);
+        for (got, path) in [(computed, "compute"), (widen(recorded), "record")] {
+            let what = format!("M={m} D={d}, {plan} plan, {path}");
+            worst.see(&got, want.loss, &want.grad_features, &what);
+            if let Err(e) = check(
+                &scaled_by_inv_temperature(MIXED_VS_F64, config.temperature),
+                &got,
+                &want,
+            ) {
+                failures.push(format!("{what}: {e}"));
+            }
         }
     }
     worst.report("AgeDB-like batches");

@@ -98,7 +98,7 @@ fn record_on_caller_buffers() {
     let got = on_device.run(gpu, &config).unwrap();
     assert_eq!(got.status.error(), None);
     let want = data.reference(&config);
-    agree(&got.with_counts(&want), &want, config.temperature).unwrap();
+    agree(&widen(got.output().unwrap()), &want, config.temperature).unwrap();
 
     // A buffer without the needed usage is refused before anything is recorded.
     let bad = GpuBuffers {
@@ -159,8 +159,8 @@ fn recorded_calls_keep_their_own_config_and_shape() {
     gpu.queue().submit([encoder.finish()]);
     for (b, (data, config)) in on_device.iter().zip(&calls) {
         let want = data.reference(config);
-        let got = b.read(gpu);
-        agree(&got.with_counts(&want), &want, config.temperature).unwrap();
+        let got = b.read(gpu).unwrap();
+        agree(&widen(got.output().unwrap()), &want, config.temperature).unwrap();
     }
     agree(&widen(host.0), &other.reference(&hot), hot.temperature).unwrap();
     agree(
@@ -218,6 +218,8 @@ fn record_on_slices_of_one_shared_buffer() {
         grad_features: slot(3),
         loss: slot(0),
         status: Some(slot(6)),
+        counts: None,
+        tiles: None,
     };
     let mut encoder = device.create_command_encoder(&Default::default());
     gpu.record(&mut encoder, data.shape, buffers, &config)
@@ -243,6 +245,29 @@ fn record_on_slices_of_one_shared_buffer() {
         };
         assert_refused(gpu, data.shape, skewed, "features");
     }
+}
+
+/// An AgeDB-like batch through `record` takes the band the device builds,
+/// and visits a fraction of the tiles (counted on the device), equal to the
+/// host's plan of the same batch and to the reference; the dense context
+/// visits every tile.
+#[test]
+fn record_takes_the_device_band_on_agedb_like_batches() {
+    let (Some(gpu), Some(dense)) = (gpu(), conr_tests::gpu::dense_gpu()) else {
+        return;
+    };
+    let owned = conr_tests::random::agedb_like::<f32>(1024, 4);
+    let (batch, shape) = (owned.batch(), owned.batch().shape());
+    let config = Config::official_agedb();
+    assert!(gpu.record_uses_band(shape, &config).unwrap());
+    let (got, plan) = gpu.compute_recorded(&batch, &config).unwrap();
+    assert_eq!(plan, gpu.plan(&batch, &config).unwrap(), "the host's plan");
+    assert_eq!(plan.tiles, conr_core::band::TilePlan::Band);
+    assert!(plan.tile_share < 0.3, "record visits {plan:?}");
+    let want = widen(Reference.compute(&batch, &config).unwrap());
+    agree(&widen(got), &want, config.temperature).unwrap();
+    let (_, every) = dense.compute_recorded(&batch, &config).unwrap();
+    assert_eq!(every, conr_core::PlanReport::DENSE);
 }
 
 /// Shapes the device cannot hold are refused before the buffers are looked

@@ -1,6 +1,7 @@
-//! One burn training step with ConR on burn's wgpu device, timed on both
-//! paths in one run: in place (conr on burn's buffers) and through the host
-//! (the batch read back, computed by the fast CPU engine, written again).
+//! One burn training step with ConR on burn's wgpu device, timed on each
+//! path in one run: in place (conr on burn's buffers, with the band plan it
+//! builds on the device, and with the dense plan) and through the host (the
+//! batch read back, computed by the fast CPU engine, written again).
 //!
 //! ```sh
 //! cargo run -p conr-burn --release --example paths -- --rows 1024 --dim 128 --reps 10
@@ -17,6 +18,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use conr_burn::{Config, ConrLoss, Route, SharedWgpu};
+use conr_core::band::TilePlan;
 
 fn arg(name: &str, default: usize) -> Result<usize, String> {
     let mut args = std::env::args().skip_while(|a| a != name);
@@ -42,18 +44,11 @@ fn time_steps(conr: &ConrLoss, device: &Device, rows: usize, dim: usize, reps: u
         .map(|i| ((i * 7919 % 1009) as f32 / 504.5) - 1.0)
         .collect();
     let x = Tensor::<2>::from_data(TensorData::new(x, [rows, inputs]), device);
-    // Most labels in the middle of the range, a few rare ones far out.
-    let labels: Vec<f32> = (0..rows)
-        .map(|j| {
-            if j % 16 == 0 {
-                90.0
-            } else {
-                40.0 + (j % 7) as f32
-            }
-        })
-        .collect();
+    // Ages spread over 20-80, and predictions a few years off.
+    let labels: Vec<f32> = (0..rows).map(|j| (20 + (j * 37) % 61) as f32).collect();
+    let offsets: Vec<f32> = (0..rows).map(|j| ((j * 13) % 15) as f32 - 7.0).collect();
     let y = Tensor::<1>::from_data(TensorData::new(labels, [rows]), device);
-    let preds = y.clone() * 0.5 + 20.0;
+    let preds = y.clone() + Tensor::<1>::from_data(TensorData::new(offsets, [rows]), device);
     let mut times = Vec::new();
     for rep in 0..reps + 2 {
         let start = Instant::now();
@@ -92,15 +87,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let before = shared.batches();
     let t_in_place = time_steps(&in_place, &device, rows, dim, reps);
     let ran = shared.batches() - before;
+    let plan = shared.last_plan()?.map_or("none".into(), |p| {
+        format!(
+            "{}, {:.0}% of the tiles",
+            p.tiles.name(),
+            100.0 * p.tile_share
+        )
+    });
     println!(
-        "in place: {:9.3} ms per step ({ran} batches on burn's buffers)",
+        "in place:        {:9.3} ms per step ({ran} batches on burn's buffers; {plan})",
         t_in_place * 1e3
     );
+    let dense = shared.with_plan(TilePlan::Dense)?;
+    let in_place_dense = host.clone().in_place_on(dense.clone());
+    let t_dense = time_steps(&in_place_dense, &device, rows, dim, reps);
+    println!("in place, dense: {:9.3} ms per step", t_dense * 1e3);
     let t_host = time_steps(&host, &device, rows, dim, reps);
-    println!("host:     {:9.3} ms per step", t_host * 1e3);
-    println!("host / in place: {:.2}", t_host / t_in_place);
-    if let Some(e) = shared.take_error() {
-        return Err(e.into());
+    println!("host:            {:9.3} ms per step", t_host * 1e3);
+    println!(
+        "in place dense / in place: {:.2}; host / in place: {:.2}",
+        t_dense / t_in_place,
+        t_host / t_in_place
+    );
+    for s in [&shared, &dense] {
+        if let Some(e) = s.take_error() {
+            return Err(e.into());
+        }
     }
     Ok(())
 }

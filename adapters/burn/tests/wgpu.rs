@@ -141,6 +141,44 @@ fn in_place_equals_the_host_path_and_really_runs_in_place() {
     }
 }
 
+/// An AgeDB-like batch in place takes the band conr builds on the device
+/// from burn's buffers, visiting a fraction of the tiles, and agrees with the
+/// host path; a small one visits every tile, where the band cannot pay.
+#[test]
+fn in_place_batches_take_the_band_built_on_the_device() {
+    let Some((shared, _lock)) = shared() else {
+        return;
+    };
+    let config = Config::official_agedb();
+    let owned = conr_tests::random::agedb_like::<f64>(1024, 8);
+    let batch = owned.batch();
+    let b = HostBatch {
+        shape: batch.shape(),
+        features: batch.features().to_vec(),
+        labels: batch.labels().to_vec(),
+        preds: batch.preds().to_vec(),
+        eta: None,
+        config,
+    };
+    let host = ConrLoss::new(config).unwrap();
+    let in_place = host.clone().in_place_on(shared.clone());
+    let (by_gpu, batches) = run(&in_place, &shared, &b, DType::F32);
+    assert_eq!(batches, 1);
+    let plan = shared.last_plan().unwrap().expect("a batch ran");
+    assert_eq!(plan.tiles, conr_core::band::TilePlan::Band);
+    assert!(plan.tile_share < 0.3, "in place visits {plan:?}");
+    let (by_host, _) = run(&host, &shared, &b, DType::F32);
+    let budget = scaled_by_inv_temperature(GPU_VS_CPU, config.temperature);
+    agree(&budget, &by_gpu, by_host.0, &by_host.1).unwrap();
+
+    let small = grouped(48, 16, config);
+    run(&in_place, &shared, &small, DType::F32);
+    assert_eq!(
+        shared.last_plan().unwrap(),
+        Some(conr_core::PlanReport::DENSE)
+    );
+}
+
 /// Features that are a view into a larger tensor (rows 8.. of 40) and
 /// labels in two columns still run in place and agree with the reference.
 #[test]

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use conr_cli::compute::compute;
+use conr_cli::compute::{Run, compute};
 use conr_core::Precision;
 use conr_schema::{LossCase, read_json};
 
@@ -26,7 +26,11 @@ fn main() -> anyhow::Result<()> {
     );
     for backend in ["reference", "cpu"] {
         for precision in [Precision::F64, Precision::F32] {
-            let report = compute(&case, backend, Some(precision), None)?;
+            let how = Run {
+                precision: Some(precision),
+                ..Run::default()
+            };
+            let report = compute(&case, backend, how)?;
             let anchors = report.anchors.iter().filter(|&&a| a).count();
             println!(
                 "{backend} {}: loss {:.10}, {anchors} anchors",

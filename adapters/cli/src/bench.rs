@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use conr_core::density::DensityConfig;
 use conr_core::shard::{Header, even_slices, message_len, read_message, write_message};
 use conr_core::stats::RowOutcome;
-use conr_core::{Batch, Config, Engine, Inputs, Named, Shape};
+use conr_core::{Batch, Config, Engine, Inputs, Named, PlanReport, Shape};
 use conr_cpu::{density_weights, gram};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -135,6 +135,11 @@ pub struct BenchRow {
     /// of ten `record` calls in one submission: the GPU's own time for a call, without the latency of
     /// one submission and wait each.
     pub record_batched_s: Option<f64>,
+    /// GPU only: `"band"` or `"dense"`, the plan the record path took (its
+    /// band built on the device).
+    pub record_plan: Option<&'static str>,
+    /// GPU only: the share of tiles the record path visited, counted on the device.
+    pub record_tile_share: Option<f64>,
     /// With `--shards W`: each worker, run one after another.
     pub workers: Option<Vec<WorkerRow>>,
 }
@@ -311,14 +316,15 @@ const BATCHED_MAX_ROWS: usize = 8192;
 
 /// Median seconds of the record path: the batch in device buffers, then per
 /// repetition one encoder, `calls` × `record`, one submission, and the wait;
-/// divided by `calls`.
+/// divided by `calls`. And the plan the calls took, as the device counted
+/// their tiles.
 fn time_record(
     gpu: &GpuConr,
     data: &RandomBatch,
     config: &Config,
     options: &BenchOptions,
     calls: usize,
-) -> Result<f64> {
+) -> Result<(f64, PlanReport)> {
     use wgpu::BufferUsages as U;
     use wgpu::util::DeviceExt;
     let device = gpu.device();
@@ -345,6 +351,12 @@ fn time_record(
         usage: U::COPY_DST,
         mapped_at_creation: false,
     });
+    let tiles = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("bench tiles"),
+        size: 4,
+        usage: U::COPY_DST | U::COPY_SRC,
+        mapped_at_creation: false,
+    });
     let buffers = GpuBuffers {
         features: features.slice(..),
         labels: labels.slice(..),
@@ -353,6 +365,8 @@ fn time_record(
         grad_features: grad.slice(..),
         loss: loss.slice(..),
         status: None,
+        counts: None,
+        tiles: Some(tiles.slice(..)),
     };
     let mut times = Vec::new();
     for rep in 0..options.warmup + options.reps {
@@ -369,7 +383,9 @@ fn time_record(
             times.push(start.elapsed().as_secs_f64() / calls as f64);
         }
     }
-    Ok(median(times))
+    let visited = conr_wgpu::read_back(gpu, &[(&tiles, 4)])?[0];
+    let plan = gpu.record_report(data.shape, config, visited)?;
+    Ok((median(times), plan))
 }
 
 /// Runs the benchmark, calling `progress` with a line per step.
@@ -455,10 +471,10 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
                 Some(median(gemm_times))
             }
         };
-        let (record_s, record_batched_s) = match gpu {
+        let (record_s, record_batched_s, record_plan) = match gpu {
             Some(gpu) => {
                 progress(&format!("M={m} D={d}: record path"));
-                let one = time_record(gpu, &data, &config, options, 1)?;
+                let (one, plan) = time_record(gpu, &data, &config, options, 1)?;
                 // Where one call takes milliseconds, ten in a row tell apart its
                 // fixed cost; larger batches, and software adapters, would only
                 // take long.
@@ -466,13 +482,13 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
                     .adapter_info()
                     .is_some_and(|info| info.device_type == wgpu::DeviceType::Cpu);
                 let batched = if m <= BATCHED_MAX_ROWS && !software {
-                    Some(time_record(gpu, &data, &config, options, BATCHED)?)
+                    Some(time_record(gpu, &data, &config, options, BATCHED)?.0)
                 } else {
                     None
                 };
-                (Some(one), batched)
+                (Some(one), batched, Some(plan))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let workers = match options.shards {
             None => None,
@@ -498,6 +514,8 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             peak_bytes: peak,
             record_s,
             record_batched_s,
+            record_plan: record_plan.map(|p| p.tiles.name()),
+            record_tile_share: record_plan.map(|p| p.tile_share),
             workers,
         });
     }

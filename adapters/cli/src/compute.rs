@@ -1,28 +1,57 @@
 //! What `conr compute` and `conr weights` print, on the engine named on the
 //! command line.
 
+use std::any::Any;
+
 use anyhow::{Result, bail};
 use conr_core::shard::{compute_sharded, even_slices};
 use conr_core::{Config, Engine, Output, Precision, Scalar};
 use conr_cpu::density_weights;
 use conr_schema::{LossCase, Report, WeightsCase};
+use conr_wgpu::GpuConr;
 use serde::Serialize;
 
-/// Runs one loss case on the engine called `backend`, in `precision`
-/// (default: f64 where the engine computes f64, else the engine's own),
-/// whole or, with `shards: Some(w)`, as `w` workers of the data-parallel
-/// protocol run one after another.
-pub fn compute(
-    case: &LossCase,
-    backend: &str,
-    precision: Option<Precision>,
-    shards: Option<usize>,
-) -> Result<Report> {
+/// How `conr compute` runs a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Run {
+    /// The precision to compute in (default: f64 where the engine computes
+    /// f64, else the engine's own).
+    pub precision: Option<Precision>,
+    /// `Some(w)`: as `w` workers of the data-parallel protocol, run one
+    /// after another.
+    pub shards: Option<usize>,
+    /// GPU only: through `GpuConr::record` on device buffers, the band plan
+    /// built on the device.
+    pub record: bool,
+}
+
+/// Runs one loss case on the engine called `backend`, as `how` says.
+pub fn compute(case: &LossCase, backend: &str, how: Run) -> Result<Report> {
+    let Run {
+        precision,
+        shards,
+        record,
+    } = how;
     if shards == Some(0) {
         bail!("--shards must be at least 1");
     }
     let config = case.config.to_config()?;
     let engine = conr_engines::engine(backend)?;
+    if record {
+        let Some(gpu) = (&*engine as &dyn Any).downcast_ref::<GpuConr>() else {
+            bail!("--record needs --backend gpu");
+        };
+        if shards.is_some() {
+            bail!("--record runs one whole batch: it takes no --shards");
+        }
+        if precision.is_some_and(|p| p != Precision::F32) {
+            bail!("--record computes in f32");
+        }
+        // An f64 case is rounded to f32 once, as the GPU engine does.
+        let owned = case.converted::<f32>()?;
+        let (output, _) = gpu.compute_recorded(&owned.batch(), &config)?;
+        return Ok(Report::new(output.cast(), backend, Precision::F32));
+    }
     let precision = conr_engines::batch_precision(&*engine, precision)?;
     let output = match precision {
         Precision::F64 => run::<f64>(&*engine, case, &config, shards)?,

@@ -57,6 +57,11 @@ enum Command {
         /// the same object.
         #[arg(long)]
         shards: Option<usize>,
+        /// With `--backend gpu`: run the batch through the record path (`GpuConr::record`
+        /// on buffers uploaded to the device, the band plan built on the device), as a
+        /// framework that keeps its tensors on the GPU would. Prints the same object.
+        #[arg(long)]
+        record: bool,
     },
     /// Time forward plus backward on random AgeDB-like batches, next to one M×M×D f32 GEMM.
     ///
@@ -79,8 +84,9 @@ enum Command {
         /// Threads for ConR and the GEMM; 0 means one per core.
         #[arg(long, default_value_t = 0)]
         threads: usize,
-        /// Which tiles the fast engines visit: `auto` (the band where it visits fewer
-        /// tiles than the dense plan), `band` (only those that can hold a positive or a
+        /// Which tiles the fast engines visit: `auto` (the band where it pays: on the CPU
+        /// where it visits fewer tiles than the dense plan, on the GPU on batches of more
+        /// than two 64-row blocks), `band` (only those that can hold a positive or a
         /// negative) or `dense` (every tile).
         #[arg(long, value_enum, default_value_t = PlanArg::Auto)]
         plan: PlanArg,
@@ -98,7 +104,7 @@ enum Command {
         precision: Precision,
         /// Print one JSON object per size (backend, m, d, threads, precision, plan, labels,
         /// pair_share, tile_share, fwd_bwd_s, gemm_s, gemm_equivalents, peak_bytes, record_s,
-        /// record_batched_s, workers) instead of a table.
+        /// record_batched_s, record_plan, record_tile_share, workers) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -176,10 +182,16 @@ fn run(cli: Cli) -> Result<String> {
             backend,
             precision,
             shards,
+            record,
         } => {
             let case: LossCase = read_json(&input)?;
+            let how = compute::Run {
+                precision,
+                shards,
+                record,
+            };
             Ok(serde_json::to_string(&compute::compute(
-                &case, &backend, precision, shards,
+                &case, &backend, how,
             )?)?)
         }
         Command::Bench {
@@ -301,13 +313,13 @@ fn run(cli: Cli) -> Result<String> {
 /// The human-readable bench table.
 fn table(rows: &[BenchRow]) -> String {
     let mut out = String::from(
-        "backend  precision plan  labels        M      D  threads  pairs   tiles  fwd+bwd (s)  record (s)  GEMM (s)  GEMM-equivalents  peak extra memory\n",
+        "backend  precision plan  labels        M      D  threads  pairs   tiles  fwd+bwd (s)  record (s)        GEMM (s)  GEMM-equivalents  peak extra memory\n",
     );
     let or_dash =
         |x: Option<f64>, digits: usize| x.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     for r in rows {
         out += &format!(
-            "{:<8} {:<9} {:<5} {:<9} {:>6} {:>6} {:>8}  {:>5.1}%  {:>5.1}%  {:>11.4}  {:>10}  {:>8}  {:>16}  {:>10.1} MiB\n",
+            "{:<8} {:<9} {:<5} {:<9} {:>6} {:>6} {:>8}  {:>5.1}%  {:>5.1}%  {:>11.4}  {:>16}  {:>8}  {:>16}  {:>10.1} MiB\n",
             r.backend,
             r.precision,
             r.plan,
@@ -318,7 +330,11 @@ fn table(rows: &[BenchRow]) -> String {
             100.0 * r.pair_share,
             100.0 * r.tile_share,
             r.fwd_bwd_s,
-            or_dash(r.record_s, 5),
+            match (r.record_s, r.record_plan, r.record_tile_share) {
+                (Some(s), Some(plan), Some(share)) =>
+                    format!("{s:.5} {plan} {:.0}%", 100.0 * share),
+                _ => "-".to_string(),
+            },
             or_dash(r.gemm_s, 4),
             or_dash(r.gemm_equivalents, 2),
             r.peak_bytes as f64 / (1024.0 * 1024.0)

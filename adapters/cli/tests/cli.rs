@@ -209,8 +209,9 @@ fn floats(v: &Value) -> Vec<f64> {
 }
 
 /// `--backend gpu --shards 3` runs the data-parallel protocol on the GPU,
-/// within the f32 budget of the fixture; f64 on the GPU is refused, since it
-/// would be rounded.
+/// and `--record` the record path on device buffers, each within the f32
+/// budget of the fixture; f64 on the GPU is refused, since it would be
+/// rounded, and so is `--record` off the GPU or with shards.
 #[test]
 fn the_gpu_runs_the_protocol_too() {
     if conr_tests::gpu::gpu().is_none() {
@@ -222,9 +223,10 @@ fn the_gpu_runs_the_protocol_too() {
     let expected = &case["expected"];
     let path = path.to_str().unwrap();
     let budget = conr_tests::budget::F32_FIXTURE;
-    for shards in [None, Some("3")] {
+    let runs: [&[&str]; 3] = [&[], &["--shards", "3"], &["--record"]];
+    for extra in runs {
         let mut args = vec!["compute", "--input", path, "--backend", "gpu"];
-        args.extend(shards.iter().flat_map(|w| ["--shards", w]));
+        args.extend(extra);
         let out = json(&conr(&args));
         assert_eq!(out["backend"], "gpu");
         assert_eq!(out["precision"], "f32");
@@ -260,6 +262,50 @@ fn the_gpu_runs_the_protocol_too() {
         ]),
         "the gpu engine computes in f32",
     );
+    let record = |extra: &[&str]| {
+        let mut args = vec!["compute", "--input", path, "--record"];
+        args.extend(extra);
+        conr(&args)
+    };
+    assert_one_line_error(
+        &record(&["--backend", "cpu"]),
+        "--record needs --backend gpu",
+    );
+    assert_one_line_error(
+        &record(&["--backend", "gpu", "--shards", "2"]),
+        "takes no --shards",
+    );
+    assert_one_line_error(
+        &record(&["--backend", "gpu", "--precision", "f64"]),
+        "--record computes in f32",
+    );
+}
+
+/// `bench --backend gpu` times the record path and reports the plan it took,
+/// as the device counted its tiles.
+#[test]
+fn gpu_bench_reports_the_record_plan() {
+    if conr_tests::gpu::gpu().is_none() {
+        return;
+    }
+    let out = conr(&[
+        "bench",
+        "--backend",
+        "gpu",
+        "--sizes",
+        "256x8",
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    let row = json(&out);
+    assert!(row["record_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(row["record_plan"], "band");
+    let share = row["record_tile_share"].as_f64().unwrap();
+    assert!(share > 0.0 && share <= 2.0, "{share}");
+    assert_eq!(row["plan"], "band");
 }
 
 #[test]

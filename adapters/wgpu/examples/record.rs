@@ -58,6 +58,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         grad_features: grad.slice(..),
         loss: loss.slice(..),
         status: Some(status.slice(..)),
+        counts: None,
+        tiles: None,
     };
     gpu.record(&mut encoder, shape, buffers, &Config::official_agedb())?;
 

@@ -1,7 +1,8 @@
 //! The caller-owned-buffer path: [`GpuConr::record`] records a call into the
 //! caller's encoder on slices of the caller's buffers.
 
-use conr_core::{Config, Error, Shape};
+use conr_core::band::TilePlan;
+use conr_core::{Config, Error, PlanReport, Shape};
 use wgpu::BufferBinding;
 use wgpu::util::DeviceExt;
 
@@ -36,6 +37,15 @@ pub struct GpuBuffers<'a> {
     /// Receives the device's check of the values as one u32 (a
     /// [`crate::Status`]), or `None`; usage `COPY_DST`.
     pub status: Option<wgpu::BufferSlice<'a>>,
+    /// Receives each row's positive and negative counts |P_j| and |Q_j| as
+    /// M × `[u32; 2]` (row j is an anchor where |Q_j| > 0), or `None`; usage
+    /// `STORAGE`, at a storage offset like the features.
+    pub counts: Option<wgpu::BufferSlice<'a>>,
+    /// Receives the number of 64×64 tiles the call's tile kernels visit, as
+    /// one u32: both band sides together where the call takes the band
+    /// (counted on the device), every tile otherwise; or `None`. See
+    /// [`GpuConr::record_report`]. Usage `COPY_DST`.
+    pub tiles: Option<wgpu::BufferSlice<'a>>,
 }
 
 fn check(
@@ -84,6 +94,32 @@ impl GpuConr {
         self.record_plan(shape, config).map(|_| ())
     }
 
+    /// Whether [`GpuConr::record`] takes the band plan for a batch of
+    /// `shape` with `config` (building the plan on the device), after
+    /// [`GpuConr::check_record`]'s checks.
+    pub fn record_uses_band(&self, shape: Shape, config: &Config) -> Result<bool, Error> {
+        Ok(self.record_plan(shape, config)?.1.band)
+    }
+
+    /// What a recorded call did, from the tile count it wrote into
+    /// [`GpuBuffers::tiles`]: the band and the share of the 64×64 tiles its
+    /// two sides visited, or the dense plan.
+    pub fn record_report(
+        &self,
+        shape: Shape,
+        config: &Config,
+        tiles: u32,
+    ) -> Result<PlanReport, Error> {
+        if !self.record_uses_band(shape, config)? {
+            return Ok(PlanReport::DENSE);
+        }
+        let blocks = shape.rows.div_ceil(crate::TILE as usize).max(1);
+        Ok(PlanReport {
+            tiles: TilePlan::Band,
+            tile_share: f64::from(tiles) / (blocks * blocks) as f64,
+        })
+    }
+
     /// [`GpuConr::check_record`]'s checks, and what they yield for `record`.
     fn record_plan(
         &self,
@@ -124,6 +160,18 @@ impl GpuConr {
         buffers: GpuBuffers<'_>,
         config: &Config,
     ) -> Result<(), Error> {
+        let (plan, uniforms) = self.prepare_record(shape, &buffers, config)?;
+        self.record_planned(encoder, &plan, buffers, &uniforms)
+    }
+
+    /// `record`'s checks of the shape, the config and the buffers, and the
+    /// call's plan and own uniform blocks.
+    pub(crate) fn prepare_record(
+        &self,
+        shape: Shape,
+        buffers: &GpuBuffers<'_>,
+        config: &Config,
+    ) -> Result<(CallPlan, Vec<wgpu::Buffer>), Error> {
         use wgpu::BufferUsages as U;
         // What the device cannot hold is refused before the buffers are looked at.
         let (params, plan) = self.record_plan(shape, config)?;
@@ -150,6 +198,13 @@ impl GpuConr {
         if let Some(status) = buffers.status {
             check("status", status, 4, U::COPY_DST, copy_align)?;
         }
+        if let Some(counts) = buffers.counts {
+            let bytes = bytes_of::<[u32; 2]>(m);
+            check("counts", counts, bytes, U::STORAGE, align)?;
+        }
+        if let Some(tiles) = buffers.tiles {
+            check("tiles", tiles, 4, U::COPY_DST, copy_align)?;
+        }
         // This call's own uniform blocks, filled at creation.
         let blocks = plan.uniforms(Uniforms::new(&params, shape, buffers.eta.is_some()));
         let uniforms: Vec<wgpu::Buffer> = blocks
@@ -163,18 +218,29 @@ impl GpuConr {
                     })
             })
             .collect();
+        Ok((plan, uniforms))
+    }
+
+    /// Records a prepared call under the lock.
+    pub(crate) fn record_planned(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        plan: &CallPlan,
+        buffers: GpuBuffers<'_>,
+        uniforms: &[wgpu::Buffer],
+    ) -> Result<(), Error> {
         let mut cache = self
             .cache
             .lock()
             .map_err(|_| Error::Device("a previous call panicked".into()))?;
-        let result = self.record_locked(&mut cache, encoder, &plan, buffers, &uniforms);
+        let result = self.record_locked(&mut cache, encoder, plan, buffers, uniforms);
         if result.is_err() {
             *cache = Cache::default();
         }
         result
     }
 
-    fn record_locked(
+    pub(crate) fn record_locked(
         &self,
         cache: &mut Cache,
         encoder: &mut wgpu::CommandEncoder,
@@ -209,6 +275,11 @@ impl GpuConr {
                 labels: whole(labels, bytes_of::<f32>(m * l)),
                 preds: whole(preds, bytes_of::<f32>(m * l)),
                 eta: buffers.eta.map(|_| whole(eta, bytes_of::<f32>(m))),
+                counts: buffers.counts.map(|c| BufferBinding {
+                    buffer: c.buffer(),
+                    offset: c.offset(),
+                    size: wgpu::BufferSize::new(bytes_of::<[u32; 2]>(m)),
+                }),
             };
             // Caller-owned buffers may differ on every call: no cached bind groups.
             record_passes(
@@ -225,6 +296,24 @@ impl GpuConr {
             encoder.copy_buffer_to_buffer(&ws.totals, 0, loss.buffer(), loss.offset(), 4);
             if let Some(status) = buffers.status {
                 encoder.copy_buffer_to_buffer(&ws.status, 0, status.buffer(), status.offset(), 4);
+            }
+            if let Some(tiles) = buffers.tiles {
+                let (to, at) = (tiles.buffer(), tiles.offset());
+                match (&ws.band, plan.device_plan) {
+                    (Some(band), true) => encoder.copy_buffer_to_buffer(&band.tiles, 0, to, at, 4),
+                    _ => {
+                        let blocks = m.div_ceil(crate::TILE as usize);
+                        let every = u32::try_from(blocks * blocks).unwrap_or(u32::MAX);
+                        let count =
+                            self.device
+                                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                                    label: Some("conr dense tiles"),
+                                    contents: bytemuck::bytes_of(&every),
+                                    usage: wgpu::BufferUsages::COPY_SRC,
+                                });
+                        encoder.copy_buffer_to_buffer(&count, 0, to, at, 4);
+                    }
+                }
             }
             Ok(())
         })?

@@ -56,8 +56,9 @@ impl Engine<f32> for GpuConr {
     }
 
     /// The band's share of the 64×64 tiles where [`Engine::compute`] takes
-    /// the band plan (f32, one chunk, a metric with a band), every tile
-    /// elsewhere (mixed precision, chunked batches, `angular`).
+    /// the band plan (one chunk, a metric with a band; see
+    /// [`GpuConr::with_plan`]), every tile elsewhere (chunked batches,
+    /// `angular`).
     fn plan(&self, batch: &Batch<'_, f32>, config: &Config) -> Result<PlanReport, Error> {
         let params = batch.check(config)?;
         let plan = self.call_plan(batch.shape(), config, &Phase::Whole, Source::Host)?;

@@ -60,10 +60,14 @@ impl GpuConr {
                 .block_columns(tile)
                 .map(|cols| [cols.start as u32, cols.end as u32])
                 .collect();
+            let (order, runs) = (band.order_of(i), band.runs_of(i));
+            self.queue.write_buffer(
+                order.buffer,
+                order.offset,
+                bytemuck::cast_slice(plan.order()),
+            );
             self.queue
-                .write_buffer(&band.order[i], 0, bytemuck::cast_slice(plan.order()));
-            self.queue
-                .write_buffer(&band.ranges[i], 0, bytemuck::cast_slice(&ranges));
+                .write_buffer(runs.buffer, runs.offset, bytemuck::cast_slice(&ranges));
         }
         Ok(())
     }
@@ -172,6 +176,7 @@ impl GpuConr {
                 labels: whole(&host.labels),
                 preds: whole(&host.preds),
                 eta: batch.etas().map(|_| whole(&host.eta)),
+                counts: None,
             };
             let mut encoder = self
                 .device

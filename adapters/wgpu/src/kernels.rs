@@ -1,7 +1,7 @@
 //! The compute pipelines, each with the bindings it uses: the one list the
 //! bind groups are built from and the device's limits are checked against.
 
-use crate::{SHADER, mixed_shader};
+use crate::{f32_shader, mixed_shader};
 use conr_core::Precision;
 
 /// Every binding of the shaders, by its number in `@binding(n)`.
@@ -26,12 +26,20 @@ pub(crate) enum Binding {
     BandOrder = 19,
     BandRanges = 20,
     Status = 21,
+    PlanKeys = 22,
+    PlanOrder = 23,
+    PlanRuns = 24,
+    PlanTiles = 25,
+    PlanStep = 26,
+    Counts = 27,
+    PlanPositions = 28,
+    BandPositions = 29,
 }
 
 impl Binding {
-    /// Whether the binding is a storage buffer (every one but the uniforms).
+    /// Whether the binding is a storage buffer (every one but the two uniform blocks).
     pub fn is_storage(self) -> bool {
-        self != Binding::Uniforms
+        !matches!(self, Binding::Uniforms | Binding::PlanStep)
     }
 }
 
@@ -46,7 +54,7 @@ pub(crate) struct Kernel {
 use Binding as B;
 
 /// Every f32 kernel's entry point and bindings, in dispatch order.
-pub(crate) const F32_KERNELS: [(&str, &[Binding]); 7] = [
+pub(crate) const F32_KERNELS: [(&str, &[Binding]); 8] = [
     (
         "check_values",
         &[
@@ -101,11 +109,44 @@ pub(crate) const F32_KERNELS: [(&str, &[Binding]); 7] = [
         "normalize_backward",
         &[B::Uniforms, B::ZRows, B::Lengths, B::Dz, B::Status],
     ),
+    ("export_counts", &[B::Uniforms, B::Stats, B::Counts]),
+];
+
+/// The kernels that build the band plan on the device (`band_plan.wgsl`,
+/// compiled with `conr.wgsl`), in dispatch order.
+pub(crate) const PLAN_KERNELS: [(&str, &[Binding]); 5] = [
+    (
+        "plan_keys_init",
+        &[
+            B::Uniforms,
+            B::Labels,
+            B::Preds,
+            B::PlanKeys,
+            B::PlanOrder,
+            B::PlanStep,
+        ],
+    ),
+    ("plan_sort_block", &[B::PlanKeys, B::PlanOrder, B::PlanStep]),
+    ("plan_sort_step", &[B::PlanKeys, B::PlanOrder, B::PlanStep]),
+    (
+        "plan_runs",
+        &[
+            B::Uniforms,
+            B::PlanKeys,
+            B::PlanRuns,
+            B::PlanTiles,
+            B::PlanStep,
+        ],
+    ),
+    (
+        "plan_positions",
+        &[B::Uniforms, B::PlanOrder, B::PlanStep, B::PlanPositions],
+    ),
 ];
 
 /// The mixed-precision kernels (`conr_mixed.wgsl`, compiled with `conr.wgsl`).
 pub(crate) const MIXED_KERNELS: [(&str, &[Binding]); 5] = [
-    ("to_half", &[B::Uniforms, B::ZRows, B::Z16]),
+    ("to_half", &[B::Uniforms, B::ZRows, B::Z16, B::BandOrder]),
     (
         "row_stats_mixed",
         &[
@@ -116,6 +157,7 @@ pub(crate) const MIXED_KERNELS: [(&str, &[Binding]); 5] = [
             B::Eta,
             B::StatsPart,
             B::BandOrder,
+            B::BandRanges,
         ],
     ),
     ("merge_splits", &[B::Uniforms, B::StatsPart, B::Stats]),
@@ -130,6 +172,7 @@ pub(crate) const MIXED_KERNELS: [(&str, &[Binding]); 5] = [
             B::Eta,
             B::Outcomes,
             B::BandOrder,
+            B::BandRanges,
         ],
     ),
     (
@@ -139,10 +182,10 @@ pub(crate) const MIXED_KERNELS: [(&str, &[Binding]); 5] = [
             B::ZRows,
             B::Lengths,
             B::Totals,
-            B::Z16,
             B::Dz32,
             B::Dz,
             B::Status,
+            B::BandPositions,
         ],
     ),
 ];
@@ -156,6 +199,7 @@ pub(crate) fn storage_buffers_needed(precision: Precision) -> u32 {
     };
     F32_KERNELS
         .iter()
+        .chain(&PLAN_KERNELS)
         .chain(mixed)
         .map(|(_, bindings)| bindings.iter().filter(|b| b.is_storage()).count() as u32)
         .max()
@@ -171,7 +215,18 @@ pub(crate) struct Pipelines {
     pub reduce_loss: Kernel,
     pub backward: Kernel,
     pub normalize_backward: Kernel,
+    pub export_counts: Kernel,
+    pub plan: PlanKernels,
     pub mixed: Option<MixedKernels>,
+}
+
+/// The kernels of `shaders/band_plan.wgsl`.
+pub(crate) struct PlanKernels {
+    pub keys_init: Kernel,
+    pub sort_block: Kernel,
+    pub sort_step: Kernel,
+    pub runs: Kernel,
+    pub positions: Kernel,
 }
 
 /// The kernels of `shaders/conr_mixed.wgsl`.
@@ -204,8 +259,8 @@ impl Pipelines {
             }
         };
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("conr.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+            label: Some("conr.wgsl + band_plan.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(f32_shader().into()),
         });
         let [
             check_values,
@@ -215,7 +270,17 @@ impl Pipelines {
             reduce_loss,
             backward,
             normalize_backward,
+            export_counts,
         ] = F32_KERNELS.map(|k| kernel(&module, k));
+        let [keys_init, sort_block, sort_step, runs, positions] =
+            PLAN_KERNELS.map(|k| kernel(&module, k));
+        let plan = PlanKernels {
+            keys_init,
+            sort_block,
+            sort_step,
+            runs,
+            positions,
+        };
         let mixed = (precision == Precision::Mixed).then(|| {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some("conr.wgsl + conr_mixed.wgsl"),
@@ -244,6 +309,8 @@ impl Pipelines {
             reduce_loss,
             backward,
             normalize_backward,
+            export_counts,
+            plan,
             mixed,
         }
     }
@@ -268,7 +335,11 @@ mod tests {
         )
         .validate(&module)
         .expect("the mixed module validates");
-        let lists: Vec<(&str, &[Binding])> = F32_KERNELS.into_iter().chain(MIXED_KERNELS).collect();
+        let lists: Vec<(&str, &[Binding])> = F32_KERNELS
+            .into_iter()
+            .chain(PLAN_KERNELS)
+            .chain(MIXED_KERNELS)
+            .collect();
         assert_eq!(
             lists.len(),
             module.entry_points.len(),

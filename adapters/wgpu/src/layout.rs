@@ -1,6 +1,7 @@
 //! The structs the shaders share with the host, as `#[repr(C)]` Pod mirrors
-//! of their WGSL declarations in `shaders/conr.wgsl` (a naga test below
-//! holds every size and offset to the shader's).
+//! of their WGSL declarations in `shaders/conr.wgsl` and
+//! `shaders/band_plan.wgsl` (a naga test below holds every size and offset to
+//! the shader's).
 
 use bytemuck::{Pod, Zeroable};
 use conr_core::stats::{LogSumExp, RowOutcome, RowStats};
@@ -46,6 +47,7 @@ pub(crate) const FLAG_ACCUMULATE: u32 = 8;
 pub(crate) const FLAG_ETA: u32 = 16;
 pub(crate) const FLAG_BAND_POSITIVES: u32 = 32;
 pub(crate) const FLAG_BAND_NEGATIVES: u32 = 64;
+pub(crate) const FLAG_BANDED: u32 = 128;
 
 /// The size of [`Uniforms`] in bytes.
 pub(crate) const UNIFORMS_SIZE: u64 = std::mem::size_of::<Uniforms>() as u64;
@@ -181,6 +183,20 @@ pub(crate) struct Totals {
     pub _pad: u32,
 }
 
+/// One dispatch of the device's band plan: `struct PlanStep`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+pub(crate) struct PlanStep {
+    /// Slots per side of the sort (a power of two).
+    pub padded: u32,
+    /// Slots per side of the runs.
+    pub run_stride: u32,
+    /// The bitonic stage; 0 for the first block sort.
+    pub k: u32,
+    /// The compare distance of a global step.
+    pub j: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,8 +213,17 @@ mod tests {
     /// them out, equal the Rust mirror's, member by member and by name.
     #[test]
     fn mirrors_match_the_shader_layout() {
-        let module = naga::front::wgsl::parse_str(crate::SHADER).expect("the shader parses");
+        let module = naga::front::wgsl::parse_str(&crate::f32_shader()).expect("the shader parses");
         let mirrors = [
+            (
+                "PlanStep",
+                fields!(PlanStep {
+                    padded,
+                    run_stride,
+                    k,
+                    j
+                }),
+            ),
             (
                 "Uniforms",
                 fields!(Uniforms {

@@ -49,6 +49,7 @@ struct ReadmeDoctests;
 
 mod buffers;
 mod chunking;
+mod device_batch;
 mod engine;
 mod host;
 mod info;
@@ -65,6 +66,7 @@ use std::sync::{Arc, Mutex};
 
 pub use buffers::GpuBuffers;
 pub use conr_core::{Error, Precision};
+pub use device_batch::{DeviceBatch, DevicePlan, DeviceResult, read_back};
 pub use info::{AdapterSummary, adapters};
 pub use mixed::{features_for, mixed_support};
 pub use status::Status;
@@ -73,16 +75,27 @@ use conr_core::band::TilePlan;
 use kernels::Pipelines;
 use workspace::{HostBuffers, Workspace};
 
-/// The WGSL source of every f32 kernel.
+/// The WGSL source of every f32 loss kernel.
 pub const SHADER: &str = include_str!("../shaders/conr.wgsl");
+/// The WGSL source of the kernels that build the band plan on the device,
+/// compiled appended to [`SHADER`] (see [`f32_shader`]).
+pub const BAND_PLAN_SHADER: &str = include_str!("../shaders/band_plan.wgsl");
 /// The WGSL source of the mixed-precision kernels, compiled appended to
 /// [`SHADER`] (see [`mixed_shader`]).
 pub const MIXED_SHADER: &str = include_str!("../shaders/conr_mixed.wgsl");
 
+/// The whole module of the f32 path: [`SHADER`], then [`BAND_PLAN_SHADER`].
+pub fn f32_shader() -> String {
+    format!("{SHADER}\n{BAND_PLAN_SHADER}")
+}
+
 /// The whole module of the mixed-precision path: the f16 and
-/// cooperative-matrix extensions, [`SHADER`], then [`MIXED_SHADER`].
+/// cooperative-matrix extensions, [`f32_shader`], then [`MIXED_SHADER`].
 pub fn mixed_shader() -> String {
-    format!("enable f16;\nenable wgpu_cooperative_matrix;\n{SHADER}\n{MIXED_SHADER}")
+    format!(
+        "enable f16;\nenable wgpu_cooperative_matrix;\n{}\n{MIXED_SHADER}",
+        f32_shader()
+    )
 }
 /// Rows (and columns) of a logit tile in the tiled kernels.
 pub const TILE: u32 = 64;
@@ -106,6 +119,11 @@ pub const LINEAR_WORKGROUP: u32 = 64;
 pub const MIXED_WORKGROUP: u32 = 128;
 /// The workgroup size of the loss reduction (one workgroup).
 pub const REDUCE_WORKGROUP: u32 = 256;
+/// The workgroup size of the device band plan's sort kernels.
+pub const SORT_WORKGROUP: u32 = 256;
+/// Keys one sort workgroup orders in workgroup memory: each side of the
+/// device's sort holds a power of two of at least this many slots.
+pub const SORT_BLOCK: u32 = 2 * SORT_WORKGROUP;
 
 /// A GPU context for ConR: a device, its queue, the compiled pipelines, and
 /// reusable working buffers. Build it once and call it for every batch,
@@ -331,13 +349,17 @@ impl GpuConr {
         self
     }
 
-    /// The same context with another tile plan. [`TilePlan::Band`] (and
-    /// the default, [`TilePlan::Auto`], which here is the same) makes [`Engine::compute`](conr_core::Engine::compute) visit
-    /// only the tiles that can hold a positive or a negative, for f32
-    /// batches that fit one chunk; mixed precision, chunked batches, the
-    /// `angular` metric, the row phases and [`GpuConr::record`] (which has
-    /// no host copy of the labels to plan with) visit every tile.
-    /// [`Engine::plan`](conr_core::Engine::plan) says which for a batch.
+    /// The same context with another tile plan. [`TilePlan::Band`] makes
+    /// [`Engine::compute`](conr_core::Engine::compute) and
+    /// [`GpuConr::record`] visit only the tiles that can hold a positive or
+    /// a negative, in f32 and in mixed precision, for batches that fit one
+    /// chunk: `compute` sorts the labels on the host, `record` on the device
+    /// (`shaders/band_plan.wgsl`, the same order and runs). The default,
+    /// [`TilePlan::Auto`], does the same on batches of more than two 64-row
+    /// blocks, where the band can pay (two sides visit at least two tiles a
+    /// block). Chunked batches, the `angular` metric and the row phases
+    /// visit every tile. [`Engine::plan`](conr_core::Engine::plan) and
+    /// [`GpuConr::record_report`] say which a batch took.
     pub fn with_plan(mut self, tiles: TilePlan) -> Self {
         if let Ok(cache) = self.cache.get_mut() {
             *cache = Cache::default();
@@ -450,6 +472,7 @@ mod shader_tests {
             let expected = match ep.name.as_str() {
                 "row_stats" | "backward" => TILE_WORKGROUP,
                 "reduce_loss" => [REDUCE_WORKGROUP, 1, 1],
+                "plan_sort_block" | "plan_sort_step" => [SORT_WORKGROUP, 1, 1],
                 "row_stats_mixed" | "backward_mixed" => [MIXED_WORKGROUP, 1, 1],
                 _ => [LINEAR_WORKGROUP, 1, 1],
             };
@@ -471,8 +494,8 @@ mod shader_tests {
                 files += 1;
             }
         }
-        assert_eq!(files, 2, "conr.wgsl and conr_mixed.wgsl");
-        let (plain, _) = validate("conr.wgsl", SHADER, Caps::default());
+        assert_eq!(files, 3, "conr.wgsl, band_plan.wgsl and conr_mixed.wgsl");
+        let (plain, _) = validate("conr.wgsl + band_plan.wgsl", &f32_shader(), Caps::default());
         check_workgroups(&plain);
         let (mixed, info) = validate(
             "conr.wgsl + conr_mixed.wgsl",
@@ -506,8 +529,22 @@ mod shader_tests {
             SHADER,
             std::fs::read_to_string(dir.join("conr.wgsl")).unwrap()
         );
+        assert_eq!(
+            BAND_PLAN_SHADER,
+            std::fs::read_to_string(dir.join("band_plan.wgsl")).unwrap()
+        );
         // The tile the shader uses must be the Rust one.
         assert!(SHADER.contains(&format!("const TILE: u32 = {TILE}u;")));
         assert_eq!(TILE_WORKGROUP[0] * 4, TILE);
+        // The sort's sizes, and the host's slack, are the Rust ones.
+        for line in [
+            format!("const PLAN_SORT: u32 = {SORT_WORKGROUP}u;"),
+            format!("const PLAN_BLOCK: u32 = {SORT_BLOCK}u;"),
+        ] {
+            assert!(BAND_PLAN_SHADER.contains(&line), "{line}");
+        }
+        let slack = conr_core::band::SLACK_ULPS as f32 * f32::EPSILON;
+        assert_eq!(slack, 7.629_394_5e-6);
+        assert!(BAND_PLAN_SHADER.contains("const PLAN_SLACK: f32 = 7.62939453125e-6;"));
     }
 }

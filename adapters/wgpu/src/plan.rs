@@ -11,7 +11,9 @@ use conr_core::{Config, Error, LabelMetric, Precision, Shape};
 
 use crate::GpuConr;
 use crate::chunking::Chunking;
-use crate::layout::{FLAG_ACCUMULATE, FLAG_BAND_NEGATIVES, FLAG_BAND_POSITIVES, Uniforms};
+use crate::layout::{
+    FLAG_ACCUMULATE, FLAG_BAND_NEGATIVES, FLAG_BAND_POSITIVES, FLAG_BANDED, Uniforms,
+};
 
 /// What a call computes: both phases over every row, or one phase over a
 /// worker's rows.
@@ -47,9 +49,12 @@ pub(crate) struct CallPlan {
     pub chunking: Chunking,
     /// [`Precision::F32`] or [`Precision::Mixed`].
     pub precision: Precision,
-    /// Whether the tile kernels visit only the band's tiles (f32, one
-    /// chunk, a metric with a band, a whole computation from host slices).
+    /// Whether the tile kernels visit only the band's tiles (one chunk, a
+    /// metric with a band, a whole computation; f32 or mixed).
     pub band: bool,
+    /// Whether the device builds the band's plan (the labels are in device
+    /// buffers) rather than the host.
+    pub device_plan: bool,
     pub steps: Steps,
 }
 
@@ -100,20 +105,23 @@ impl GpuConr {
                 why: "the data-parallel row phases run in f32 only".into(),
             });
         }
-        // The band's orders come from a host sort of the labels, and a
-        // worker's rows are scattered through the sorted order.
-        // `Auto` takes the band whenever it may: the device does not yet
-        // weigh a band's tiles against the dense plan's.
-        let band = self.tiles != TilePlan::Dense
-            && self.precision == Precision::F32
-            && chunking.chunks() == 1
-            && config.label_metric != LabelMetric::Angular
-            && whole
-            && source == Source::Host;
+        // A worker's rows are scattered through the sorted order, so the
+        // row phases visit every tile.
+        let may = chunking.chunks() == 1 && config.label_metric != LabelMetric::Angular && whole;
+        // `Auto` cannot weigh a band's tiles against the dense plan's before
+        // the labels are sorted (on the device, before the call runs), so it
+        // takes the band wherever it can pay: each side visits at least one
+        // tile per block, 2·b tiles against the dense b², a loss for b ≤ 2.
+        let band = match self.tiles {
+            TilePlan::Dense => false,
+            TilePlan::Band => may,
+            TilePlan::Auto => may && shape.rows.div_ceil(crate::TILE as usize) > 2,
+        };
         Ok(CallPlan {
             chunking,
             precision: self.precision,
             band,
+            device_plan: band && source == Source::Device,
             steps,
         })
     }
@@ -146,7 +154,7 @@ impl CallPlan {
             ];
             return sides
                 .map(|flags| Uniforms {
-                    flags: base.flags | flags,
+                    flags: base.flags | FLAG_BANDED | flags,
                     ..base
                 })
                 .to_vec();

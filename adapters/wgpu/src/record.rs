@@ -20,15 +20,19 @@ pub(crate) struct Sources<'a> {
     pub preds: BufferBinding<'a>,
     /// `None`: every eta is 1.
     pub eta: Option<BufferBinding<'a>>,
+    /// Receives each row's positive and negative counts, or `None`.
+    pub counts: Option<BufferBinding<'a>>,
 }
 
 /// Which rows and columns a tile dispatch visits: every tile of a chunk
-/// pair, or one side of the band plan (conr_core::band).
+/// pair, or one side of the band plan (conr_core::band); or, for the
+/// kernels that build the plan on the device, their step of the sort.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pass {
     Dense,
     Positives,
     Negatives,
+    Plan(usize),
 }
 
 /// One dispatch's place: row chunk, column chunk, pass.
@@ -49,11 +53,15 @@ impl<'a> Bindings<'a, '_> {
         let (ws, src) = (self.ws, self.src);
         let whole = wgpu::Buffer::as_entire_binding;
         let side = match pass {
-            Pass::Dense => None,
             Pass::Positives => Some(0),
             Pass::Negatives => Some(1),
+            Pass::Dense | Pass::Plan(_) => None,
         };
-        let band = side.and_then(|s| ws.band.as_ref().map(|band| (band, s)));
+        let band = || {
+            ws.band
+                .as_ref()
+                .ok_or_else(|| Error::Device("a band kernel without band buffers".into()))
+        };
         let mixed = || {
             ws.mixed
                 .as_ref()
@@ -85,16 +93,38 @@ impl<'a> Bindings<'a, '_> {
             Binding::Totals => whole(&ws.totals),
             Binding::Status => whole(&ws.status),
             Binding::Dz => BindingResource::Buffer(src.grad[a].clone()),
-            Binding::Z16 => whole(&mixed()?.z16),
-            Binding::Dz32 => whole(&mixed()?.dz32),
+            // One side's block (the first outside band passes): the kernels
+            // size a block by it.
+            Binding::Z16 => BindingResource::Buffer(mixed()?.z16_of(Some(side.unwrap_or(0)))),
+            Binding::Dz32 => BindingResource::Buffer(mixed()?.dz32_of(side)),
             Binding::StatsPart => whole(&mixed()?.stats_part),
             // Never read in a dense pass.
-            Binding::BandOrder => {
-                band.map_or_else(|| whole(&ws.no_band), |(b, s)| whole(&b.order[s]))
-            }
-            Binding::BandRanges => {
-                band.map_or_else(|| whole(&ws.no_band), |(b, s)| whole(&b.ranges[s]))
-            }
+            Binding::BandOrder => match side {
+                Some(s) => BindingResource::Buffer(band()?.order_of(s)),
+                None => whole(&ws.no_band),
+            },
+            Binding::BandRanges => match side {
+                Some(s) => BindingResource::Buffer(band()?.runs_of(s)),
+                None => whole(&ws.no_band),
+            },
+            Binding::PlanKeys => whole(&band()?.keys),
+            Binding::PlanOrder => whole(&band()?.order),
+            Binding::PlanRuns => whole(&band()?.runs),
+            Binding::PlanTiles => whole(&band()?.tiles),
+            Binding::PlanPositions => whole(&band()?.positions),
+            // Never read without the band.
+            Binding::BandPositions => match &ws.band {
+                Some(band) if self.plan.band => whole(&band.positions),
+                _ => whole(&ws.no_band),
+            },
+            Binding::PlanStep => match pass {
+                Pass::Plan(step) => BindingResource::Buffer(band()?.step(step)),
+                _ => return Err(Error::Device("a sort step outside the plan".into())),
+            },
+            Binding::Counts => match &src.counts {
+                Some(c) => BindingResource::Buffer(c.clone()),
+                None => return Err(Error::Device("counts without a buffer for them".into())),
+            },
         })
     }
 
@@ -155,6 +185,14 @@ pub(crate) fn record_passes(
         encoder.clear_buffer(&m.dz32, 0, None);
     }
     encoder.clear_buffer(&ws.status, 0, None);
+    let device_band = match (&ws.band, plan.device_plan) {
+        (Some(band), true) => {
+            encoder.clear_buffer(&band.tiles, 0, None);
+            Some(band)
+        }
+        (None, true) => return Err(Error::Device("a device plan without band buffers".into())),
+        (_, false) => None,
+    };
 
     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
         label: Some("conr"),
@@ -184,20 +222,67 @@ pub(crate) fn record_passes(
             1,
         )?;
     }
+    if let Some(band) = device_band {
+        // Both sides at once (y = 2): keys, the bitonic sort, the runs.
+        let kernels = &pipelines.plan;
+        let padded = band.padded;
+        let sort_block = crate::SORT_BLOCK as usize;
+        dispatch(&kernels.keys_init, (0, 0, Pass::Plan(0)), linear(padded), 2)?;
+        for (i, step) in band.sort.iter().enumerate() {
+            let at = (0, 0, Pass::Plan(i));
+            if step.k == 0 || step.j == 0 {
+                dispatch(&kernels.sort_block, at, padded / sort_block, 2)?;
+            } else {
+                dispatch(&kernels.sort_step, at, padded / sort_block, 2)?;
+            }
+        }
+        dispatch(
+            &kernels.runs,
+            (0, 0, Pass::Plan(0)),
+            linear(tiles(chunking.rows)),
+            2,
+        )?;
+    }
+    // A call for the plan alone (GpuConr::device_plan).
+    if !plan.steps.forward && !plan.steps.backward {
+        return Ok(());
+    }
     if let Some(mixed) = &pipelines.mixed {
-        // One chunk (Chunking::mixed), every tile, both phases (the row
-        // phases run in f32): the padded f16 features, the forward pass per
-        // (row tile, column range), the ranges merged, then the backward pass
-        // into one padded f32 block per range.
+        // One chunk (Chunking::mixed), both phases (the row phases run in
+        // f32): the padded f16 features, the forward pass per (row tile,
+        // column range), the ranges merged, then the backward pass into one
+        // padded f32 block per range. With the band, the features, the tile
+        // passes and their blocks are per side, each in its sorted order.
         let rows = chunking.rows;
+        let sides: &[Pass] = if plan.band {
+            &[Pass::Positives, Pass::Negatives]
+        } else {
+            &[Pass::Dense]
+        };
         dispatch(&pipelines.normalize, once, linear(rows), 1)?;
-        dispatch(&mixed.to_half, once, linear(chunking.padded_rows()), 1)?;
-        dispatch(&mixed.row_stats, once, tiles(rows), chunking.splits)?;
+        if let (true, Some(band)) = (plan.band, &ws.band) {
+            let at = (0, 0, Pass::Plan(0));
+            dispatch(&pipelines.plan.positions, at, linear(band.padded), 2)?;
+        }
+        for &side in sides {
+            let at = (0, 0, side);
+            dispatch(&mixed.to_half, at, linear(chunking.padded_rows()), 1)?;
+        }
+        for &side in sides {
+            let at = (0, 0, side);
+            dispatch(&mixed.row_stats, at, tiles(rows), chunking.splits)?;
+        }
         dispatch(&mixed.merge_splits, once, linear(rows), 1)?;
         dispatch(&pipelines.finish_rows, once, linear(rows), 1)?;
         dispatch(&pipelines.reduce_loss, once, 1, 1)?;
-        dispatch(&mixed.backward, once, tiles(rows), chunking.splits)?;
+        for &side in sides {
+            let at = (0, 0, side);
+            dispatch(&mixed.backward, at, tiles(rows), chunking.splits)?;
+        }
         dispatch(&mixed.normalize_backward, once, linear(rows), 1)?;
+        if src.counts.is_some() {
+            dispatch(&pipelines.export_counts, once, linear(rows), 1)?;
+        }
         return Ok(());
     }
     // The tile dispatches: every chunk pair, or the two sides of the band.
@@ -244,6 +329,9 @@ pub(crate) fn record_passes(
             linear(chunking.chunk(a).1),
             1,
         )?;
+    }
+    if src.counts.is_some() {
+        dispatch(&pipelines.export_counts, once, linear(chunking.rows), 1)?;
     }
     Ok(())
 }

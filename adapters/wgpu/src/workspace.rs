@@ -1,7 +1,8 @@
 use wgpu::util::DeviceExt;
 
+use crate::SORT_BLOCK;
 use crate::chunking::Chunking;
-use crate::layout::{DeviceOutcome, DeviceStats, Totals, UNIFORMS_SIZE};
+use crate::layout::{DeviceOutcome, DeviceStats, PlanStep, Totals, UNIFORMS_SIZE};
 use crate::plan::CallPlan;
 use conr_core::Precision;
 
@@ -34,7 +35,8 @@ pub(crate) struct Workspace {
     pub no_eta: wgpu::Buffer,
     /// Mixed precision: the padded f16 features and the padded f32 ∂L/∂z.
     pub mixed: Option<MixedBuffers>,
-    /// The band plan's orders and column runs (one chunk, f32).
+    /// The band plan's orders and column runs (one chunk, f32), and what the
+    /// device needs to build them.
     pub band: Option<BandBuffers>,
     /// Bound as the band buffers in dense passes (never read then).
     pub no_band: wgpu::Buffer,
@@ -46,20 +48,182 @@ pub(crate) struct Workspace {
     pub copied: [wgpu::Buffer; 3],
 }
 
-/// One side each: the rows in sorted order (u32 × M) and each 64-row block's
-/// run of sorted columns (`[u32; 2]` per block), written by the host per batch.
+/// The band plan's buffers (one chunk, f32), both sides in each: the rows
+/// in each side's sorted order (`padded` u32 slots per side, the rows first)
+/// and each 64-row block's run of sorted columns (`run_stride` `[u32; 2]`
+/// slots per side). The host writes them from its own sort, or the device
+/// builds them (`shaders/band_plan.wgsl`) with the sort keys, the tile
+/// counter and the sort's steps.
 pub(crate) struct BandBuffers {
-    pub order: [wgpu::Buffer; 2],
-    pub ranges: [wgpu::Buffer; 2],
+    /// Slots per side of `order` and `keys`: a power of two, at least [`SORT_BLOCK`].
+    pub padded: usize,
+    /// Slots per side of `runs`: the blocks, rounded up to 256 bytes (every
+    /// storage offset alignment divides it).
+    pub run_stride: usize,
+    pub order: wgpu::Buffer,
+    pub runs: wgpu::Buffer,
+    pub keys: wgpu::Buffer,
+    /// The tiles both sides' runs span, counted by the device.
+    pub tiles: wgpu::Buffer,
+    /// Each row's position in each side's order (`padded` slots per side),
+    /// for the mixed kernels.
+    pub positions: wgpu::Buffer,
+    /// One [`PlanStep`] per sort dispatch, `step_stride` bytes apart.
+    pub steps: wgpu::Buffer,
+    pub step_stride: u64,
+    /// The sort's dispatches, in order ([`sort_steps`]).
+    pub sort: Vec<PlanStep>,
+}
+
+/// The bitonic sort's dispatches over `padded` slots per side: the blocks
+/// sorted from scratch (`k = 0`), then for each stage `k` above a block
+/// the global steps (`j` from `k/2` down to a block) and the block merge
+/// (`j = 0`). The first also serves the key and run kernels.
+pub(crate) fn sort_steps(padded: usize, run_stride: usize) -> Vec<PlanStep> {
+    let step = |k: usize, j: usize| PlanStep {
+        padded: padded as u32,
+        run_stride: run_stride as u32,
+        k: k as u32,
+        j: j as u32,
+    };
+    let block = SORT_BLOCK as usize;
+    let mut steps = vec![step(0, 0)];
+    let mut k = 2 * block;
+    while k <= padded {
+        let mut j = k / 2;
+        while j >= block {
+            steps.push(step(k, j));
+            j /= 2;
+        }
+        steps.push(step(k, 0));
+        k *= 2;
+    }
+    steps
+}
+
+impl BandBuffers {
+    fn new(device: &wgpu::Device, rows: usize) -> Self {
+        use wgpu::BufferUsages as U;
+        let padded = rows.next_power_of_two().max(SORT_BLOCK as usize);
+        let run_stride = rows.div_ceil(crate::TILE as usize).next_multiple_of(32);
+        let sort = sort_steps(padded, run_stride);
+        let alignment = u64::from(device.limits().min_uniform_buffer_offset_alignment);
+        let step_stride = alignment.max(size_of::<PlanStep>() as u64);
+        let mut bytes = vec![0u8; sort.len() * step_stride as usize];
+        for (i, step) in sort.iter().enumerate() {
+            let at = i * step_stride as usize;
+            bytes[at..at + size_of::<PlanStep>()].copy_from_slice(bytemuck::bytes_of(step));
+        }
+        let storage = |label: &str, size: u64, usage| buffer(device, label, size, usage);
+        Self {
+            padded,
+            run_stride,
+            order: storage(
+                "conr band order",
+                2 * bytes_of::<u32>(padded),
+                U::STORAGE | U::COPY_DST | U::COPY_SRC,
+            ),
+            runs: storage(
+                "conr band runs",
+                2 * bytes_of::<[u32; 2]>(run_stride),
+                U::STORAGE | U::COPY_DST | U::COPY_SRC,
+            ),
+            keys: storage("conr band keys", 2 * bytes_of::<u32>(padded), U::STORAGE),
+            positions: storage(
+                "conr band positions",
+                2 * bytes_of::<u32>(padded),
+                U::STORAGE,
+            ),
+            tiles: storage(
+                "conr band tiles",
+                bytes_of::<u32>(1),
+                U::STORAGE | U::COPY_SRC | U::COPY_DST,
+            ),
+            steps: device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("conr band sort steps"),
+                contents: &bytes,
+                usage: U::UNIFORM,
+            }),
+            step_stride,
+            sort,
+        }
+    }
+
+    /// The bytes of `side`'s order (0: positives, 1: negatives).
+    pub fn order_of(&self, side: usize) -> wgpu::BufferBinding<'_> {
+        let bytes = bytes_of::<u32>(self.padded);
+        wgpu::BufferBinding {
+            buffer: &self.order,
+            offset: side as u64 * bytes,
+            size: wgpu::BufferSize::new(bytes),
+        }
+    }
+
+    /// The bytes of `side`'s runs.
+    pub fn runs_of(&self, side: usize) -> wgpu::BufferBinding<'_> {
+        let bytes = bytes_of::<[u32; 2]>(self.run_stride);
+        wgpu::BufferBinding {
+            buffer: &self.runs,
+            offset: side as u64 * bytes,
+            size: wgpu::BufferSize::new(bytes),
+        }
+    }
+
+    /// The uniform block of sort dispatch `index`.
+    pub fn step(&self, index: usize) -> wgpu::BufferBinding<'_> {
+        wgpu::BufferBinding {
+            buffer: &self.steps,
+            offset: index as u64 * self.step_stride,
+            size: wgpu::BufferSize::new(size_of::<PlanStep>() as u64),
+        }
+    }
+
+    fn buffers(&self) -> [&wgpu::Buffer; 6] {
+        [
+            &self.order,
+            &self.runs,
+            &self.keys,
+            &self.tiles,
+            &self.positions,
+            &self.steps,
+        ]
+    }
 }
 
 /// The mixed kernels' buffers: the padded features (ceil(M/64)·64 rows of
 /// `stride` values), one padded gradient block and one block of row
-/// statistics per column range.
+/// statistics per column range; with the band, each side's, one after the
+/// other (the positives' first).
 pub(crate) struct MixedBuffers {
     pub z16: wgpu::Buffer,
     pub dz32: wgpu::Buffer,
     pub stats_part: wgpu::Buffer,
+    /// The bytes of one side's features and one side's gradient blocks.
+    pub z16_block: u64,
+    pub dz32_block: u64,
+}
+
+impl MixedBuffers {
+    /// `side`'s features (0: positives, 1: negatives), or all of them for `None`.
+    pub fn z16_of(&self, side: Option<usize>) -> wgpu::BufferBinding<'_> {
+        Self::part(&self.z16, self.z16_block, side)
+    }
+
+    /// `side`'s gradient blocks, or all of them for `None`.
+    pub fn dz32_of(&self, side: Option<usize>) -> wgpu::BufferBinding<'_> {
+        Self::part(&self.dz32, self.dz32_block, side)
+    }
+
+    fn part(buffer: &wgpu::Buffer, block: u64, side: Option<usize>) -> wgpu::BufferBinding<'_> {
+        match side {
+            Some(s) => wgpu::BufferBinding {
+                buffer,
+                offset: s as u64 * block,
+                size: wgpu::BufferSize::new(block),
+            },
+            None => buffer.as_entire_buffer_binding(),
+        }
+    }
 }
 
 /// Buffers for the host-slice API: uploads, the gradient, and readback.
@@ -102,20 +266,27 @@ impl Workspace {
         let rows = chunking.rows;
         let chunks = chunking.chunks();
         let padded = (chunking.padded_rows() * chunking.stride()) as u64;
-        let mixed = (plan.precision == Precision::Mixed).then(|| MixedBuffers {
-            z16: buffer(device, "conr z f16", padded * 2, U::STORAGE),
-            dz32: buffer(
-                device,
-                "conr dz f32",
-                chunking.splits as u64 * padded * 4,
-                U::STORAGE | U::COPY_DST,
-            ),
-            stats_part: buffer(
-                device,
-                "conr row stats per column range",
-                chunking.splits as u64 * bytes_of::<DeviceStats>(rows),
-                U::STORAGE,
-            ),
+        // With the band, each side has its own blocks, in its own order.
+        let sides = if plan.band { 2 } else { 1 };
+        let mixed = (plan.precision == Precision::Mixed).then(|| {
+            let splits = chunking.splits as u64;
+            MixedBuffers {
+                z16_block: padded * 2,
+                dz32_block: splits * padded * 4,
+                z16: buffer(device, "conr z f16", sides * padded * 2, U::STORAGE),
+                dz32: buffer(
+                    device,
+                    "conr dz f32",
+                    sides * splits * padded * 4,
+                    U::STORAGE | U::COPY_DST,
+                ),
+                stats_part: buffer(
+                    device,
+                    "conr row stats per column range",
+                    sides * splits * bytes_of::<DeviceStats>(rows),
+                    U::STORAGE,
+                ),
+            }
         });
         let labels = bytes_of::<f32>(rows * chunking.label_dim);
         Self {
@@ -174,27 +345,7 @@ impl Workspace {
                 usage: U::STORAGE,
             }),
             mixed,
-            band: plan.band.then(|| {
-                let blocks = rows.div_ceil(crate::TILE as usize);
-                let order = |side| {
-                    let label = format!("conr band order {side}");
-                    buffer(
-                        device,
-                        &label,
-                        bytes_of::<u32>(rows),
-                        U::STORAGE | U::COPY_DST,
-                    )
-                };
-                let ranges = |side| {
-                    let label = format!("conr band ranges {side}");
-                    let bytes = bytes_of::<[u32; 2]>(blocks);
-                    buffer(device, &label, bytes, U::STORAGE | U::COPY_DST)
-                };
-                BandBuffers {
-                    order: [order(0), order(1)],
-                    ranges: [ranges(0), ranges(1)],
-                }
-            }),
+            band: plan.band.then(|| BandBuffers::new(device, rows)),
             no_band: buffer(device, "conr no band", 16, U::STORAGE),
             copied: [
                 ("conr labels copy", labels),
@@ -232,11 +383,7 @@ impl Workspace {
                     .iter()
                     .flat_map(|m| [&m.z16, &m.dz32, &m.stats_part]),
             )
-            .chain(
-                self.band
-                    .iter()
-                    .flat_map(|b| b.order.iter().chain(&b.ranges)),
-            );
+            .chain(self.band.iter().flat_map(BandBuffers::buffers));
         buffers.map(wgpu::Buffer::size).sum()
     }
 }

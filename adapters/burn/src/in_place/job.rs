@@ -12,7 +12,7 @@ use burn_cubecl::tensor::CubeTensor;
 use conr_core::{Config, Shape};
 use conr_wgpu::GpuBuffers;
 
-use super::SharedWgpu;
+use super::{LastBatch, SharedWgpu};
 use crate::Error;
 
 /// One batch for the [`InPlace`](super::extension::InPlace) extension:
@@ -115,6 +115,13 @@ impl Job {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("conr in burn"),
             });
+        // The batch's tile count, for SharedWgpu::last_plan.
+        let tiles = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("conr tiles in burn"),
+            size: 4,
+            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
         let buffers = GpuBuffers {
             features: slice(&features_at),
             labels: slice(&labels_at),
@@ -123,9 +130,18 @@ impl Job {
             grad_features: slice(&grad_at),
             loss: slice(&loss_at),
             status: Some(slice(&status_at)),
+            counts: None,
+            tiles: Some(tiles.slice(..)),
         };
         gpu.record(&mut encoder, self.shape, buffers, &self.config)?;
         gpu.queue().submit([encoder.finish()]);
+        if let Ok(mut last) = self.shared.inner.last.lock() {
+            *last = Some(LastBatch {
+                shape: self.shape,
+                config: self.config,
+                tiles,
+            });
+        }
         // The tensors (and so their allocations) stay alive until here; burn
         // reuses freed memory only for work it submits after this.
         drop((features, labels, preds, weights));

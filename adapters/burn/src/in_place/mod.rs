@@ -15,6 +15,10 @@
 //! - [`loss`]: [`ConrLoss`](crate::ConrLoss)'s in-place path;
 //! - [`extension`]: the burn backend extension the path dispatches through;
 //! - [`job`]: one batch recorded on burn's buffers.
+//!
+//! conr builds the band plan on the device from the labels and predictions
+//! in burn's buffers (no host copy of them); [`SharedWgpu::last_plan`] says
+//! what a batch visited.
 
 mod extension;
 mod job;
@@ -25,7 +29,8 @@ use std::sync::{Arc, Mutex};
 
 use burn::tensor::Device;
 use burn::tensor::wgpu::{WgpuOptions, WgpuSetup};
-use conr_core::{Config, Shape};
+use conr_core::band::TilePlan;
+use conr_core::{Config, PlanReport, Shape};
 use conr_wgpu::GpuConr;
 
 use crate::Error;
@@ -68,6 +73,16 @@ pub(crate) struct Inner {
     gpu: GpuConr,
     pub(crate) batches: AtomicU64,
     pub(crate) error: Mutex<Option<Error>>,
+    /// The last recorded batch's shape and config, and the buffer its tile
+    /// count went to.
+    pub(crate) last: Mutex<Option<LastBatch>>,
+}
+
+/// What [`SharedWgpu::last_plan`] reads.
+pub(crate) struct LastBatch {
+    pub shape: Shape,
+    pub config: Config,
+    pub tiles: wgpu::Buffer,
 }
 
 impl std::fmt::Debug for SharedWgpu {
@@ -112,6 +127,24 @@ impl SharedWgpu {
                 gpu,
                 batches: AtomicU64::new(0),
                 error: Mutex::new(None),
+                last: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The same device and queue, with conr's engine on another tile plan
+    /// ([`TilePlan::Dense`] to visit every tile); the batch counter and
+    /// error slot are its own. The engine's pipelines are compiled again.
+    pub fn with_plan(&self, tiles: TilePlan) -> Result<Self, Error> {
+        let (device, queue) = (self.inner.gpu.device(), self.inner.gpu.queue());
+        let gpu = GpuConr::from_shared_device(device.clone(), queue.clone())?.with_plan(tiles);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                device: self.inner.device.clone(),
+                gpu,
+                batches: AtomicU64::new(0),
+                error: Mutex::new(None),
+                last: Mutex::new(None),
             }),
         })
     }
@@ -132,6 +165,28 @@ impl SharedWgpu {
     /// its loss or gradient is read).
     pub fn batches(&self) -> u64 {
         self.inner.batches.load(Ordering::SeqCst)
+    }
+
+    /// The tile plan of the last batch conr recorded on burn's buffers, as the
+    /// device ran it: the band (built on the device) and the share of tiles
+    /// it visited, or the dense plan; `None` before the first batch. It
+    /// waits for that batch to finish.
+    pub fn last_plan(&self) -> Result<Option<PlanReport>, Error> {
+        let last = self
+            .inner
+            .last
+            .lock()
+            .map_err(|_| Error::Device("a batch panicked".into()))?;
+        let Some(last) = last.as_ref() else {
+            return Ok(None);
+        };
+        let gpu = &self.inner.gpu;
+        let words = conr_wgpu::read_back(gpu, &[(&last.tiles, 4)])?;
+        Ok(Some(gpu.record_report(
+            last.shape,
+            &last.config,
+            words[0],
+        )?))
     }
 
     /// The error of the last batch that failed on the device, if any, and
