@@ -112,11 +112,21 @@ impl GpuConr {
         // the labels are sorted (on the device, before the call runs), so it
         // takes the band wherever it can pay: each side visits at least one
         // tile per block, 2·b tiles against the dense b², a loss for b ≤ 2.
-        let band = match self.tiles {
+        let mut band = match self.tiles {
             TilePlan::Dense => false,
             TilePlan::Band => may,
             TilePlan::Auto => may && shape.rows.div_ceil(crate::TILE as usize) > 2,
         };
+        let mut chunking = chunking;
+        if band && self.precision == Precision::Mixed {
+            // Each side has its ranges' ∂z blocks, and the last kernel binds
+            // both sides': fewer ranges where they would not fit one
+            // binding, and the dense plan where even one range a side would not.
+            let block = (chunking.padded_rows() * chunking.stride() * 4) as u64;
+            let fits = (self.max_binding / (2 * block)) as usize;
+            band = fits >= 1;
+            chunking.splits = chunking.splits.min(fits.max(1));
+        }
         Ok(CallPlan {
             chunking,
             precision: self.precision,
