@@ -44,6 +44,10 @@ use core::ops::Range;
 
 use crate::band::TilePlan;
 use crate::config::named;
+use crate::dir::balanced_mse::{BalancedMse, BmseBatch};
+use crate::dir::ranksim::{RankSim, RankSimBatch};
+use crate::dir::rnc::{RankNContrast, RncBatch};
+use crate::dir::{BalancedMseOutput, RankSimOutput, RncOutput};
 use crate::stats::RowOutcome;
 use crate::{Batch, Config, Error, Named, Output, Part, Scalar};
 
@@ -168,6 +172,49 @@ pub trait Engine<T: Scalar>: Send + Sync + Any + core::fmt::Debug {
     fn plan(&self, batch: &Batch<'_, T>, config: &Config) -> Result<PlanReport, Error> {
         batch.check(config)?;
         Ok(PlanReport::DENSE)
+    }
+
+    /// RankSim's loss and its blackbox gradient ([`crate::dir::ranksim`]).
+    /// An engine without it returns [`Error::Unsupported`].
+    fn rank_sim(
+        &self,
+        batch: &RankSimBatch<'_, T>,
+        config: &RankSim,
+    ) -> Result<RankSimOutput<T>, Error> {
+        let _ = (batch, config);
+        Err(unsupported(self.name(), "RankSim"))
+    }
+
+    /// Rank-N-Contrast's loss and gradient ([`crate::dir::rnc`]). An engine
+    /// without it returns [`Error::Unsupported`].
+    fn rank_n_contrast(
+        &self,
+        batch: &RncBatch<'_, T>,
+        config: &RankNContrast,
+    ) -> Result<RncOutput<T>, Error> {
+        let _ = (batch, config);
+        Err(unsupported(self.name(), "Rank-N-Contrast"))
+    }
+
+    /// Balanced MSE's loss and its gradients with respect to the predictions
+    /// and σ ([`crate::dir::balanced_mse`]). An engine without it returns
+    /// [`Error::Unsupported`].
+    fn balanced_mse(
+        &self,
+        batch: &BmseBatch<'_, T>,
+        config: &BalancedMse<'_>,
+    ) -> Result<BalancedMseOutput<T>, Error> {
+        let _ = (batch, config);
+        Err(unsupported(self.name(), "Balanced MSE"))
+    }
+}
+
+fn unsupported(engine: &str, loss: &'static str) -> Error {
+    Error::Unsupported {
+        what: loss,
+        why: alloc::format!(
+            "the {engine} engine does not compute it; the reference and fast engines do"
+        ),
     }
 }
 

@@ -25,6 +25,8 @@
 //! - [`normalize`]: L2 normalisation and its backward pass;
 //! - [`shard`]: one global batch across workers, exactly (the messages they exchange);
 //! - [`density`]: label-density weights (inverse, square-root inverse, LDS smoothing);
+//! - [`dir`]: the losses ConR is combined with, RankSim, Rank-N-Contrast and
+//!   Balanced MSE, each with its config, batch and row math;
 //! - with the `alloc` feature (on by default): `Output`, what every engine
 //!   returns; `OwnedBatch`; and `engine`, the one engine interface
 //!   (`Engine<T>`, `Worker<T>`, `FloatEngine`) that every engine implements
@@ -68,6 +70,7 @@ pub mod band;
 mod batch;
 mod config;
 pub mod density;
+pub mod dir;
 #[cfg(feature = "alloc")]
 pub mod engine;
 mod error;

@@ -3,6 +3,7 @@
 
 pub mod bad;
 pub mod budget;
+pub mod dir;
 pub mod fixtures;
 pub mod fuzzing;
 pub mod gpu;

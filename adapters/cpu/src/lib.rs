@@ -37,6 +37,7 @@
 struct ReadmeDoctests;
 
 mod density;
+mod dir;
 mod fast;
 mod matmul;
 mod reference;

@@ -1,5 +1,9 @@
 use std::ops::Range;
 
+use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch};
+use conr_core::dir::ranksim::{RankSim, RankSimBatch};
+use conr_core::dir::rnc::{RankNContrast, RncBatch};
+use conr_core::dir::{BalancedMseOutput, RankSimOutput, RncOutput};
 use conr_core::normalize::{normalize, normalize_backward};
 use conr_core::pairs::Pair;
 use conr_core::shard;
@@ -17,6 +21,30 @@ pub struct Reference;
 impl<T: Scalar> Engine<T> for Reference {
     fn name(&self) -> &'static str {
         "reference"
+    }
+
+    fn rank_sim(
+        &self,
+        batch: &RankSimBatch<'_, T>,
+        config: &RankSim,
+    ) -> Result<RankSimOutput<T>, Error> {
+        crate::dir::reference::rank_sim(batch, config)
+    }
+
+    fn rank_n_contrast(
+        &self,
+        batch: &RncBatch<'_, T>,
+        config: &RankNContrast,
+    ) -> Result<RncOutput<T>, Error> {
+        crate::dir::reference::rank_n_contrast(batch, config)
+    }
+
+    fn balanced_mse(
+        &self,
+        batch: &BmseBatch<'_, T>,
+        config: &BalancedMse<'_>,
+    ) -> Result<BalancedMseOutput<T>, Error> {
+        crate::dir::reference::balanced_mse(batch, config)
     }
 
     fn worker<'a>(

@@ -112,11 +112,16 @@ impl WeightsCase {
 
 /// Reads and parses a JSON file, naming the file in every error.
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+    let text = read_text(path)?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
         path: path.to_path_buf(),
         source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| Error::Json {
+    })
+}
+
+/// Reads a file, naming it in the error.
+pub(crate) fn read_text(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,
     })

@@ -47,7 +47,7 @@ pub struct PushingJson {
 }
 
 /// The value named `value` at `key`, from the core's name table.
-fn named<N: Named>(key: &'static str, value: &str) -> Result<N, Error> {
+pub(crate) fn named<N: Named>(key: &'static str, value: &str) -> Result<N, Error> {
     N::from_name(value).map_err(|source| Error::Name {
         key,
         value: value.to_string(),

@@ -1,6 +1,7 @@
 //! # conr-schema
 //!
-//! The `conr-fixture/1` JSON schema of ConR's inputs, and the object
+//! The `conr-fixture/1` JSON schema of ConR's inputs, the `dir-fixture/1`
+//! schema of the losses ConR is combined with, and the objects
 //! `conr compute` prints: what the command line, the data-parallel runner,
 //! the conformance fixtures and the fuzz targets read and write. Unknown
 //! keys are errors, so a typo in a config key never silently falls back to
@@ -16,10 +17,15 @@ struct ReadmeDoctests;
 
 mod case;
 mod config;
+mod dir;
 mod error;
 mod report;
 
 pub use case::{LossCase, WeightsCase, read_json};
 pub use config::{ConfigJson, DensityJson, PushingJson};
+pub use dir::{
+    BmseCase, BmseJson, DIR_SCHEMA, DirCase, DirReport, GmmJson, Input, LOSSES, RankSimCase,
+    RankSimJson, RncCase, RncJson, convert,
+};
 pub use error::Error;
 pub use report::Report;

@@ -9,6 +9,10 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use conr_core::band::TilePlan;
+use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch};
+use conr_core::dir::ranksim::{RankSim, RankSimBatch};
+use conr_core::dir::rnc::{RankNContrast, RncBatch};
+use conr_core::dir::{BalancedMseOutput, RankSimOutput, RncOutput};
 use conr_core::normalize::{normalize, normalize_backward};
 use conr_core::shard;
 use conr_core::stats::{RowGrad, RowOutcome, RowStats};
@@ -117,6 +121,30 @@ impl Fast {
 impl<T: Scalar> Engine<T> for Fast {
     fn name(&self) -> &'static str {
         "fast"
+    }
+
+    fn rank_sim(
+        &self,
+        batch: &RankSimBatch<'_, T>,
+        config: &RankSim,
+    ) -> Result<RankSimOutput<T>, Error> {
+        self.install(|| crate::dir::fast::rank_sim(batch, config))
+    }
+
+    fn rank_n_contrast(
+        &self,
+        batch: &RncBatch<'_, T>,
+        config: &RankNContrast,
+    ) -> Result<RncOutput<T>, Error> {
+        self.install(|| crate::dir::fast::rank_n_contrast(batch, config))
+    }
+
+    fn balanced_mse(
+        &self,
+        batch: &BmseBatch<'_, T>,
+        config: &BalancedMse<'_>,
+    ) -> Result<BalancedMseOutput<T>, Error> {
+        self.install(|| crate::dir::fast::balanced_mse(batch, config))
     }
 
     /// Normalises the features and, where the plan takes the band, sorts and
