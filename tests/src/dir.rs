@@ -87,12 +87,11 @@ pub fn compare(budget: &Budget, floor: f64, case: &DirCase, got: &DirReport) -> 
             .ok_or("no grad_noise_sigma")?;
         budget.grad.scalar("grad_noise_sigma", got, w)?;
     }
-    if let (DirCase::RankSim(c), Some(rows)) = (case, &got.sampled_rows) {
-        if let Some(given) = &c.sampled_rows {
-            if given != rows {
-                return Err(format!("subset {rows:?}, want {given:?}"));
-            }
-        }
+    if let (DirCase::RankSim(c), Some(rows)) = (case, &got.sampled_rows)
+        && let Some(given) = &c.sampled_rows
+        && given != rows
+    {
+        return Err(format!("subset {rows:?}, want {given:?}"));
     }
     Ok(())
 }

@@ -8,6 +8,10 @@
 //! core's interface with [`conr_loss_with`]: a shared `Arc<dyn FloatEngine>`
 //! (`conr_wgpu::GpuConr` runs it on a GPU; the tensors stay candle CPU
 //! tensors, and the batch crosses to the GPU and back).
+//!
+//! The losses ConR is combined with are ops too: [`rank_sim_loss`] and
+//! [`rnc_loss`] (Rank-N-Contrast) differentiable in the features, and
+//! [`balanced_mse_loss`] in the predictions and the noise scale σ.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -16,7 +20,9 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod companions;
 mod op;
 
+pub use companions::{balanced_mse_loss, rank_sim_loss, rnc_loss};
 pub use conr_core::{Config, FloatEngine};
 pub use op::{conr_loss, conr_loss_with};

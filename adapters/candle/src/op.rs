@@ -19,7 +19,7 @@ struct ConrOp {
     grad: Mutex<Option<Vec<f64>>>,
 }
 
-fn err(e: impl std::fmt::Display) -> candle_core::Error {
+pub(crate) fn err(e: impl std::fmt::Display) -> candle_core::Error {
     candle_core::Error::Msg(format!("conr: {e}"))
 }
 

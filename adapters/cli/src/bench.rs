@@ -233,7 +233,7 @@ fn median(mut times: Vec<f64>) -> f64 {
 
 /// Seconds of one M×M×D f32 GEMM. Above 1 GiB of output it runs in row slabs
 /// into one reused buffer: the same flops, without an M×M allocation.
-fn time_gemm(z: &[f32], m: usize, d: usize, threads: usize) -> Result<f64> {
+pub(crate) fn time_gemm(z: &[f32], m: usize, d: usize, threads: usize) -> Result<f64> {
     let slab = ((1usize << 28) / m).clamp(1, m);
     let mut out = vec![0.0f32; slab * m];
     let start = Instant::now();

@@ -6,6 +6,8 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod bench_dir;
+pub mod companion;
 pub mod compute;
 pub mod demo;
 pub mod memory;

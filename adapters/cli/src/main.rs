@@ -8,10 +8,11 @@ use anyhow::Result;
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 use conr_cli::bench::{self, BenchOptions, BenchRow, Labels, PlanArg, parse_sizes};
-use conr_cli::compute;
+use conr_cli::bench_dir::{self, Loss};
 use conr_cli::demo::{self, DemoOptions};
+use conr_cli::{companion, compute};
 use conr_core::{Named, Precision};
-use conr_schema::{LossCase, WeightsCase, read_json};
+use conr_schema::{Input, WeightsCase, read_json};
 
 /// `--backend`: an engine's name (conr_engines).
 fn backend_names() -> PossibleValuesParser {
@@ -39,9 +40,14 @@ enum Command {
     /// Compute the loss, its gradient, the anchors and the pair counts of one batch.
     ///
     /// Prints {"loss", "grad_features", "anchors", "positives", "negatives", "backend", "precision"}.
+    /// For a dir-fixture/1 case (RankSim, Rank-N-Contrast or Balanced MSE), prints
+    /// {"loss", "grad_features"} or {"loss", "grad_preds", "grad_noise_sigma"}, with
+    /// "backend" and "precision" (and RankSim's "sampled_rows").
     Compute {
         /// A JSON file in the conr-fixture/1 schema: n, d, label_dim, config, features,
-        /// labels, preds and optional weights. An `expected` field is ignored.
+        /// labels, preds and optional weights; or in the dir-fixture/1 schema, whose
+        /// `loss` (`ranksim`, `rnc`, `balanced_mse`) selects the loss. An `expected`
+        /// field is ignored.
         #[arg(long, short)]
         input: PathBuf,
         /// The engine: `reference` (plain loops, the oracle), `cpu` (the fast engine,
@@ -102,6 +108,11 @@ enum Command {
         /// f32 accumulation, where the adapter has cooperative matrices).
         #[arg(long, default_value = "f32", value_parser = precision)]
         precision: Precision,
+        /// The loss: `conr` (the default), or one it is combined with, `ranksim`, `rnc`
+        /// or `bmc`, timed beside conr's reference engine (the reference code's
+        /// algorithm; up to M = 2048) and one M×M×D GEMM.
+        #[arg(long, value_enum, default_value_t = Loss::Conr)]
+        loss: Loss,
         /// Print one JSON object per size (backend, m, d, threads, precision, plan, labels,
         /// pair_share, tile_share, fwd_bwd_s, gemm_s, gemm_equivalents, peak_bytes, record_s,
         /// record_batched_s, record_plan, record_tile_share, workers) instead of a table.
@@ -184,7 +195,16 @@ fn run(cli: Cli) -> Result<String> {
             shards,
             record,
         } => {
-            let case: LossCase = read_json(&input)?;
+            let case = match Input::read(&input)? {
+                Input::Conr(case) => case,
+                Input::Dir(case) => {
+                    if shards.is_some() || record {
+                        anyhow::bail!("--shards and --record take ConR cases (conr-fixture/1)");
+                    }
+                    let report = companion::compute(&case, &backend, precision)?;
+                    return Ok(serde_json::to_string(&report)?);
+                }
+            };
             let how = compute::Run {
                 precision,
                 shards,
@@ -204,6 +224,7 @@ fn run(cli: Cli) -> Result<String> {
             plan,
             labels,
             shards,
+            loss,
             json,
         } => {
             if precision == Precision::F64 {
@@ -222,6 +243,26 @@ fn run(cli: Cli) -> Result<String> {
             };
             // Progress on one self-erasing line, when a person is watching.
             let live = std::io::stderr().is_terminal();
+            if loss != Loss::Conr {
+                if options.shards.is_some() || options.mixed {
+                    anyhow::bail!("--shards and --precision mixed are ConR's (--loss conr)");
+                }
+                let rows = bench_dir::run(loss, &options, |line| {
+                    if live {
+                        eprint!("\r\x1b[2K{line}");
+                    }
+                })?;
+                if live {
+                    eprint!("\r\x1b[2K");
+                }
+                return if json {
+                    let lines: Result<Vec<String>, _> =
+                        rows.iter().map(serde_json::to_string).collect();
+                    Ok(lines?.join("\n"))
+                } else {
+                    Ok(bench_dir::table(&rows))
+                };
+            }
             let rows = bench::run(&options, |line| {
                 if live {
                     eprint!("\r\x1b[2K{line}");

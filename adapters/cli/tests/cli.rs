@@ -497,3 +497,127 @@ fn the_readme_shows_the_demo_table_of_the_committed_run() {
     assert_eq!(readme[start..stop].trim(), report.table().trim());
     assert_eq!(report.seeds.len(), 5, "the committed run is a default run");
 }
+
+/// Every companion fixture through `conr compute`, in f64 on both CPU
+/// engines: the loss and gradients under the fixture's names.
+#[test]
+fn compute_takes_the_companion_losses() {
+    let dir = fixture("dir");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 26);
+    let close = |got: f64, want: f64, scale: f64| {
+        (got - want).abs() <= 1e-9 * got.abs().max(want.abs()) + 1e-12 * scale
+    };
+    for name in &names {
+        let path = dir.join(name);
+        let case: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let want = &case["expected"];
+        for backend in ["cpu", "reference"] {
+            let out = json(&conr(&[
+                "compute",
+                "--input",
+                path.to_str().unwrap(),
+                "--backend",
+                backend,
+            ]));
+            assert_eq!(out["precision"], "f64");
+            let loss = out["loss"].as_f64().unwrap();
+            assert!(
+                close(loss, want["loss"].as_f64().unwrap(), 1.0),
+                "{name} {backend}: loss {loss}"
+            );
+            let key = if case["loss"] == "balanced_mse" {
+                "grad_preds"
+            } else {
+                "grad_features"
+            };
+            let (got, expected) = (floats(&out[key]), floats(&want[key]));
+            let scale = expected.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            assert_eq!(got.len(), expected.len(), "{name}");
+            for (g, w) in got.iter().zip(&expected) {
+                assert!(close(*g, *w, scale), "{name} {backend}: {key} {g} vs {w}");
+            }
+            if case["loss"] == "balanced_mse" {
+                let (g, w) = (
+                    out["grad_noise_sigma"].as_f64().unwrap(),
+                    want["grad_noise_sigma"].as_f64().unwrap(),
+                );
+                assert!(close(g, w, w.abs()), "{name}: grad_noise_sigma {g} vs {w}");
+            } else {
+                assert!(out.get("grad_preds").is_none() && out.get("anchors").is_none());
+            }
+        }
+    }
+}
+
+#[test]
+fn companion_cases_give_one_line_errors() {
+    let case = serde_json::json!({
+        "schema": "dir-fixture/1", "loss": "rnc", "n": 2, "d": 1,
+        "config": {"temperature": 0.0}, "features": [1.0, 2.0], "labels": [1.0, 2.0]
+    });
+    assert_one_line_error(&run_on_text("compute", &case.to_string()), "temperature");
+    let unknown = serde_json::json!({"schema": "dir-fixture/1", "loss": "ranknet", "n": 1});
+    assert_one_line_error(
+        &run_on_text("compute", &unknown.to_string()),
+        "ranksim, rnc, balanced_mse",
+    );
+    let typo = serde_json::json!({
+        "loss": "balanced_mse", "variant": "bmc", "n": 1, "config": {"noise_sigma": 1.0, "sigma": 2.0},
+        "preds": [1.0], "labels": [1.0]
+    });
+    assert_one_line_error(
+        &run_on_text("compute", &typo.to_string()),
+        "unknown field `sigma`",
+    );
+    let path = fixture("dir/rnc-official-00.json");
+    let sharded = conr(&[
+        "compute",
+        "--input",
+        path.to_str().unwrap(),
+        "--shards",
+        "2",
+    ]);
+    assert_one_line_error(&sharded, "--shards");
+}
+
+#[test]
+fn bench_times_the_companion_losses() {
+    for loss in ["ranksim", "rnc", "bmc"] {
+        let out = conr(&[
+            "bench",
+            "--loss",
+            loss,
+            "--sizes",
+            "96x8",
+            "--reps",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "2",
+            "--json",
+        ]);
+        let row = json(&out);
+        assert_eq!(row["loss"], loss);
+        assert_eq!((row["m"].as_u64(), row["d"].as_u64()), (Some(96), Some(8)));
+        for key in [
+            "fwd_bwd_s",
+            "reference_s",
+            "speedup",
+            "gemm_s",
+            "gemm_equivalents",
+        ] {
+            assert!(
+                row[key].as_f64().is_some_and(|x| x.is_finite() && x > 0.0),
+                "{loss}: {key} = {}",
+                row[key]
+            );
+        }
+    }
+}

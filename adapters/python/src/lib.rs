@@ -6,6 +6,7 @@
 
 mod arrays;
 mod batch;
+mod companions;
 mod compute;
 mod config;
 mod engines;
@@ -41,6 +42,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<compute::PyOutput>()?;
     m.add_function(wrap_pyfunction!(compute::compute, m)?)?;
     m.add_function(wrap_pyfunction!(compute::density_weights, m)?)?;
+    m.add_class::<companions::PyRankSimOutput>()?;
+    m.add_class::<companions::PyRncOutput>()?;
+    m.add_class::<companions::PyBalancedMseOutput>()?;
+    m.add_function(wrap_pyfunction!(companions::rank_sim, m)?)?;
+    m.add_function(wrap_pyfunction!(companions::rank_n_contrast, m)?)?;
+    m.add_function(wrap_pyfunction!(companions::balanced_mse, m)?)?;
     m.add_function(wrap_pyfunction!(shard::forward_rows, m)?)?;
     m.add_function(wrap_pyfunction!(shard::backward_rows, m)?)?;
     m.add_function(wrap_pyfunction!(shard::py_message_len, m)?)?;

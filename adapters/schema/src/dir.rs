@@ -20,7 +20,7 @@ pub enum Input {
     /// A `conr-fixture/1` case.
     Conr(Box<crate::LossCase>),
     /// A `dir-fixture/1` case.
-    Dir(DirCase),
+    Dir(Box<DirCase>),
 }
 
 impl Input {
@@ -33,7 +33,7 @@ impl Input {
             source,
         })?;
         if DirCase::is_dir(&value) {
-            return Ok(Self::Dir(DirCase::parse(&text, path)?));
+            return Ok(Self::Dir(Box::new(DirCase::parse(&text, path)?)));
         }
         let case = serde_json::from_str(&text).map_err(|source| Error::Json {
             path: path.to_path_buf(),
@@ -234,7 +234,7 @@ impl RankSimCase {
         }
     }
 
-    /// The validated batch over `features` and `labels` (from [`Self::values`]).
+    /// The validated batch over `features` and `labels` (the case's values in `T`, see [`convert`]).
     pub fn batch<'a, T: conr_core::Scalar>(
         &'a self,
         features: &'a [T],

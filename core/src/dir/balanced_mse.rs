@@ -231,8 +231,9 @@ fn squared_distance<T: Scalar>(a: &[T], b: &[T]) -> T {
     })
 }
 
-/// BMC's row term for row `i`, streaming over the batch's labels twice (a
-/// running log-sum-exp, then the softmax weights).
+/// BMC's row term for row `i`, in one pass over the batch's labels: a
+/// running log-sum-exp, with the softmax-weighted sums it needs rescaled
+/// alongside it (`grad` accumulates `Σ_j e^{ℓ_ij − m}(p_i − y_j)` until the end).
 pub fn bmc_row<T: Scalar>(
     batch: &BmseBatch<'_, T>,
     variance: T,
@@ -241,31 +242,30 @@ pub fn bmc_row<T: Scalar>(
 ) -> RowTerm<T> {
     let p = batch.pred(i);
     let half_inv = T::one() / (cast::<T>(2.0) * variance);
-    let logit = |j: usize| -squared_distance(p, batch.label(j)) * half_inv;
     let mut sum = LogSum::new();
-    for j in 0..batch.rows() {
-        sum.add(logit(j));
-    }
-    let log_z = sum.get();
-    // ∂ℓ_ij/∂p_i = −(p_i − y_j)/v and ∂ℓ_ij/∂v = ‖p_i − y_j‖²/(2v²).
-    let inv = T::one() / variance;
-    let own = squared_distance(p, batch.label(i));
-    for (g, (&pk, &yk)) in grad.iter_mut().zip(p.iter().zip(batch.label(i))) {
-        *g = (pk - yk) * inv;
-    }
-    let mut expected_q = T::zero();
+    let mut weighted_q = T::zero();
+    grad.iter_mut().for_each(|g| *g = T::zero());
     for j in 0..batch.rows() {
         let y = batch.label(j);
         let q = squared_distance(p, y);
-        let w = (-q * half_inv - log_z).exp();
-        expected_q = expected_q + w * q;
+        let logit = -q * half_inv;
+        let rescale = sum.add(logit);
+        let w = sum.shifted(logit);
+        weighted_q = weighted_q * rescale + w * q;
         for (g, (&pk, &yk)) in grad.iter_mut().zip(p.iter().zip(y)) {
-            *g = *g - w * (pk - yk) * inv;
+            *g = *g * rescale + w * (pk - yk);
         }
     }
+    // ∂ℓ_ij/∂p_i = −(p_i − y_j)/v and ∂ℓ_ij/∂v = ‖p_i − y_j‖²/(2v²).
+    let inv = T::one() / variance;
+    let total = sum.sum();
+    for (g, (&pk, &yk)) in grad.iter_mut().zip(p.iter().zip(batch.label(i))) {
+        *g = ((pk - yk) - *g / total) * inv;
+    }
+    let own = squared_distance(p, batch.label(i));
     RowTerm {
-        term: own * half_inv + log_z,
-        d_variance: (expected_q - own) * half_inv * inv,
+        term: own * half_inv + sum.get(),
+        d_variance: (weighted_q / total - own) * half_inv * inv,
     }
 }
 

@@ -4,41 +4,60 @@
 
 use crate::Scalar;
 
-/// The log of a running sum of exponentials. Starts empty (`log 0 = −∞`).
+/// The log of a running sum of exponentials, kept as its largest term `m`
+/// and `Σ e^{x_i − m}` (at least 1 once a term is in): one exponential per
+/// term, and a rescaling only when a new largest term arrives. Starts empty
+/// (`log 0 = −∞`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LogSum<T> {
-    value: T,
+    max: T,
+    sum: T,
 }
 
 impl<T: Scalar> LogSum<T> {
     /// The empty sum.
     pub(crate) fn new() -> Self {
         Self {
-            value: T::neg_infinity(),
+            max: T::neg_infinity(),
+            sum: T::zero(),
         }
     }
 
-    /// Adds `e^x`.
+    /// Adds `e^x`; returns the factor the previous terms were rescaled by
+    /// (1 unless `x` is the new largest term), for sums weighted alike.
     #[inline]
-    pub(crate) fn add(&mut self, x: T) {
-        self.value = log_add(self.value, x);
+    pub(crate) fn add(&mut self, x: T) -> T {
+        if x <= self.max {
+            self.sum = self.sum + (x - self.max).exp();
+            T::one()
+        } else {
+            let rescale = (self.max - x).exp();
+            self.sum = self.sum * rescale + T::one();
+            self.max = x;
+            rescale
+        }
+    }
+
+    /// `e^{x − m}` of a term already added, for weights against [`Self::sum`].
+    #[inline]
+    pub(crate) fn shifted(&self, x: T) -> T {
+        (x - self.max).exp()
+    }
+
+    /// `Σ e^{x_i − m}`.
+    #[inline]
+    pub(crate) fn sum(&self) -> T {
+        self.sum
     }
 
     /// `log Σ e^{x_i}` so far (`−∞` while empty).
     #[inline]
     pub(crate) fn get(&self) -> T {
-        self.value
+        if self.sum.is_zero() {
+            return T::neg_infinity();
+        }
+        self.max + self.sum.ln()
     }
-}
-
-/// `log(e^a + e^b)`, exact for `−∞` on either side.
-#[inline]
-pub(crate) fn log_add<T: Scalar>(a: T, b: T) -> T {
-    let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
-    if lo == T::neg_infinity() {
-        return hi;
-    }
-    hi + (lo - hi).exp().ln_1p()
 }
 
 #[cfg(test)]

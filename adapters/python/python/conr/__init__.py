@@ -30,17 +30,35 @@ the child builds its own engines on first use.
 import os as _os
 
 from . import _native
-from ._native import Output, __version__, density_weights, get_num_threads, set_num_threads
+from ._native import (
+    BalancedMseOutput,
+    Output,
+    RankSimOutput,
+    RncOutput,
+    __version__,
+    balanced_mse,
+    density_weights,
+    get_num_threads,
+    rank_n_contrast,
+    rank_sim,
+    set_num_threads,
+)
 
 __all__ = [
+    "BalancedMseOutput",
     "Config",
     "Output",
+    "RankSimOutput",
+    "RncOutput",
     "__version__",
     "backward_rows",
+    "balanced_mse",
     "compute",
     "density_weights",
     "forward_rows",
     "get_num_threads",
+    "rank_n_contrast",
+    "rank_sim",
     "set_num_threads",
 ]
 

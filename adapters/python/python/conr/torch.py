@@ -41,8 +41,25 @@ import torch.distributed as dist  # noqa: E402
 from torch import Tensor
 
 from . import Config, _native
+from ._torch_companions import (  # noqa: E402
+    BalancedMSELoss,
+    RankSimLoss,
+    RnCLoss,
+    balanced_mse_loss,
+    rank_sim_loss,
+    rnc_loss,
+)
 
-__all__ = ["ConRLoss", "conr_loss"]
+__all__ = [
+    "BalancedMSELoss",
+    "ConRLoss",
+    "RankSimLoss",
+    "RnCLoss",
+    "balanced_mse_loss",
+    "conr_loss",
+    "rank_sim_loss",
+    "rnc_loss",
+]
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -1,0 +1,336 @@
+//! The losses ConR is combined with, on NumPy arrays: `conr.rank_sim`,
+//! `conr.rank_n_contrast` and `conr.balanced_mse`, on the same engines as
+//! `conr.compute`, the GIL released while they run.
+
+use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch, Prior, PriorKind};
+use conr_core::dir::ranksim::{RankSim, RankSimBatch, Subsample};
+use conr_core::dir::rnc::{FeatureDistance, RankNContrast, RncBatch};
+use conr_core::{Engine, LabelMetric, Named, Shape};
+use numpy::{IntoPyArray, PyArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::arrays::{Floats, FromFloats};
+use crate::engines;
+use crate::errors::to_py;
+
+/// RankSim's loss, its gradient with respect to the features (M×D, zero
+/// outside the subset), and the subset's rows in the order the ranks were
+/// taken over.
+#[pyclass(name = "RankSimOutput", module = "conr", frozen)]
+pub struct PyRankSimOutput {
+    /// The loss (a sum over the subset's rows).
+    #[pyo3(get)]
+    loss: f64,
+    /// ∂loss/∂features, (M, D).
+    #[pyo3(get)]
+    grad_features: Py<PyAny>,
+    /// The subset's rows.
+    #[pyo3(get)]
+    rows: Vec<usize>,
+}
+
+/// Rank-N-Contrast's loss and its gradient with respect to the features.
+#[pyclass(name = "RncOutput", module = "conr", frozen)]
+pub struct PyRncOutput {
+    /// The loss (the mean over ordered pairs).
+    #[pyo3(get)]
+    loss: f64,
+    /// ∂loss/∂features, (n, D).
+    #[pyo3(get)]
+    grad_features: Py<PyAny>,
+}
+
+/// Balanced MSE's loss and its gradients with respect to the predictions
+/// and to σ.
+#[pyclass(name = "BalancedMseOutput", module = "conr", frozen)]
+pub struct PyBalancedMseOutput {
+    /// The loss.
+    #[pyo3(get)]
+    loss: f64,
+    /// ∂loss/∂preds, the predictions' shape.
+    #[pyo3(get)]
+    grad_preds: Py<PyAny>,
+    /// ∂loss/∂σ.
+    #[pyo3(get)]
+    grad_noise_sigma: f64,
+}
+
+#[pymethods]
+impl PyRankSimOutput {
+    fn __repr__(&self) -> String {
+        format!(
+            "RankSimOutput(loss={:?}, rows={})",
+            self.loss,
+            self.rows.len()
+        )
+    }
+}
+
+#[pymethods]
+impl PyRncOutput {
+    fn __repr__(&self) -> String {
+        format!("RncOutput(loss={:?})", self.loss)
+    }
+}
+
+#[pymethods]
+impl PyBalancedMseOutput {
+    fn __repr__(&self) -> String {
+        format!(
+            "BalancedMseOutput(loss={:?}, grad_noise_sigma={:?})",
+            self.loss, self.grad_noise_sigma
+        )
+    }
+}
+
+/// The (rows, width) of an array of shape (n, w), or of (n,) as width 1
+/// where `vector` allows it.
+fn rows_and_width(floats: &Floats<'_>, what: &str, vector: bool) -> PyResult<(usize, usize)> {
+    match *floats.shape() {
+        [n] if vector => Ok((n, 1)),
+        [n, w] => Ok((n, w)),
+        ref other => {
+            let wanted = if vector { "(M,) or (M, L)" } else { "(M, D)" };
+            Err(PyValueError::new_err(format!(
+                "{what} must have shape {wanted}, not {other:?}"
+            )))
+        }
+    }
+}
+
+fn name<N: Named>(value: &str) -> PyResult<N> {
+    N::from_name(value).map_err(to_py)
+}
+
+fn widen<T: FromFloats>(x: T) -> f64 {
+    x.to_f64().unwrap_or(f64::NAN)
+}
+
+/// RankSim (Gong et al., ICML 2022) on a batch of NumPy arrays.
+///
+/// `features` is (M, D), float32 or float64, and sets the precision;
+/// `labels` is (M,) or (M, L). `interpolation_lambda` is λ of the blackbox
+/// rank gradient; `label_metric` is `"l1"`, `"l2"` or `"linf"`; `subsample`
+/// is `"one_per_label"` (the reference's subset, chosen by `seed`) or
+/// `"every"`; `rows` gives the subset's rows instead.
+#[pyfunction]
+#[pyo3(signature = (
+    features, labels, *, interpolation_lambda=2.0, label_metric="l1",
+    subsample="one_per_label", seed=0, rows=None, engine="fast"
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn rank_sim<'py>(
+    py: Python<'py>,
+    features: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    interpolation_lambda: f64,
+    label_metric: &str,
+    subsample: &str,
+    seed: u64,
+    rows: Option<Vec<usize>>,
+    engine: &str,
+) -> PyResult<PyRankSimOutput> {
+    let config = RankSim {
+        lambda: interpolation_lambda,
+        label_metric: name::<LabelMetric>(label_metric)?,
+        subsample: name::<Subsample>(subsample)?,
+        seed,
+    };
+    config.validate().map_err(to_py)?;
+    let (features, labels) = (
+        Floats::read(features, "features")?,
+        Floats::read(labels, "labels")?,
+    );
+    let (n, dim) = rows_and_width(&features, "features", false)?;
+    let (_, label_dim) = rows_and_width(&labels, "labels", true)?;
+    let shape = Shape {
+        rows: n,
+        dim,
+        label_dim,
+    };
+    let engine = engines::engine(py, engine)?;
+    fn run<T: FromFloats>(
+        py: Python<'_>,
+        engine: &dyn Engine<T>,
+        shape: Shape,
+        (features, labels): (&Floats<'_>, &Floats<'_>),
+        rows: Option<&[usize]>,
+        config: &RankSim,
+    ) -> PyResult<PyRankSimOutput> {
+        let (f, l) = (T::values(features), T::values(labels));
+        let out = py
+            .detach(|| {
+                RankSimBatch::new(shape, &f, &l, rows).and_then(|b| engine.rank_sim(&b, config))
+            })
+            .map_err(to_py)?;
+        Ok(PyRankSimOutput {
+            loss: widen(out.loss),
+            grad_features: out
+                .grad_features
+                .into_pyarray(py)
+                .reshape([shape.rows, shape.dim])?
+                .into_any()
+                .unbind(),
+            rows: out.rows,
+        })
+    }
+    let arrays = (&features, &labels);
+    if features.is_f64() {
+        run::<f64>(py, &*engine, shape, arrays, rows.as_deref(), &config)
+    } else {
+        run::<f32>(py, &*engine, shape, arrays, rows.as_deref(), &config)
+    }
+}
+
+/// Rank-N-Contrast (Zha et al., NeurIPS 2023) on a batch of NumPy arrays.
+///
+/// `features` is (n, D), any rows (the reference's two views are its 2·bs
+/// rows, view 0's then view 1's); `labels` is (n,) or (n, L).
+/// `temperature` is τ; `label_metric` is `"l1"` (summed over label
+/// dimensions, as in the reference), `"l2"` or `"linf"`.
+#[pyfunction]
+#[pyo3(signature = (features, labels, *, temperature=2.0, label_metric="l1", engine="fast"))]
+pub fn rank_n_contrast<'py>(
+    py: Python<'py>,
+    features: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    temperature: f64,
+    label_metric: &str,
+    engine: &str,
+) -> PyResult<PyRncOutput> {
+    let config = RankNContrast {
+        temperature,
+        label_metric: name::<LabelMetric>(label_metric)?,
+        feature_distance: FeatureDistance::L2,
+    };
+    config.validate().map_err(to_py)?;
+    let (features, labels) = (
+        Floats::read(features, "features")?,
+        Floats::read(labels, "labels")?,
+    );
+    let (n, dim) = rows_and_width(&features, "features", false)?;
+    let (_, label_dim) = rows_and_width(&labels, "labels", true)?;
+    let shape = Shape {
+        rows: n,
+        dim,
+        label_dim,
+    };
+    let engine = engines::engine(py, engine)?;
+    fn run<T: FromFloats>(
+        py: Python<'_>,
+        engine: &dyn Engine<T>,
+        shape: Shape,
+        (features, labels): (&Floats<'_>, &Floats<'_>),
+        config: &RankNContrast,
+    ) -> PyResult<PyRncOutput> {
+        let (f, l) = (T::values(features), T::values(labels));
+        let out = py
+            .detach(|| {
+                RncBatch::new(shape, &f, &l).and_then(|b| engine.rank_n_contrast(&b, config))
+            })
+            .map_err(to_py)?;
+        Ok(PyRncOutput {
+            loss: widen(out.loss),
+            grad_features: out
+                .grad_features
+                .into_pyarray(py)
+                .reshape([shape.rows, shape.dim])?
+                .into_any()
+                .unbind(),
+        })
+    }
+    if features.is_f64() {
+        run::<f64>(py, &*engine, shape, (&features, &labels), &config)
+    } else {
+        run::<f32>(py, &*engine, shape, (&features, &labels), &config)
+    }
+}
+
+/// Balanced MSE (Ren et al., CVPR 2022) on NumPy arrays.
+///
+/// `preds` and `labels` are (n,) or (n, L), float32 or float64 (the
+/// predictions set the precision); `noise_sigma` is σ. `variant` is
+/// `"bmc"` (the batch's labels as the prior; any L), `"gai"` (a Gaussian
+/// mixture: `gmm` is a dict of `means`, `variances`, `weights`; L = 1) or
+/// `"bni"` (`bucket_centers` and `bucket_weights`; L = 1).
+#[pyfunction]
+#[pyo3(signature = (
+    preds, labels, noise_sigma, *, variant="bmc", gmm=None, bucket_centers=None,
+    bucket_weights=None, engine="fast"
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn balanced_mse<'py>(
+    py: Python<'py>,
+    preds: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    noise_sigma: f64,
+    variant: &str,
+    gmm: Option<std::collections::HashMap<String, Vec<f64>>>,
+    bucket_centers: Option<Vec<f64>>,
+    bucket_weights: Option<Vec<f64>>,
+    engine: &str,
+) -> PyResult<PyBalancedMseOutput> {
+    let missing = |why: &str| PyValueError::new_err(why.to_string());
+    let gmm_list = |key: &str| -> PyResult<&[f64]> {
+        gmm.as_ref()
+            .and_then(|g| g.get(key))
+            .map(Vec::as_slice)
+            .ok_or_else(|| missing(&format!("variant 'gai' needs gmm['{key}']")))
+    };
+    let prior = match name::<PriorKind>(variant)? {
+        PriorKind::Bmc => Prior::Batch,
+        PriorKind::Gai => Prior::Gmm {
+            means: gmm_list("means")?,
+            variances: gmm_list("variances")?,
+            weights: gmm_list("weights")?,
+        },
+        PriorKind::Bni => match (&bucket_centers, &bucket_weights) {
+            (Some(centers), Some(weights)) => Prior::Buckets { centers, weights },
+            _ => {
+                return Err(missing(
+                    "variant 'bni' needs bucket_centers and bucket_weights",
+                ));
+            }
+        },
+    };
+    let config = BalancedMse { noise_sigma, prior };
+    let (preds_array, labels) = (
+        Floats::read(preds, "preds")?,
+        Floats::read(labels, "labels")?,
+    );
+    let (n, label_dim) = rows_and_width(&preds_array, "preds", true)?;
+    let engine = engines::engine(py, engine)?;
+    let shape = preds_array.shape().to_vec();
+    fn run<T: FromFloats>(
+        py: Python<'_>,
+        engine: &dyn Engine<T>,
+        (n, label_dim): (usize, usize),
+        (preds, labels): (&Floats<'_>, &Floats<'_>),
+        config: &BalancedMse<'_>,
+        shape: &[usize],
+    ) -> PyResult<PyBalancedMseOutput> {
+        let (p, l) = (T::values(preds), T::values(labels));
+        let out = py
+            .detach(|| {
+                BmseBatch::new(n, label_dim, &p, &l).and_then(|b| engine.balanced_mse(&b, config))
+            })
+            .map_err(to_py)?;
+        Ok(PyBalancedMseOutput {
+            loss: widen(out.loss),
+            grad_preds: out
+                .grad_preds
+                .into_pyarray(py)
+                .reshape(shape)?
+                .into_any()
+                .unbind(),
+            grad_noise_sigma: widen(out.grad_noise_sigma),
+        })
+    }
+    let arrays = (&preds_array, &labels);
+    if preds_array.is_f64() {
+        run::<f64>(py, &*engine, (n, label_dim), arrays, &config, &shape)
+    } else {
+        run::<f32>(py, &*engine, (n, label_dim), arrays, &config, &shape)
+    }
+}
