@@ -8,11 +8,9 @@
 # GLES libraries as well it worked. Writes every log under $OUT.
 #
 # Build what it carries (on the build machine, from the repository root):
-#   cargo build --release -p conr-cli && cargo test -p conr-tests --test gpu --test gpu_mixed --test gpu_record --no-run
+#   cargo build --release -p conr-cli && cargo test -p conr-tests --test gpu --no-run
 #   mkdir -p .gl/bin && cp target/release/conr .gl/bin/ \
-#     && cp "$(ls -t target/debug/deps/gpu-* | grep -v '\.d$' | head -1)" .gl/bin/gpu-tests \
-#     && cp "$(ls -t target/debug/deps/gpu_mixed-* | grep -v '\.d$' | head -1)" .gl/bin/gpu-mixed-tests \
-#     && cp "$(ls -t target/debug/deps/gpu_record-* | grep -v '\.d$' | head -1)" .gl/bin/gpu-record-tests
+#     && cp "$(ls -t target/debug/deps/gpu-* | grep -v '\.d$' | head -1)" .gl/bin/gpu-tests
 # and, for the burn training step on both paths (conr-burn's `paths` example):
 #   cargo build --release -p conr-burn --example paths && cp target/release/examples/paths .gl/bin/burn-paths
 # and, for the official PyTorch baseline, a checkout of github.com/BorealisAI/ConR
@@ -38,17 +36,15 @@ REPS=${REPS:-3}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/nvidia-smi.csv" 2>&1
 .gl/bin/conr info > "$OUT/info.json" 2> "$OUT/info.err"
 echo "== mixed-precision GPU tests"
-CONR_REQUIRE_GPU=1 timeout 120 .gl/bin/gpu-mixed-tests --test-threads 1 --nocapture > "$OUT/gpu-mixed-tests.log" 2>&1
+CONR_REQUIRE_GPU=1 timeout 120 .gl/bin/gpu-tests mixed:: --test-threads 1 --nocapture > "$OUT/gpu-mixed-tests.log" 2>&1
 echo "mixed tests exit $?" | tee -a "$OUT/gpu-mixed-tests.log"
 if [ -z "${SKIP_F32_TESTS:-}" ]; then
     echo "== f32 GPU tests"
-    CONR_REQUIRE_GPU=1 timeout 120 .gl/bin/gpu-tests --test-threads 1 > "$OUT/gpu-tests.log" 2>&1
+    CONR_REQUIRE_GPU=1 timeout 120 .gl/bin/gpu-tests compute:: device_plan:: --test-threads 1 > "$OUT/gpu-tests.log" 2>&1
     echo "gpu tests exit $?" | tee -a "$OUT/gpu-tests.log"
-    if [ -x .gl/bin/gpu-record-tests ]; then
-        echo "== record-path GPU tests (the band built on the device)"
-        CONR_REQUIRE_GPU=1 timeout 120 .gl/bin/gpu-record-tests --test-threads 1 > "$OUT/gpu-record-tests.log" 2>&1
-        echo "gpu record tests exit $?" | tee -a "$OUT/gpu-record-tests.log"
-    fi
+    echo "== record-path GPU tests (the band built on the device)"
+    CONR_REQUIRE_GPU=1 timeout 120 .gl/bin/gpu-tests record:: --test-threads 1 > "$OUT/gpu-record-tests.log" 2>&1
+    echo "gpu record tests exit $?" | tee -a "$OUT/gpu-record-tests.log"
 fi
 # "precision plan" pairs. Each row also times the record path (record_s), with
 # the plan it took (record_plan: the band built on the device) and its tiles.

@@ -1,16 +1,19 @@
 //! The bodies of the fuzz targets (`fuzz/fuzz_targets/*.rs`, run with
 //! `cargo fuzz` on nightly) and of their stable smoke run
-//! (`tests/tests/fuzz_smoke.rs`). Each takes arbitrary bytes and panics only
+//! (`tests/tests/conformance/fuzz_smoke.rs`). Each takes arbitrary bytes and panics only
 //! when a written promise breaks.
 
 use conr_core::band::{BandPlan, Side, TilePlan};
+use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch, Prior};
+use conr_core::dir::ranksim::{RankSim, RankSimBatch, Subsample};
+use conr_core::dir::rnc::{FeatureDistance, RankNContrast, RncBatch};
 use conr_core::pairs::Pair;
 use conr_core::{
     Aggregation, Batch, Config, Engine, FloatEngine, Inputs, LabelMetric, Output, Pushing,
     PushingKind, Reduction, Scalar, Shape,
 };
 use conr_cpu::{Fast, Reference};
-use conr_schema::{LossCase, WeightsCase};
+use conr_schema::{DirCase, DirReport, LossCase, WeightsCase};
 
 /// Reads typed values from fuzz bytes; past the end it yields zeros.
 struct Reader<'a>(&'a [u8]);
@@ -245,6 +248,20 @@ pub fn cli_input(data: &[u8]) {
             }
         }
     }
+    if let Ok(text) = std::str::from_utf8(data)
+        && text.len() <= 1 << 19
+        && let Ok(case) = DirCase::parse(text, std::path::Path::new("fuzz.json"))
+    {
+        let engines: [&dyn FloatEngine; 2] = [&Reference, &Fast::new()];
+        for engine in engines {
+            if let Ok(report) = case.run::<f64>(engine) {
+                check_report(&report);
+            }
+            if let Ok(report) = case.run::<f32>(engine) {
+                check_report(&report);
+            }
+        }
+    }
     if let Ok(case) = serde_json::from_slice::<WeightsCase>(data)
         && case.labels.len() <= 4096
         && let Ok(config) = case.config.to_config()
@@ -263,4 +280,170 @@ fn loss_in<T: Scalar>(
 ) -> Result<Output<T>, conr_core::Error> {
     let batch = case.converted::<T>()?;
     engine.compute(&batch.batch(), config)
+}
+
+/// Every number of a companion loss's report is finite.
+fn check_report(report: &DirReport) {
+    assert!(report.loss.is_finite(), "non-finite loss {}", report.loss);
+    for grad in [&report.grad_features, &report.grad_preds]
+        .into_iter()
+        .flatten()
+    {
+        assert!(grad.iter().all(|g| g.is_finite()), "non-finite gradient");
+    }
+    assert!(report.grad_noise_sigma.is_none_or(f64::is_finite));
+}
+
+/// Fuzz target (d): RankSim, Rank-N-Contrast and Balanced MSE on arbitrary
+/// shapes, configs and values, on the reference and fast engines in both
+/// precisions: never a panic or a non-finite result, and, where every value
+/// is at most 1e100 in magnitude, both refuse alike or both give results of
+/// the right lengths (RankSim's subsets equal). Nearer the largest float an
+/// engine may refuse a batch (its sums overflow) that the other computes.
+pub fn companions(data: &[u8]) {
+    let mut r = Reader(data);
+    let shape = Shape {
+        rows: usize::from(r.u8() % 11),
+        dim: usize::from(r.u8() % 6),
+        label_dim: usize::from(r.u8() % 4),
+    };
+    let metric = r.pick(&[
+        LabelMetric::L1,
+        LabelMetric::L2,
+        LabelMetric::Linf,
+        LabelMetric::Angular,
+    ]);
+    let rank_sim = RankSim {
+        lambda: r.f64(),
+        label_metric: metric,
+        subsample: r.pick(&[Subsample::OnePerLabel, Subsample::Every]),
+        seed: u64::from(r.u8()),
+    };
+    let rnc = RankNContrast {
+        temperature: r.f64(),
+        label_metric: metric,
+        feature_distance: FeatureDistance::L2,
+    };
+    let noise_sigma = r.f64();
+    let prior_kind = r.u8() % 3;
+    let components = usize::from(r.u8() % 4);
+    let mut values = |n: usize| -> Vec<f64> { (0..n).map(|_| r.f64()).collect() };
+    let features = values(shape.rows * shape.dim);
+    let labels = values(shape.rows * shape.label_dim);
+    let preds = values(shape.rows * shape.label_dim);
+    let rows: Vec<usize> = values(shape.rows / 2)
+        .iter()
+        .map(|v| (v.abs() * 7.0) as usize % (shape.rows + 1))
+        .collect();
+    let (a, b, c) = (values(components), values(components), values(components));
+    let prior = match prior_kind {
+        0 => Prior::Batch,
+        1 => Prior::Gmm {
+            means: &a,
+            variances: &b,
+            weights: &c,
+        },
+        _ => Prior::Buckets {
+            centers: &a,
+            weights: &b,
+        },
+    };
+    let given = (!rows.is_empty()).then_some(rows.as_slice());
+    let bmse = BalancedMse { noise_sigma, prior };
+    companions_in::<f64>(
+        shape,
+        (&features, &labels, &preds),
+        given,
+        (&rank_sim, &rnc, &bmse),
+    );
+    companions_in::<f32>(
+        shape,
+        (&features, &labels, &preds),
+        given,
+        (&rank_sim, &rnc, &bmse),
+    );
+}
+
+type Configs<'a> = (&'a RankSim, &'a RankNContrast, &'a BalancedMse<'a>);
+
+fn companions_in<T: Scalar>(
+    shape: Shape,
+    (f, y, p): (&[f64], &[f64], &[f64]),
+    rows: Option<&[usize]>,
+    (rank_sim, rnc, bmse): Configs<'_>,
+) {
+    let moderate = [f, y, p]
+        .iter()
+        .all(|v| v.iter().all(|x| x.is_nan() || x.abs() <= 1e100));
+    let cast = |v: &[f64]| -> Vec<T> {
+        v.iter()
+            .map(|&x| T::from(x).unwrap_or_else(T::nan))
+            .collect()
+    };
+    let (f, y, p) = (cast(f), cast(y), cast(p));
+    let finite = |v: &[T]| v.iter().all(|x| x.is_finite());
+    let engines: [&dyn Engine<T>; 2] = [&Reference, &Fast::new()];
+    let [a, b] = engines.map(|e| {
+        RankSimBatch::new(shape, &f, &y, rows).and_then(|batch| e.rank_sim(&batch, rank_sim))
+    });
+    match (a, b) {
+        (Ok(a), Ok(b)) => {
+            for out in [&a, &b] {
+                assert!(
+                    out.loss.is_finite() && finite(&out.grad_features),
+                    "RankSim: non-finite output {out:?} of {shape:?} {f:?} {y:?} {rows:?} {rank_sim:?}"
+                );
+                assert_eq!(out.grad_features.len(), shape.rows * shape.dim);
+            }
+            assert_eq!(a.rows, b.rows, "the engines choose different subsets");
+        }
+        (Err(a), Err(b)) => assert!(!moderate || a == b, "RankSim: refused as {a:?} / {b:?}"),
+        (a, b) => assert!(
+            !moderate,
+            "RankSim: one engine accepts, one refuses: {a:?} / {b:?}"
+        ),
+    }
+    let [a, b] = engines
+        .map(|e| RncBatch::new(shape, &f, &y).and_then(|batch| e.rank_n_contrast(&batch, rnc)));
+    match (a, b) {
+        (Ok(a), Ok(b)) => {
+            for out in [&a, &b] {
+                assert!(
+                    out.loss.is_finite() && finite(&out.grad_features),
+                    "RnC: non-finite output {out:?} of {shape:?} {f:?} {y:?} {rnc:?}"
+                );
+                assert_eq!(out.grad_features.len(), shape.rows * shape.dim);
+            }
+        }
+        (Err(a), Err(b)) => assert!(!moderate || a == b, "RnC: refused as {a:?} / {b:?}"),
+        (a, b) => assert!(
+            !moderate,
+            "RnC: one engine accepts, one refuses: {a:?} / {b:?}"
+        ),
+    }
+    let [a, b] = engines.map(|e| {
+        BmseBatch::new(shape.rows, shape.label_dim, &p, &y)
+            .and_then(|batch| e.balanced_mse(&batch, bmse))
+    });
+    match (a, b) {
+        (Ok(a), Ok(b)) => {
+            for out in [&a, &b] {
+                assert!(
+                    out.loss.is_finite()
+                        && finite(&out.grad_preds)
+                        && out.grad_noise_sigma.is_finite(),
+                    "Balanced MSE: non-finite output {out:?} of preds {p:?}, labels {y:?}, {bmse:?}"
+                );
+                assert_eq!(out.grad_preds.len(), shape.rows * shape.label_dim);
+            }
+        }
+        (Err(a), Err(b)) => assert!(
+            !moderate || a == b,
+            "Balanced MSE: refused as {a:?} / {b:?}"
+        ),
+        (a, b) => assert!(
+            !moderate,
+            "Balanced MSE: one engine accepts, one refuses: {a:?} / {b:?}"
+        ),
+    }
 }

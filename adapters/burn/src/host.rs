@@ -16,7 +16,7 @@ pub(crate) struct HostBatch {
     pub weights: Option<TensorData>,
 }
 
-fn read<const D: usize>(what: &str, tensor: Tensor<D>) -> Result<TensorData, Error> {
+pub(crate) fn read<const D: usize>(what: &str, tensor: Tensor<D>) -> Result<TensorData, Error> {
     tensor
         .try_into_data()
         .map_err(|e| Error::Burn(format!("reading the {what}: {e}")))
@@ -78,17 +78,12 @@ struct Values<T> {
 
 impl<T: Scalar + Element> Values<T> {
     fn of(batch: HostBatch) -> Result<Self, Error> {
-        let values = |data: TensorData| {
-            data.convert::<T>()
-                .try_into_vec::<T>()
-                .map_err(|e| Error::Burn(format!("converting a tensor: {e:?}")))
-        };
         Ok(Self {
             shape: batch.shape,
-            features: values(batch.features)?,
-            labels: values(batch.labels)?,
-            preds: values(batch.preds)?,
-            weights: batch.weights.map(values).transpose()?,
+            features: values::<T>(batch.features)?,
+            labels: values::<T>(batch.labels)?,
+            preds: values::<T>(batch.preds)?,
+            weights: batch.weights.map(values::<T>).transpose()?,
         })
     }
 
@@ -102,4 +97,11 @@ impl<T: Scalar + Element> Values<T> {
         };
         Ok(Batch::new(self.shape, inputs)?)
     }
+}
+
+/// A tensor's host data as values of `T`, converted from its float type.
+pub(crate) fn values<T: Element>(data: TensorData) -> Result<Vec<T>, Error> {
+    data.convert::<T>()
+        .try_into_vec::<T>()
+        .map_err(|e| Error::Burn(format!("converting a tensor: {e:?}")))
 }

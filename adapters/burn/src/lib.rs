@@ -48,12 +48,14 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod companions;
 mod error;
 mod host;
 #[cfg(feature = "wgpu")]
 mod in_place;
 mod loss;
 
+pub use companions::{balanced_mse_loss, rank_sim_loss, rnc_loss};
 pub use conr_core::{Config, FloatEngine};
 pub use error::Error;
 #[cfg(feature = "wgpu")]

@@ -111,17 +111,17 @@ impl ConrLoss {
     }
 }
 
-/// `loss` as a function of `features` whose gradient is `grad`:
-/// `loss + Σ (f − f̄) ⊙ grad`, with `f̄` the features detached. Its value is
-/// `loss` exactly (`f − f̄ = 0` for finite features), and burn's autodiff
-/// gives the features `grad` times the upstream gradient: conr's analytic
-/// gradient, on every backend burn has, with no backend extension.
-fn attach(features: Tensor<2>, loss: Tensor<1>, grad: Tensor<2>) -> Tensor<1> {
-    if !features.device().is_autodiff() {
+/// `loss` as a function of `x` whose gradient is `grad`: `loss + Σ (x − x̄)
+/// ⊙ grad`, with `x̄` the input detached. Its value is `loss` exactly
+/// (`x − x̄ = 0` for finite inputs), and burn's autodiff gives `x` `grad`
+/// times the upstream gradient: conr's analytic gradient, on every backend
+/// burn has, with no backend extension.
+pub(crate) fn attach<const D: usize>(x: Tensor<D>, loss: Tensor<1>, grad: Tensor<D>) -> Tensor<1> {
+    if !x.device().is_autodiff() {
         return loss;
     }
-    let frozen = features.clone().detach().set_require_grad(false);
-    loss + ((features - frozen) * grad).sum()
+    let frozen = x.clone().detach().set_require_grad(false);
+    loss + ((x - frozen) * grad).sum()
 }
 
 /// The ConR loss of `features` with `config` on the fast CPU engine: see

@@ -5,6 +5,8 @@
 #![allow(deprecated)] // burn marks NdArray deprecated in favour of Flex; both are tested.
 
 mod common;
+// The losses ConR is combined with, on burn's CPU backends.
+mod companions;
 
 use std::sync::Arc;
 

@@ -1,181 +1,82 @@
 //! The losses ConR is combined with, as differentiable candle ops: RankSim
 //! and Rank-N-Contrast on the features, Balanced MSE on the predictions and
-//! σ. Each runs a conr engine on the host and keeps its gradient for the
-//! backward pass.
+//! σ. Each is a [`HostLoss`] on the one host op.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use candle_core::backend::BackendStorage;
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape as CandleShape, Tensor,
-};
+use candle_core::Tensor;
 use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch, Prior};
 use conr_core::dir::ranksim::{RankSim, RankSimBatch};
 use conr_core::dir::rnc::{RankNContrast, RncBatch};
 use conr_core::{Engine, FloatEngine, Scalar, Shape};
 
-use crate::op::err;
+use crate::host_op::{Arg, HostLoss, HostOp, err, host, narrow, on_cpu, widen};
 
-/// A loss of the features alone.
-enum FeatureLoss {
+/// A loss of the features alone, with its labels (constants).
+struct FeatureLoss {
+    kind: FeatureKind,
+    labels: Vec<f64>,
+    label_dim: usize,
+}
+
+enum FeatureKind {
     RankSim(RankSim),
     Rnc(RankNContrast),
 }
 
-/// A [`FeatureLoss`] as a candle op on the features; the labels are constants.
-struct FeatureOp {
-    loss: FeatureLoss,
-    labels: Vec<f64>,
-    label_dim: usize,
-    engine: Arc<dyn FloatEngine>,
-    /// ∂loss/∂features from the forward pass (f64, row-major).
-    grad: Mutex<Option<Vec<f64>>>,
-}
+impl HostLoss for FeatureLoss {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            FeatureKind::RankSim(_) => "conr-ranksim",
+            FeatureKind::Rnc(_) => "conr-rnc",
+        }
+    }
 
-fn cast<T: Scalar>(v: &[f64]) -> Vec<T> {
-    v.iter()
-        .map(|&x| T::from(x).unwrap_or_else(T::nan))
-        .collect()
-}
-
-fn widen<T: Scalar>(v: &[T]) -> Vec<f64> {
-    v.iter().map(|g| g.to_f64().unwrap_or(f64::NAN)).collect()
-}
-
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| err("the input must be contiguous"))?;
-    Ok(&data[start..end])
-}
-
-impl FeatureOp {
-    fn forward<T: Scalar>(
+    fn run<T: Scalar>(
         &self,
         engine: &dyn Engine<T>,
-        data: &[T],
-        layout: &Layout,
-    ) -> candle_core::Result<(T, Vec<f64>)> {
-        let (rows, dim) = layout.shape().dims2()?;
+        args: &[Arg<'_, T>],
+    ) -> candle_core::Result<(T, Vec<Vec<f64>>)> {
+        let &[(features, &[rows, dim])] = args else {
+            return Err(err("the features must be M×D"));
+        };
         let shape = Shape {
             rows,
             dim,
             label_dim: self.label_dim,
         };
-        let features = contiguous(data, layout)?;
-        let labels = cast::<T>(&self.labels);
-        let (loss, grad) = match &self.loss {
-            FeatureLoss::RankSim(config) => {
+        let labels = narrow::<T>(&self.labels);
+        let (loss, grad) = match &self.kind {
+            FeatureKind::RankSim(config) => {
                 let batch = RankSimBatch::new(shape, features, &labels, None).map_err(err)?;
                 let out = engine.rank_sim(&batch, config).map_err(err)?;
                 (out.loss, out.grad_features)
             }
-            FeatureLoss::Rnc(config) => {
+            FeatureKind::Rnc(config) => {
                 let batch = RncBatch::new(shape, features, &labels).map_err(err)?;
                 let out = engine.rank_n_contrast(&batch, config).map_err(err)?;
                 (out.loss, out.grad_features)
             }
         };
-        Ok((loss, widen(&grad)))
-    }
-}
-
-impl CustomOp1 for FeatureOp {
-    fn name(&self) -> &'static str {
-        match self.loss {
-            FeatureLoss::RankSim(_) => "conr-ranksim",
-            FeatureLoss::Rnc(_) => "conr-rnc",
-        }
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, CandleShape)> {
-        let (loss, grad) = match storage {
-            CpuStorage::F32(data) => {
-                let (loss, grad) = self.forward::<f32>(&*self.engine, data, layout)?;
-                (CpuStorage::F32(vec![loss]), grad)
-            }
-            CpuStorage::F64(data) => {
-                let (loss, grad) = self.forward::<f64>(&*self.engine, data, layout)?;
-                (CpuStorage::F64(vec![loss]), grad)
-            }
-            other => {
-                return Err(err(format!(
-                    "features must be f32 or f64, not {:?}",
-                    other.dtype()
-                )));
-            }
-        };
-        *self
-            .grad
-            .lock()
-            .map_err(|_| err("a previous call panicked"))? = Some(grad);
-        Ok((loss, CandleShape::from(())))
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let grad = self
-            .grad
-            .lock()
-            .map_err(|_| err("a previous call panicked"))?;
-        let grad = grad
-            .as_ref()
-            .ok_or_else(|| err("backward before forward"))?;
-        let grad = Tensor::from_slice(grad, arg.shape(), arg.device())?.to_dtype(arg.dtype())?;
-        Ok(Some(grad.broadcast_mul(grad_res)?))
-    }
-}
-
-/// The host copy of a tensor, and its width: `[n]` is one wide.
-fn host(t: &Tensor, what: &str) -> candle_core::Result<(Vec<f64>, usize)> {
-    let width = match t.dims() {
-        [_] => 1,
-        [_, w] => *w,
-        other => {
-            return Err(err(format!(
-                "{what} of shape {other:?}: need [n] or [n, L]"
-            )));
-        }
-    };
-    Ok((
-        t.detach().to_dtype(DType::F64)?.flatten_all()?.to_vec1()?,
-        width,
-    ))
-}
-
-fn on_cpu(t: &Tensor) -> candle_core::Result<()> {
-    if matches!(t.device(), Device::Cpu) {
-        Ok(())
-    } else {
-        Err(err("the companion losses run on CPU tensors"))
+        Ok((loss, vec![widen(&grad)]))
     }
 }
 
 fn feature_loss(
     features: &Tensor,
     labels: &Tensor,
-    loss: FeatureLoss,
+    kind: FeatureKind,
     engine: &Arc<dyn FloatEngine>,
 ) -> candle_core::Result<Tensor> {
     on_cpu(features)?;
     features.dims2()?;
     let (labels, label_dim) = host(labels, "labels")?;
-    let op = FeatureOp {
-        loss,
+    let loss = FeatureLoss {
+        kind,
         labels,
         label_dim,
-        engine: Arc::clone(engine),
-        grad: Mutex::new(None),
     };
-    features.contiguous()?.apply_op1(op)
+    features.contiguous()?.apply_op1(HostOp::new(loss, engine))
 }
 
 /// RankSim's loss of `features` (M×D, f32 or f64) against `labels` (M or
@@ -187,7 +88,7 @@ pub fn rank_sim_loss(
     config: &RankSim,
     engine: &Arc<dyn FloatEngine>,
 ) -> candle_core::Result<Tensor> {
-    feature_loss(features, labels, FeatureLoss::RankSim(*config), engine)
+    feature_loss(features, labels, FeatureKind::RankSim(*config), engine)
 }
 
 /// Rank-N-Contrast's loss of `features` (n×D, any rows) against `labels`
@@ -198,7 +99,7 @@ pub fn rnc_loss(
     config: &RankNContrast,
     engine: &Arc<dyn FloatEngine>,
 ) -> candle_core::Result<Tensor> {
-    feature_loss(features, labels, FeatureLoss::Rnc(*config), engine)
+    feature_loss(features, labels, FeatureKind::Rnc(*config), engine)
 }
 
 /// Balanced MSE's prior, owned by the op.
@@ -236,29 +137,27 @@ impl OwnedPrior {
     }
 }
 
-/// Balanced MSE as a candle op on (predictions, σ); the labels are constants.
-struct BalancedMseOp {
+/// Balanced MSE of (predictions, σ); the labels are constants.
+struct BalancedMseLoss {
     prior: OwnedPrior,
     labels: Vec<f64>,
     label_dim: usize,
-    engine: Arc<dyn FloatEngine>,
-    /// ∂loss/∂preds and ∂loss/∂σ from the forward pass.
-    grad: Mutex<Option<(Vec<f64>, f64)>>,
 }
 
-impl BalancedMseOp {
-    fn forward<T: Scalar>(
+impl HostLoss for BalancedMseLoss {
+    fn name(&self) -> &'static str {
+        "conr-balanced-mse"
+    }
+
+    fn run<T: Scalar>(
         &self,
         engine: &dyn Engine<T>,
-        (preds, l1): (&[T], &Layout),
-        (sigma, l2): (&[T], &Layout),
-    ) -> candle_core::Result<(T, (Vec<f64>, f64))> {
-        let preds = contiguous(preds, l1)?;
-        let sigma = contiguous(sigma, l2)?;
-        let [sigma] = sigma else {
+        args: &[Arg<'_, T>],
+    ) -> candle_core::Result<(T, Vec<Vec<f64>>)> {
+        let &[(preds, _), (&[sigma], _)] = args else {
             return Err(err("noise_sigma must hold one value"));
         };
-        let labels = cast::<T>(&self.labels);
+        let labels = narrow::<T>(&self.labels);
         let rows = labels.len() / self.label_dim.max(1);
         let batch = BmseBatch::new(rows, self.label_dim, preds, &labels).map_err(err)?;
         let config = BalancedMse {
@@ -266,69 +165,8 @@ impl BalancedMseOp {
             prior: self.prior.prior(),
         };
         let out = engine.balanced_mse(&batch, &config).map_err(err)?;
-        let d_sigma = out.grad_noise_sigma.to_f64().unwrap_or(f64::NAN);
-        Ok((out.loss, (widen(&out.grad_preds), d_sigma)))
-    }
-}
-
-impl CustomOp2 for BalancedMseOp {
-    fn name(&self) -> &'static str {
-        "conr-balanced-mse"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, CandleShape)> {
-        let (loss, grad) = match (s1, s2) {
-            (CpuStorage::F32(p), CpuStorage::F32(s)) => {
-                let (loss, grad) = self.forward::<f32>(&*self.engine, (p, l1), (s, l2))?;
-                (CpuStorage::F32(vec![loss]), grad)
-            }
-            (CpuStorage::F64(p), CpuStorage::F64(s)) => {
-                let (loss, grad) = self.forward::<f64>(&*self.engine, (p, l1), (s, l2))?;
-                (CpuStorage::F64(vec![loss]), grad)
-            }
-            (a, b) => {
-                return Err(err(format!(
-                    "preds and noise_sigma must both be f32 or both f64, not {:?} and {:?}",
-                    a.dtype(),
-                    b.dtype()
-                )));
-            }
-        };
-        *self
-            .grad
-            .lock()
-            .map_err(|_| err("a previous call panicked"))? = Some(grad);
-        Ok((loss, CandleShape::from(())))
-    }
-
-    fn bwd(
-        &self,
-        preds: &Tensor,
-        sigma: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = self
-            .grad
-            .lock()
-            .map_err(|_| err("a previous call panicked"))?;
-        let (grad_preds, grad_sigma) = grad
-            .as_ref()
-            .ok_or_else(|| err("backward before forward"))?;
-        let grad_preds = Tensor::from_slice(grad_preds, preds.shape(), preds.device())?
-            .to_dtype(preds.dtype())?;
-        let grad_sigma = Tensor::from_slice(&[*grad_sigma], sigma.shape(), sigma.device())?
-            .to_dtype(sigma.dtype())?;
-        Ok((
-            Some(grad_preds.broadcast_mul(grad_res)?),
-            Some(grad_sigma.broadcast_mul(grad_res)?),
-        ))
+        let grads = vec![widen(&out.grad_preds), widen(&[out.grad_noise_sigma])];
+        Ok((out.loss, grads))
     }
 }
 
@@ -345,14 +183,12 @@ pub fn balanced_mse_loss(
     on_cpu(preds)?;
     on_cpu(noise_sigma)?;
     let (labels, label_dim) = host(labels, "labels")?;
-    let op = BalancedMseOp {
+    let loss = BalancedMseLoss {
         prior: OwnedPrior::of(prior),
         labels,
         label_dim,
-        engine: Arc::clone(engine),
-        grad: Mutex::new(None),
     };
     preds
         .contiguous()?
-        .apply_op2(&noise_sigma.contiguous()?, op)
+        .apply_op2(&noise_sigma.contiguous()?, HostOp::new(loss, engine))
 }

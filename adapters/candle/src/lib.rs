@@ -21,6 +21,7 @@
 struct ReadmeDoctests;
 
 mod companions;
+mod host_op;
 mod op;
 
 pub use companions::{balanced_mse_loss, rank_sim_loss, rnc_loss};

@@ -1,118 +1,50 @@
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape as CandleShape, Tensor};
-use conr_core::{Batch, Config, Engine, FloatEngine, Inputs, Output, Scalar, Shape};
+use candle_core::Tensor;
+use conr_core::{Batch, Config, Engine, FloatEngine, Inputs, Scalar, Shape};
 use conr_cpu::Fast;
 
-/// ConR as a candle [`CustomOp1`] on the features. Labels, predictions and
-/// eta are constants captured by the op; the forward pass runs a conr
-/// engine and keeps its gradient for [`CustomOp1::bwd`].
-struct ConrOp {
+use crate::host_op::{Arg, HostLoss, HostOp, err, host, narrow, on_cpu, widen};
+
+/// ConR as a [`HostLoss`] of the features. Labels, predictions and eta are
+/// constants captured by the op.
+struct Conr {
     labels: Vec<f64>,
     preds: Vec<f64>,
     eta: Option<Vec<f64>>,
     label_dim: usize,
     config: Config,
-    engine: Arc<dyn FloatEngine>,
-    /// ∂loss/∂features from the forward pass (f64, row-major).
-    grad: Mutex<Option<Vec<f64>>>,
 }
 
-pub(crate) fn err(e: impl std::fmt::Display) -> candle_core::Error {
-    candle_core::Error::Msg(format!("conr: {e}"))
-}
+impl HostLoss for Conr {
+    fn name(&self) -> &'static str {
+        "conr"
+    }
 
-impl ConrOp {
-    /// The loss and its gradient (widened to f64) of features in `T`, on
-    /// `engine` (the op's engine, for batches of `T`).
-    fn forward<T: Scalar>(
+    fn run<T: Scalar>(
         &self,
         engine: &dyn Engine<T>,
-        data: &[T],
-        layout: &Layout,
-    ) -> candle_core::Result<(T, Vec<f64>)> {
-        let (rows, dim) = layout.shape().dims2()?;
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| err("the features must be contiguous"))?;
+        args: &[Arg<'_, T>],
+    ) -> candle_core::Result<(T, Vec<Vec<f64>>)> {
+        let &[(features, &[rows, dim])] = args else {
+            return Err(err("the features must be M×D"));
+        };
         let shape = Shape {
             rows,
             dim,
             label_dim: self.label_dim,
         };
-        let cast = |v: &[f64]| -> Vec<T> {
-            v.iter()
-                .map(|&x| T::from(x).unwrap_or_else(T::nan))
-                .collect()
-        };
-        let (labels, preds) = (cast(&self.labels), cast(&self.preds));
-        let eta = self.eta.as_deref().map(cast);
+        let (labels, preds) = (narrow(&self.labels), narrow(&self.preds));
+        let eta = self.eta.as_deref().map(narrow);
         let inputs = Inputs {
-            features: &data[start..end],
+            features,
             labels: &labels,
             preds: &preds,
             eta: eta.as_deref(),
         };
         let batch = Batch::new(shape, inputs).map_err(err)?;
-        let out: Output<T> = engine.compute(&batch, &self.config).map_err(err)?;
-        let grad = out
-            .grad_features
-            .iter()
-            .map(|g| g.to_f64().unwrap_or(f64::NAN))
-            .collect();
-        Ok((out.loss, grad))
-    }
-}
-
-impl CustomOp1 for ConrOp {
-    fn name(&self) -> &'static str {
-        "conr"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, CandleShape)> {
-        let (loss, grad) = match storage {
-            CpuStorage::F32(data) => {
-                let (loss, grad) = self.forward::<f32>(&*self.engine, data, layout)?;
-                (CpuStorage::F32(vec![loss]), grad)
-            }
-            CpuStorage::F64(data) => {
-                let (loss, grad) = self.forward::<f64>(&*self.engine, data, layout)?;
-                (CpuStorage::F64(vec![loss]), grad)
-            }
-            other => {
-                return Err(err(format!(
-                    "features must be f32 or f64, not {:?}",
-                    other.dtype()
-                )));
-            }
-        };
-        *self
-            .grad
-            .lock()
-            .map_err(|_| err("a previous call panicked"))? = Some(grad);
-        Ok((loss, CandleShape::from(())))
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let grad = self
-            .grad
-            .lock()
-            .map_err(|_| err("a previous call panicked"))?;
-        let grad = grad
-            .as_ref()
-            .ok_or_else(|| err("backward before forward"))?;
-        let grad = Tensor::from_slice(grad, arg.shape(), arg.device())?.to_dtype(arg.dtype())?;
-        Ok(Some(grad.broadcast_mul(grad_res)?))
+        let out = engine.compute(&batch, &self.config).map_err(err)?;
+        Ok((out.loss, vec![widen(&out.grad_features)]))
     }
 }
 
@@ -159,33 +91,19 @@ pub fn conr_loss_with(
     config: &Config,
     engine: &Arc<dyn FloatEngine>,
 ) -> candle_core::Result<Tensor> {
-    if !matches!(features.device(), Device::Cpu) {
-        return Err(err(
-            "conr_loss runs on CPU tensors; use conr-wgpu for GPU buffers",
-        ));
-    }
+    on_cpu(features)?;
     features.dims2()?;
     // M or M×L labels; the core checks every length against the features'.
-    let label_dim = match labels.dims() {
-        [_] => 1,
-        [_, l] => *l,
-        other => {
-            return Err(err(format!(
-                "labels of shape {other:?}: need [M] or [M, L]"
-            )));
-        }
-    };
-    let host = |t: &Tensor| -> candle_core::Result<Vec<f64>> {
-        t.detach().to_dtype(DType::F64)?.flatten_all()?.to_vec1()
-    };
-    let op = ConrOp {
+    let (labels, label_dim) = host(labels, "labels")?;
+    let (preds, _) = host(preds, "preds")?;
+    let eta = weights.map(|w| host(w, "weights")).transpose()?;
+    let conr = Conr {
+        labels,
+        preds,
+        eta: eta.map(|(w, _)| w),
         label_dim,
-        labels: host(labels)?,
-        preds: host(preds)?,
-        eta: weights.map(host).transpose()?,
         config: *config,
-        engine: Arc::clone(engine),
-        grad: Mutex::new(None),
     };
+    let op = HostOp::new(conr, engine);
     features.contiguous()?.apply_op1(op)
 }

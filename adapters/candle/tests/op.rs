@@ -2,6 +2,9 @@
 //! the conr reference engine, and against finite differences; and a few
 //! optimizer steps that lower the loss.
 
+// The losses ConR is combined with, as candle ops.
+mod companions;
+
 use approx::{assert_abs_diff_eq, assert_relative_eq};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Optimizer, VarBuilder, VarMap};

@@ -107,6 +107,67 @@ fn widen<T: FromFloats>(x: T) -> f64 {
     x.to_f64().unwrap_or(f64::NAN)
 }
 
+/// A loss of features and labels: RankSim (with its given rows) or RnC.
+enum FeatureLoss<'a> {
+    RankSim(&'a RankSim, Option<&'a [usize]>),
+    Rnc(&'a RankNContrast),
+}
+
+/// Reads `features` (M, D) and `labels` (M,) or (M, L), runs `loss` on the
+/// engine named `engine` in the features' precision with the GIL released,
+/// and returns the loss, ∂loss/∂features as an (M, D) array, and RankSim's
+/// subset rows (empty for RnC).
+fn feature_loss(
+    py: Python<'_>,
+    features: &Bound<'_, PyAny>,
+    labels: &Bound<'_, PyAny>,
+    engine: &str,
+    loss: &FeatureLoss<'_>,
+) -> PyResult<(f64, Py<PyAny>, Vec<usize>)> {
+    let (features, labels) = (
+        Floats::read(features, "features")?,
+        Floats::read(labels, "labels")?,
+    );
+    let (n, dim) = rows_and_width(&features, "features", false)?;
+    let (_, label_dim) = rows_and_width(&labels, "labels", true)?;
+    let shape = Shape {
+        rows: n,
+        dim,
+        label_dim,
+    };
+    let engine = engines::engine(py, engine)?;
+    fn run<T: FromFloats>(
+        py: Python<'_>,
+        engine: &dyn Engine<T>,
+        shape: Shape,
+        (features, labels): (&Floats<'_>, &Floats<'_>),
+        loss: &FeatureLoss<'_>,
+    ) -> PyResult<(f64, Py<PyAny>, Vec<usize>)> {
+        let (f, l) = (T::values(features), T::values(labels));
+        let (value, grad, rows) = py
+            .detach(|| match *loss {
+                FeatureLoss::RankSim(config, rows) => RankSimBatch::new(shape, &f, &l, rows)
+                    .and_then(|b| engine.rank_sim(&b, config))
+                    .map(|o| (o.loss, o.grad_features, o.rows)),
+                FeatureLoss::Rnc(config) => RncBatch::new(shape, &f, &l)
+                    .and_then(|b| engine.rank_n_contrast(&b, config))
+                    .map(|o| (o.loss, o.grad_features, Vec::new())),
+            })
+            .map_err(to_py)?;
+        let grad = grad
+            .into_pyarray(py)
+            .reshape([shape.rows, shape.dim])?
+            .into_any()
+            .unbind();
+        Ok((widen(value), grad, rows))
+    }
+    if features.is_f64() {
+        run::<f64>(py, &*engine, shape, (&features, &labels), loss)
+    } else {
+        run::<f32>(py, &*engine, shape, (&features, &labels), loss)
+    }
+}
+
 /// RankSim (Gong et al., ICML 2022) on a batch of NumPy arrays.
 ///
 /// `features` is (M, D), float32 or float64, and sets the precision;
@@ -138,49 +199,13 @@ pub fn rank_sim<'py>(
         seed,
     };
     config.validate().map_err(to_py)?;
-    let (features, labels) = (
-        Floats::read(features, "features")?,
-        Floats::read(labels, "labels")?,
-    );
-    let (n, dim) = rows_and_width(&features, "features", false)?;
-    let (_, label_dim) = rows_and_width(&labels, "labels", true)?;
-    let shape = Shape {
-        rows: n,
-        dim,
-        label_dim,
-    };
-    let engine = engines::engine(py, engine)?;
-    fn run<T: FromFloats>(
-        py: Python<'_>,
-        engine: &dyn Engine<T>,
-        shape: Shape,
-        (features, labels): (&Floats<'_>, &Floats<'_>),
-        rows: Option<&[usize]>,
-        config: &RankSim,
-    ) -> PyResult<PyRankSimOutput> {
-        let (f, l) = (T::values(features), T::values(labels));
-        let out = py
-            .detach(|| {
-                RankSimBatch::new(shape, &f, &l, rows).and_then(|b| engine.rank_sim(&b, config))
-            })
-            .map_err(to_py)?;
-        Ok(PyRankSimOutput {
-            loss: widen(out.loss),
-            grad_features: out
-                .grad_features
-                .into_pyarray(py)
-                .reshape([shape.rows, shape.dim])?
-                .into_any()
-                .unbind(),
-            rows: out.rows,
-        })
-    }
-    let arrays = (&features, &labels);
-    if features.is_f64() {
-        run::<f64>(py, &*engine, shape, arrays, rows.as_deref(), &config)
-    } else {
-        run::<f32>(py, &*engine, shape, arrays, rows.as_deref(), &config)
-    }
+    let loss = FeatureLoss::RankSim(&config, rows.as_deref());
+    let (loss, grad_features, rows) = feature_loss(py, features, labels, engine, &loss)?;
+    Ok(PyRankSimOutput {
+        loss,
+        grad_features,
+        rows,
+    })
 }
 
 /// Rank-N-Contrast (Zha et al., NeurIPS 2023) on a batch of NumPy arrays.
@@ -205,46 +230,12 @@ pub fn rank_n_contrast<'py>(
         feature_distance: FeatureDistance::L2,
     };
     config.validate().map_err(to_py)?;
-    let (features, labels) = (
-        Floats::read(features, "features")?,
-        Floats::read(labels, "labels")?,
-    );
-    let (n, dim) = rows_and_width(&features, "features", false)?;
-    let (_, label_dim) = rows_and_width(&labels, "labels", true)?;
-    let shape = Shape {
-        rows: n,
-        dim,
-        label_dim,
-    };
-    let engine = engines::engine(py, engine)?;
-    fn run<T: FromFloats>(
-        py: Python<'_>,
-        engine: &dyn Engine<T>,
-        shape: Shape,
-        (features, labels): (&Floats<'_>, &Floats<'_>),
-        config: &RankNContrast,
-    ) -> PyResult<PyRncOutput> {
-        let (f, l) = (T::values(features), T::values(labels));
-        let out = py
-            .detach(|| {
-                RncBatch::new(shape, &f, &l).and_then(|b| engine.rank_n_contrast(&b, config))
-            })
-            .map_err(to_py)?;
-        Ok(PyRncOutput {
-            loss: widen(out.loss),
-            grad_features: out
-                .grad_features
-                .into_pyarray(py)
-                .reshape([shape.rows, shape.dim])?
-                .into_any()
-                .unbind(),
-        })
-    }
-    if features.is_f64() {
-        run::<f64>(py, &*engine, shape, (&features, &labels), &config)
-    } else {
-        run::<f32>(py, &*engine, shape, (&features, &labels), &config)
-    }
+    let loss = FeatureLoss::Rnc(&config);
+    let (loss, grad_features, _) = feature_loss(py, features, labels, engine, &loss)?;
+    Ok(PyRncOutput {
+        loss,
+        grad_features,
+    })
 }
 
 /// Balanced MSE (Ren et al., CVPR 2022) on NumPy arrays.

@@ -224,48 +224,55 @@ pub struct RowTerm<T> {
     pub d_variance: T,
 }
 
-fn squared_distance<T: Scalar>(a: &[T], b: &[T]) -> T {
-    a.iter().zip(b).fold(T::zero(), |acc, (&x, &y)| {
-        let d = x - y;
-        acc + d * d
-    })
-}
-
 /// BMC's row term for row `i`, in one pass over the batch's labels: a
 /// running log-sum-exp, with the softmax-weighted sums it needs rescaled
-/// alongside it (`grad` accumulates `Σ_j e^{ℓ_ij − m}(p_i − y_j)` until the end).
+/// alongside it.
+///
+/// Each logit is taken against the row's own: `t_i = log Σ_j e^{−Δ_ij/2v}`
+/// with `Δ_ij = ‖p_i − y_j‖² − ‖p_i − y_i‖²`, computed as
+/// `Σ_c (y_jc − y_ic)·((y_jc − p_ic) + (y_ic − p_ic))`: `t_i` is
+/// `−log softmax_i` of the reference's logits.
+/// `Δ_ii = 0`, so the sum holds a term of 1 and a prediction far from every
+/// label (whose squared distances overflow) still gives its finite term.
 pub fn bmc_row<T: Scalar>(
     batch: &BmseBatch<'_, T>,
     variance: T,
     i: usize,
     grad: &mut [T],
 ) -> RowTerm<T> {
-    let p = batch.pred(i);
+    let (p, own) = (batch.pred(i), batch.label(i));
     let half_inv = T::one() / (cast::<T>(2.0) * variance);
     let mut sum = LogSum::new();
-    let mut weighted_q = T::zero();
+    // Σ_j e^{ℓ_ij − m} Δ_ij, and in `grad` Σ_j e^{ℓ_ij − m} (y_j − y_i).
+    let mut weighted_delta = T::zero();
     grad.iter_mut().for_each(|g| *g = T::zero());
     for j in 0..batch.rows() {
         let y = batch.label(j);
-        let q = squared_distance(p, y);
-        let logit = -q * half_inv;
+        let delta = y
+            .iter()
+            .zip(own)
+            .zip(p)
+            .fold(T::zero(), |acc, ((&yj, &yi), &pc)| {
+                acc + (yj - yi) * ((yj - pc) + (yi - pc))
+            });
+        let logit = -delta * half_inv;
+        if logit == T::neg_infinity() {
+            // A weight of exactly 0: the row's own term keeps the sum positive.
+            continue;
+        }
         let rescale = sum.add(logit);
         let w = sum.shifted(logit);
-        weighted_q = weighted_q * rescale + w * q;
-        for (g, (&pk, &yk)) in grad.iter_mut().zip(p.iter().zip(y)) {
-            *g = *g * rescale + w * (pk - yk);
+        weighted_delta = weighted_delta * rescale + w * delta;
+        for (g, (&yj, &yi)) in grad.iter_mut().zip(y.iter().zip(own)) {
+            *g = *g * rescale + w * (yj - yi);
         }
     }
-    // ∂ℓ_ij/∂p_i = −(p_i − y_j)/v and ∂ℓ_ij/∂v = ‖p_i − y_j‖²/(2v²).
-    let inv = T::one() / variance;
-    let total = sum.sum();
-    for (g, (&pk, &yk)) in grad.iter_mut().zip(p.iter().zip(batch.label(i))) {
-        *g = ((pk - yk) - *g / total) * inv;
-    }
-    let own = squared_distance(p, batch.label(i));
+    // ∂Δ_ij/∂p_i = 2(y_i − y_j) and ∂(−Δ_ij/2v)/∂v = Δ_ij/(2v²).
+    let (inv, total) = (T::one() / variance, sum.sum());
+    grad.iter_mut().for_each(|g| *g = *g / total * inv);
     RowTerm {
-        term: own * half_inv + sum.get(),
-        d_variance: (weighted_q / total - own) * half_inv * inv,
+        term: sum.get(),
+        d_variance: weighted_delta / total * half_inv * inv,
     }
 }
 
@@ -397,5 +404,19 @@ impl<T: Scalar> Scale<T> {
             scale: cast::<T>(2.0) * variance / cast(batch.rows() as f64),
             d_sigma: cast(2.0 * sigma),
         })
+    }
+
+    /// Row `i`'s term under `prior`, with its `∂L/∂p_i` written into `grad`
+    /// (already scaled): returns `(t_i, ∂t_i/∂v)`, the unscaled summands.
+    pub fn row(
+        &self,
+        batch: &BmseBatch<'_, T>,
+        prior: &Prior<'_>,
+        i: usize,
+        grad: &mut [T],
+    ) -> (T, T) {
+        let term = row_term(batch, prior, self.variance, i, grad);
+        grad.iter_mut().for_each(|g| *g = *g * self.scale);
+        (term.term, term.d_variance)
     }
 }

@@ -14,6 +14,7 @@
 //! batch of one row, a prior component of weight 0.
 
 pub mod balanced_mse;
+mod labelled;
 mod lse;
 #[cfg(feature = "alloc")]
 mod output;
@@ -21,6 +22,7 @@ pub mod rank;
 pub mod ranksim;
 pub mod rnc;
 
+pub use labelled::LabelledFeatures;
 #[cfg(feature = "alloc")]
 pub use output::{BalancedMseOutput, RankSimOutput, RncOutput};
 

@@ -25,11 +25,10 @@
 //! [`RankSimBatch::new`] also takes the rows themselves.
 
 use crate::config::named;
-use crate::rules::Rule;
 use crate::{Error, LabelMetric, Named, Scalar, Shape, cast};
 
 use super::rank::normalised_ranks;
-use super::{check_positive, check_rank_metric, check_rows};
+use super::{LabelledFeatures, check_positive, check_rank_metric};
 
 /// The 10⁻⁸ the reference adds to λ in the blackbox gradient's denominator.
 pub const BLACKBOX_EPSILON: f64 = 1e-8;
@@ -101,18 +100,25 @@ impl RankSim {
     }
 }
 
-/// A validated batch for RankSim: row-major features (M×D), labels (M×L),
-/// and optionally the subset's rows, given rather than chosen.
+/// A validated batch for RankSim: row-major features (M×D) and labels
+/// (M×L), and optionally the subset's rows, given rather than chosen. It
+/// reads as the [`LabelledFeatures`] it holds.
 #[derive(Debug, Clone, Copy)]
 pub struct RankSimBatch<'a, T> {
-    shape: Shape,
-    features: &'a [T],
-    labels: &'a [T],
+    batch: LabelledFeatures<'a, T>,
     rows: Option<&'a [usize]>,
 }
 
+impl<'a, T> core::ops::Deref for RankSimBatch<'a, T> {
+    type Target = LabelledFeatures<'a, T>;
+
+    fn deref(&self) -> &LabelledFeatures<'a, T> {
+        &self.batch
+    }
+}
+
 impl<'a, T: Scalar> RankSimBatch<'a, T> {
-    /// Validates the shape, the lengths, that every value is finite, and that
+    /// Validates the batch as [`LabelledFeatures::new`] does, and that
     /// `rows` (where given) is non-empty and names rows of the batch.
     pub fn new(
         shape: Shape,
@@ -120,21 +126,7 @@ impl<'a, T: Scalar> RankSimBatch<'a, T> {
         labels: &'a [T],
         rows: Option<&'a [usize]>,
     ) -> Result<Self, Error> {
-        shape.validate()?;
-        check_rows(
-            "features",
-            features,
-            shape.rows,
-            shape.dim,
-            Rule::FeaturesFinite,
-        )?;
-        check_rows(
-            "labels",
-            labels,
-            shape.rows,
-            shape.label_dim,
-            Rule::LabelsFinite,
-        )?;
+        let batch = LabelledFeatures::new(shape, features, labels)?;
         if let Some(rows) = rows {
             if rows.is_empty() {
                 return Err(Error::InvalidConfig {
@@ -149,27 +141,7 @@ impl<'a, T: Scalar> RankSimBatch<'a, T> {
                 });
             }
         }
-        Ok(Self {
-            shape,
-            features,
-            labels,
-            rows,
-        })
-    }
-
-    /// The batch's sizes.
-    pub fn shape(&self) -> Shape {
-        self.shape
-    }
-
-    /// The features, M×D.
-    pub fn features(&self) -> &'a [T] {
-        self.features
-    }
-
-    /// The labels, M×L.
-    pub fn labels(&self) -> &'a [T] {
-        self.labels
+        Ok(Self { batch, rows })
     }
 
     /// The subset's rows, where the caller gave them.
@@ -177,26 +149,12 @@ impl<'a, T: Scalar> RankSimBatch<'a, T> {
         self.rows
     }
 
-    /// Row `j`'s label.
-    #[inline]
-    pub fn label(&self, j: usize) -> &'a [T] {
-        let l = self.shape.label_dim;
-        &self.labels[j * l..(j + 1) * l]
-    }
-
-    /// Row `j`'s features.
-    #[inline]
-    pub fn feature_row(&self, j: usize) -> &'a [T] {
-        let d = self.shape.dim;
-        &self.features[j * d..(j + 1) * d]
-    }
-
     /// Writes the subset's rows into `out[..b]` and returns b: the given
     /// rows, or those `config` chooses. `out` holds at least M entries (or
     /// as many as the given rows).
     pub fn select(&self, config: &RankSim, out: &mut [usize]) -> Result<usize, Error> {
         config.validate()?;
-        let needed = self.rows.map_or(self.shape.rows, <[usize]>::len);
+        let needed = self.rows.map_or(self.shape().rows, <[usize]>::len);
         if out.len() < needed {
             return Err(Error::BufferTooSmall {
                 what: "rows",
@@ -210,8 +168,8 @@ impl<'a, T: Scalar> RankSimBatch<'a, T> {
             (None, Subsample::Every) => out.iter_mut().enumerate().for_each(|(k, r)| *r = k),
             (None, Subsample::OnePerLabel) => {
                 return Ok(one_per_label(
-                    self.labels,
-                    self.shape.label_dim,
+                    self.labels(),
+                    self.shape().label_dim,
                     config.seed,
                     out,
                 ));

@@ -24,11 +24,10 @@
 //! with respect to the features, as PyTorch's norm gives it.
 
 use crate::config::named;
-use crate::rules::Rule;
-use crate::{Error, LabelMetric, Named, Scalar, Shape, cast, metric};
+use crate::{Error, LabelMetric, Named, Scalar, cast, metric};
 
 use super::lse::LogSum;
-use super::{check_positive, check_rank_metric, check_rows};
+use super::{LabelledFeatures, check_positive, check_rank_metric};
 
 /// The distance between feature rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -87,60 +86,27 @@ impl RankNContrast {
 }
 
 /// A validated batch for Rank-N-Contrast: features (n×D) and labels (n×L).
-#[derive(Debug, Clone, Copy)]
-pub struct RncBatch<'a, T> {
-    shape: Shape,
-    features: &'a [T],
-    labels: &'a [T],
-}
+pub type RncBatch<'a, T> = LabelledFeatures<'a, T>;
 
-impl<'a, T: Scalar> RncBatch<'a, T> {
-    /// Validates the shape, the lengths and that every value is finite.
-    pub fn new(shape: Shape, features: &'a [T], labels: &'a [T]) -> Result<Self, Error> {
-        shape.validate()?;
-        check_rows(
-            "features",
-            features,
-            shape.rows,
-            shape.dim,
-            Rule::FeaturesFinite,
-        )?;
-        check_rows(
-            "labels",
-            labels,
-            shape.rows,
-            shape.label_dim,
-            Rule::LabelsFinite,
-        )?;
-        Ok(Self {
-            shape,
-            features,
-            labels,
-        })
-    }
-
-    /// The batch's sizes.
-    pub fn shape(&self) -> Shape {
-        self.shape
-    }
-
-    /// The features, n×D.
-    pub fn features(&self) -> &'a [T] {
-        self.features
-    }
-
-    /// Row `j`'s features.
-    #[inline]
-    pub fn feature_row(&self, j: usize) -> &'a [T] {
-        let d = self.shape.dim;
-        &self.features[j * d..(j + 1) * d]
-    }
-
-    /// Row `j`'s label.
-    #[inline]
-    pub fn label(&self, j: usize) -> &'a [T] {
-        let l = self.shape.label_dim;
-        &self.labels[j * l..(j + 1) * l]
+impl<T: Scalar> RncBatch<'_, T> {
+    /// Checks that every logit `−‖f_i − f_j‖/τ` is finite in `T`, through
+    /// the bound `‖f_i − f_j‖ ≤ 2·√D·max|f|`: features that far apart for
+    /// this τ have no loss in the precision, so they are refused alike by
+    /// every engine rather than giving −∞ logits.
+    pub fn check_logits(&self, config: &RankNContrast) -> Result<(), Error> {
+        let largest = self
+            .features()
+            .iter()
+            .fold(T::zero(), |m, x| m.max(x.abs()));
+        let reach: T = cast(2.0 * libm::sqrt(self.shape().dim as f64) / config.temperature);
+        if (largest * reach).is_finite() {
+            Ok(())
+        } else {
+            Err(Error::InvalidConfig {
+                field: "temperature",
+                why: "feature distances over τ overflow the precision",
+            })
+        }
     }
 
     /// The feature distance `‖f_i − f_j‖₂`, without overflow.

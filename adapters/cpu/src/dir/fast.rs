@@ -4,7 +4,7 @@
 //! rows holds its rows' similarities or pair weights (64×n), and RankSim's
 //! products are GEMMs of fixed shapes.
 
-use conr_core::dir::balanced_mse::{self, BalancedMse, BmseBatch, Scale};
+use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch, Scale};
 use conr_core::dir::ranksim::{self, RankSim, RankSimBatch, RowScratch};
 use conr_core::dir::rnc::{self, RankNContrast, RncBatch};
 use conr_core::dir::{BalancedMseOutput, RankSimOutput, RncOutput};
@@ -109,11 +109,12 @@ pub(crate) fn rank_sim<T: Scalar>(
             });
     }
     let grad_features = scatter_normalized(shape.rows, d, &rows, &z, &lengths, &dz);
-    Ok(RankSimOutput {
+    RankSimOutput {
         loss,
         grad_features,
         rows,
-    })
+    }
+    .checked()
 }
 
 /// `∂L/∂f` of the batch from `∂L/∂ẑ` of the subset's rows (zero elsewhere;
@@ -154,6 +155,7 @@ pub(crate) fn rank_n_contrast<T: Scalar>(
     config: &RankNContrast,
 ) -> Result<RncOutput<T>, Error> {
     config.validate()?;
+    batch.check_logits(config)?;
     let shape = batch.shape();
     let (n, d) = (shape.rows, shape.dim);
     let tau: T = cast(config.temperature);
@@ -220,10 +222,11 @@ pub(crate) fn rank_n_contrast<T: Scalar>(
                 }
             });
     }
-    Ok(RncOutput {
+    RncOutput {
         loss: loss / pairs,
         grad_features,
-    })
+    }
+    .checked()
 }
 
 /// Balanced MSE, rows in parallel: each row's term streams over the batch's
@@ -240,18 +243,10 @@ pub(crate) fn balanced_mse<T: Scalar>(
         .par_chunks_mut(l)
         .with_min_len(ROWS_PER_TASK)
         .enumerate()
-        .map(|(i, grad)| {
-            let term = balanced_mse::row_term(batch, &config.prior, scale.variance, i, grad);
-            grad.iter_mut().for_each(|g| *g = *g * scale.scale);
-            (term.term, term.d_variance)
-        })
+        .map(|(i, grad)| scale.row(batch, &config.prior, i, grad))
         .collect();
     let (loss, d_variance) = terms
         .into_iter()
         .fold((T::zero(), T::zero()), |(a, b), (t, v)| (a + t, b + v));
-    Ok(BalancedMseOutput {
-        loss: loss * scale.scale,
-        grad_preds,
-        grad_noise_sigma: d_variance * scale.scale * scale.d_sigma,
-    })
+    BalancedMseOutput::from_sums(&scale, loss, d_variance, grad_preds)
 }

@@ -4,7 +4,7 @@
 //! checks the other; Balanced MSE's row terms are the core's own streaming
 //! functions, taken one row after another.
 
-use conr_core::dir::balanced_mse::{self, BalancedMse, BmseBatch, Scale};
+use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch, Scale};
 use conr_core::dir::ranksim::{self, RankSim, RankSimBatch, RowScratch};
 use conr_core::dir::rnc::{self, RankNContrast, RncBatch};
 use conr_core::dir::{BalancedMseOutput, RankSimOutput, RncOutput};
@@ -62,11 +62,12 @@ pub(crate) fn rank_sim<T: Scalar>(
         let out = &mut grad_features[r * d..(r + 1) * d];
         out.iter_mut().zip(&df).for_each(|(o, &x)| *o = *o + x);
     }
-    Ok(RankSimOutput {
+    RankSimOutput {
         loss,
         grad_features,
         rows,
-    })
+    }
+    .checked()
 }
 
 /// Rank-N-Contrast pair by pair: for each anchor i and each k ≠ i, the
@@ -76,6 +77,7 @@ pub(crate) fn rank_n_contrast<T: Scalar>(
     config: &RankNContrast,
 ) -> Result<RncOutput<T>, Error> {
     config.validate()?;
+    batch.check_logits(config)?;
     let shape = batch.shape();
     let (n, d) = (shape.rows, shape.dim);
     let tau: T = cast(config.temperature);
@@ -120,10 +122,11 @@ pub(crate) fn rank_n_contrast<T: Scalar>(
             }
         }
     }
-    Ok(RncOutput {
+    RncOutput {
         loss: loss / pairs,
         grad_features,
-    })
+    }
+    .checked()
 }
 
 /// Balanced MSE, one row after another.
@@ -136,14 +139,9 @@ pub(crate) fn balanced_mse<T: Scalar>(
     let mut grad_preds = vec![T::zero(); batch.rows() * l];
     let (mut loss, mut d_variance) = (T::zero(), T::zero());
     for (i, grad) in grad_preds.chunks_exact_mut(l).enumerate() {
-        let term = balanced_mse::row_term(batch, &config.prior, scale.variance, i, grad);
-        loss = loss + term.term;
-        d_variance = d_variance + term.d_variance;
-        grad.iter_mut().for_each(|g| *g = *g * scale.scale);
+        let (term, dv) = scale.row(batch, &config.prior, i, grad);
+        loss = loss + term;
+        d_variance = d_variance + dv;
     }
-    Ok(BalancedMseOutput {
-        loss: loss * scale.scale,
-        grad_preds,
-        grad_noise_sigma: d_variance * scale.scale * scale.d_sigma,
-    })
+    BalancedMseOutput::from_sums(&scale, loss, d_variance, grad_preds)
 }

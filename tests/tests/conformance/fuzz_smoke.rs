@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use conr_tests::fuzzing::{cli_input, core_api};
+use conr_tests::fuzzing::{cli_input, companions, core_api};
 use conr_tests::shard_fuzz::{Reached, shard_message};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -42,6 +42,15 @@ fn core_api_corpus_and_random_inputs() {
     let random = random(core_api, 1, 600, 200_000);
     assert_eq!(random, 200_000);
     eprintln!("core_api: {corpus} corpus inputs, {random} random inputs");
+}
+
+#[test]
+fn companions_corpus_and_random_inputs() {
+    let corpus = replay("companions", companions);
+    assert!(corpus > 0, "the companions corpus is empty");
+    let random = random(companions, 4, 400, 200_000);
+    assert_eq!(random, 200_000);
+    eprintln!("companions: {corpus} corpus inputs, {random} random inputs");
 }
 
 #[test]

@@ -1,0 +1,14 @@
+//! Every engine held to the reference, one test binary (each links the
+//! engines once): bad inputs, the fixtures of ConR and of the companion
+//! losses, random batches and properties, the data-parallel protocol, and
+//! the fuzz targets' stable replay.
+
+mod bad_inputs;
+mod dir_engines;
+mod dir_fixtures;
+mod dir_properties;
+mod engines;
+mod fixtures;
+mod fuzz_smoke;
+mod properties;
+mod sharded;

@@ -1,0 +1,8 @@
+//! The WGSL engine, one test binary (each links wgpu once): compute against
+//! the fixtures and the reference, the device-built band plan, mixed
+//! precision, and the record path. On CI this runs on lavapipe.
+
+mod compute;
+mod device_plan;
+mod mixed;
+mod record;
