@@ -123,7 +123,8 @@ enum Command {
     /// over several seeds, and report MAE and GM overall and per shot region.
     ///
     /// Methods: an L1 baseline; L1 + β·ConR on two augmented views of each batch;
-    /// and L1 + β·ConR with pushing power from label density (sqrt_inv + LDS).
+    /// L1 + β·ConR with pushing power from label density (sqrt_inv + LDS);
+    /// L1 + γ·RankSim; L1 + β·ConR + γ·RankSim; BMC; BMC + β·ConR.
     /// The data ships with the binary: no network is needed.
     Demo {
         /// Seeds per method.
@@ -135,6 +136,9 @@ enum Command {
         /// β, the weight of the ConR term.
         #[arg(long, default_value_t = 1.0)]
         beta: f64,
+        /// γ, the weight of the RankSim term.
+        #[arg(long, default_value_t = 10.0)]
+        gamma: f64,
         /// ω (and ω̂): qualities within this distance are positives.
         #[arg(long, default_value_t = 0.5)]
         threshold: f64,
@@ -283,6 +287,7 @@ fn run(cli: Cli) -> Result<String> {
             seeds,
             epochs,
             beta,
+            gamma,
             threshold,
             temperature,
             backend,
@@ -294,6 +299,7 @@ fn run(cli: Cli) -> Result<String> {
                 seeds,
                 epochs,
                 beta,
+                gamma,
                 threshold,
                 temperature,
                 engine,

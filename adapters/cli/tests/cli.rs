@@ -383,6 +383,10 @@ fn demo_quick_writes_its_report_and_plot() {
         "baseline (L1)",
         "L1 + ConR",
         "L1 + ConR, LDS eta",
+        "L1 + RankSim",
+        "L1 + ConR + RankSim",
+        "BMC",
+        "BMC + ConR",
         "many",
         "medium",
         "few",
@@ -394,7 +398,15 @@ fn demo_quick_writes_its_report_and_plot() {
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
             .unwrap();
-    for method in ["baseline (L1)", "L1 + ConR", "L1 + ConR, LDS eta"] {
+    for method in [
+        "baseline (L1)",
+        "L1 + ConR",
+        "L1 + ConR, LDS eta",
+        "L1 + RankSim",
+        "L1 + ConR + RankSim",
+        "BMC",
+        "BMC + ConR",
+    ] {
         for region in ["all", "many", "medium", "few"] {
             let s = &report["methods"][method][region];
             for key in ["mae_mean", "mae_std", "gm_mean", "gm_std", "count"] {

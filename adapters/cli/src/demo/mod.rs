@@ -2,10 +2,12 @@
 //!
 //! Red wine quality (1,599 wines; quality 3 to 8, with 10 and 18 wines at the
 //! extremes and 681 at quality 5) is a small, heavily imbalanced regression
-//! task. The demo trains the same MLP three ways, over several seeds: with an
-//! L1 loss alone, with ConR added, and with ConR whose pushing power comes from
-//! label density (`sqrt_inv` + LDS). It reports MAE and GM on a test set that
-//! keeps every quality, overall and per shot region.
+//! task. The demo trains the same MLP several ways, over several seeds: with an
+//! L1 loss alone, with ConR added, with ConR whose pushing power comes from
+//! label density (`sqrt_inv` + LDS), and with the paper's combinations (L1 +
+//! RankSim, L1 + ConR + RankSim, Balanced MSE's BMC, BMC + ConR). It reports
+//! MAE and GM on a test set that keeps every quality, overall and per shot
+//! region.
 //!
 //! ```no_run
 //! use conr_cli::demo::{DemoOptions, run};
@@ -24,6 +26,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use conr_core::dir::ranksim::RankSim;
 use conr_core::{Config, FloatEngine};
 use conr_cpu::Fast;
 pub use report::Report;
@@ -42,6 +45,8 @@ pub struct DemoOptions {
     pub epochs: usize,
     /// β, the weight of the ConR term.
     pub beta: f64,
+    /// γ, the weight of the RankSim term.
+    pub gamma: f64,
     /// ω: qualities within this distance are positives. ω̂ is the same.
     pub threshold: f64,
     /// τ.
@@ -58,6 +63,7 @@ impl Default for DemoOptions {
             seeds: 5,
             epochs: 150,
             beta: 1.0,
+            gamma: 10.0,
             threshold: 0.5,
             temperature: 0.1,
             engine: Arc::new(Fast::new()),
@@ -105,6 +111,12 @@ pub fn run(
         weight_decay: 1e-4,
         beta: options.beta,
         config,
+        gamma: options.gamma,
+        // λ = 2 and one row per label, as RankSim's reference runs.
+        rank_sim: RankSim::default(),
+        // BMC's reference starts σ at 1 with its own learning rate 1e-2.
+        init_noise_sigma: 1.0,
+        sigma_lr: 1e-2,
         engine: options.engine.clone(),
         noise: 0.1,
         dropout: 0.1,
@@ -129,6 +141,7 @@ pub fn run(
     let settings = BTreeMap::from([
         ("epochs".to_string(), epochs.to_string()),
         ("beta".to_string(), options.beta.to_string()),
+        ("gamma".to_string(), options.gamma.to_string()),
         ("threshold".to_string(), options.threshold.to_string()),
         ("temperature".to_string(), options.temperature.to_string()),
         (

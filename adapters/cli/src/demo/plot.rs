@@ -65,6 +65,10 @@ pub fn per_label_mae(report: &Report, path: &Path) -> Result<(), String> {
         RGBColor(90, 90, 90),
         RGBColor(31, 119, 180),
         RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+        RGBColor(255, 127, 14),
+        RGBColor(23, 190, 207),
     ];
     let series = Method::ALL
         .iter()

@@ -1,7 +1,9 @@
-//! One training run: an MLP regressor on the wine data, with an L1 loss and,
-//! for the ConR methods, `β · L_ConR` on the features of two augmented views.
+//! One training run: an MLP regressor on the wine data, with a regression
+//! loss (L1, or Balanced MSE's BMC with a learnable noise scale) and, by
+//! method, `β · L_ConR` and `γ · L_RankSim` on the features of two augmented
+//! views.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use conr_core::Config;
 use conr_core::density::{DensityConfig, Kernel, Reweight};
@@ -12,11 +14,13 @@ use rand_distr::StandardNormal;
 
 use super::data::{FEATURES, Split, Splits};
 use super::model::Regressor;
-use conr_candle::conr_loss_with;
+use conr_candle::{balanced_mse_loss, conr_loss_with, rank_sim_loss};
 use conr_core::FloatEngine;
+use conr_core::dir::balanced_mse::Prior;
+use conr_core::dir::ranksim::RankSim;
 use std::sync::Arc;
 
-/// What is added to the L1 loss.
+/// The regression loss and the terms added to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
     /// L1 alone.
@@ -25,11 +29,36 @@ pub enum Method {
     Conr,
     /// L1 + β·ConR with `eta` from `sqrt_inv` counts smoothed by a gaussian LDS window.
     ConrLds,
+    /// L1 + γ·RankSim.
+    RankSim,
+    /// L1 + β·ConR + γ·RankSim.
+    ConrRankSim,
+    /// Balanced MSE (BMC, the batch's labels as the prior) with a learnable σ.
+    Bmc,
+    /// BMC + β·ConR.
+    BmcConr,
+}
+
+/// The regression loss of a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Regression {
+    /// Mean absolute error.
+    L1,
+    /// Balanced MSE with the batch-based prior.
+    Bmc,
 }
 
 impl Method {
     /// Every method, in report order.
-    pub const ALL: [Method; 3] = [Method::Baseline, Method::Conr, Method::ConrLds];
+    pub const ALL: [Method; 7] = [
+        Method::Baseline,
+        Method::Conr,
+        Method::ConrLds,
+        Method::RankSim,
+        Method::ConrRankSim,
+        Method::Bmc,
+        Method::BmcConr,
+    ];
 
     /// The name in reports.
     pub fn name(self) -> &'static str {
@@ -37,7 +66,32 @@ impl Method {
             Method::Baseline => "baseline (L1)",
             Method::Conr => "L1 + ConR",
             Method::ConrLds => "L1 + ConR, LDS eta",
+            Method::RankSim => "L1 + RankSim",
+            Method::ConrRankSim => "L1 + ConR + RankSim",
+            Method::Bmc => "BMC",
+            Method::BmcConr => "BMC + ConR",
         }
+    }
+
+    /// Its regression loss.
+    pub fn regression(self) -> Regression {
+        match self {
+            Method::Bmc | Method::BmcConr => Regression::Bmc,
+            _ => Regression::L1,
+        }
+    }
+
+    /// Whether β·ConR is added.
+    pub fn conr(self) -> bool {
+        matches!(
+            self,
+            Method::Conr | Method::ConrLds | Method::ConrRankSim | Method::BmcConr
+        )
+    }
+
+    /// Whether γ·RankSim is added.
+    pub fn rank_sim(self) -> bool {
+        matches!(self, Method::RankSim | Method::ConrRankSim)
     }
 }
 
@@ -56,6 +110,15 @@ pub struct TrainOptions {
     pub beta: f64,
     /// The ConR config.
     pub config: Config,
+    /// γ, the weight of the RankSim term.
+    pub gamma: f64,
+    /// The RankSim config; each step draws its one-row-per-label subset
+    /// with its own seed.
+    pub rank_sim: RankSim,
+    /// σ's starting value for BMC.
+    pub init_noise_sigma: f64,
+    /// σ's own AdamW learning rate.
+    pub sigma_lr: f64,
     /// Where ConR runs.
     pub engine: Arc<dyn FloatEngine>,
     /// Standard deviation of the Gaussian feature noise of both views.
@@ -173,10 +236,20 @@ pub fn train(
         ..Default::default()
     };
     let mut optimizer = AdamW::new(varmap.all_vars(), params)?;
+    // σ lives outside the model's VarMap: `init` leaves it alone and the
+    // kept-epoch snapshot does not need it (predictions do not read it).
+    let noise_sigma = Var::new(&[options.init_noise_sigma as f32], &device)?;
+    let sigma_params = ParamsAdamW {
+        lr: options.sigma_lr,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
+    let mut sigma_optimizer = AdamW::new(vec![noise_sigma.clone()], sigma_params)?;
     let eta = lds_weights(&splits.train);
     let train = &splits.train;
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut best = (f64::INFINITY, Vec::new());
+    let mut steps = 0u64;
     for _ in 0..options.epochs {
         order.shuffle(&mut rng);
         for idx in order.chunks(options.batch) {
@@ -190,8 +263,17 @@ pub fn train(
             let y = Tensor::from_slice(&labels, 2 * b, &device)?;
             let features = model.features(&x)?;
             let pred = model.predict(&features)?;
-            let mut loss = (&pred - &y)?.abs()?.mean_all()?;
-            if method != Method::Baseline && b > 1 {
+            let mut loss = match method.regression() {
+                Regression::L1 => (&pred - &y)?.abs()?.mean_all()?,
+                Regression::Bmc => balanced_mse_loss(
+                    &pred,
+                    &y,
+                    noise_sigma.as_tensor(),
+                    &Prior::Batch,
+                    &options.engine,
+                )?,
+            };
+            if method.conr() && b > 1 {
                 let weights = match method {
                     Method::ConrLds => {
                         let w: Vec<f32> = idx.iter().chain(idx).map(|&i| eta[i]).collect();
@@ -209,7 +291,22 @@ pub fn train(
                 )?;
                 loss = (loss + (conr * options.beta)?)?;
             }
-            optimizer.backward_step(&loss)?;
+            if method.rank_sim() && b > 1 {
+                // The subset's seed comes from the step, not from `rng`, so
+                // that every method sees the same batches and views.
+                let config = RankSim {
+                    seed: seed.wrapping_mul(1 << 32).wrapping_add(steps),
+                    ..options.rank_sim
+                };
+                let rank_sim = rank_sim_loss(&features, &y, &config, &options.engine)?;
+                loss = (loss + (rank_sim * options.gamma)?)?;
+            }
+            let grads = loss.backward()?;
+            optimizer.step(&grads)?;
+            if method.regression() == Regression::Bmc {
+                sigma_optimizer.step(&grads)?;
+            }
+            steps += 1;
         }
         let val = mae(&predict(&model, &splits.val, &device)?, &splits.val.y);
         if val < best.0 {
