@@ -12,12 +12,17 @@ Prints one JSON object per size, with the fields of `conr bench --json`:
   impl, device, m, d, threads, fwd_bwd_s (median), gemm_s (median of one f32
   M×M×D GEMM, TF32 off), gemm_equivalents, peak_bytes (CUDA only), status.
 
-Usage: python3 bench/torch_conr.py --official ../ConR --sizes 1024x512,4096x512 --threads 2 [--device cuda]
+With --conr PATH (a `conr` binary), the same run then times `conr bench` on
+the same sizes and threads, and prints one line per size with the ratios:
+the official code over conr, and torch's GEMM over conr's GEMM kernels.
+
+Usage: python3 bench/torch_conr.py --official ../ConR --sizes 1024x512,4096x512 --threads 2 [--device cuda] [--conr target/release/conr]
 """
 import argparse
 import json
 import math
 import statistics
+import subprocess
 import time
 
 import torch
@@ -38,6 +43,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--conr", help="a conr binary: run `conr bench` on the same sizes and print the ratios")
     args = parser.parse_args()
     official = load_official(args.official)
     if args.threads > 0:
@@ -45,6 +51,7 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     generator = torch.Generator().manual_seed(0)
+    official_rows = []
     for item in args.sizes.split(","):
         m, d = (int(x) for x in item.lower().split("x"))
         feats, ages, preds, weights = random_batch(m, d, args.device, generator)
@@ -82,7 +89,7 @@ def main():
             del out
         fwd_bwd = statistics.median(times) if times else math.nan
         gemm = statistics.median(gemm_times)
-        print(json.dumps({
+        official_rows.append({
             "impl": "torch-official-agedb",
             "device": args.device,
             "m": m,
@@ -93,7 +100,37 @@ def main():
             "gemm_equivalents": fwd_bwd / gemm,
             "peak_bytes": peak,
             "status": status,
-        }), flush=True)
+        })
+        print(json.dumps(official_rows[-1]), flush=True)
+    if args.conr:
+        compare(args, official_rows)
+
+
+def compare(args, official_rows):
+    """Times `conr bench` on the same sizes and threads, and prints the ratios."""
+    backend = "gpu" if args.device == "cuda" else "cpu"
+    command = [args.conr, "bench", "--backend", backend, "--sizes", args.sizes,
+               "--reps", str(args.reps), "--warmup", str(args.warmup),
+               "--threads", str(args.threads), "--json"]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    rows = (json.loads(line) for line in output.splitlines() if line.strip())
+    conr_rows = {(r["m"], r["d"]): r for r in rows}
+    for official in official_rows:
+        ours = conr_rows[(official["m"], official["d"])]
+        row = {
+            "impl": "ratios",
+            "m": official["m"],
+            "d": official["d"],
+            "conr_plan": ours["plan"],
+            "conr_fwd_bwd_s": ours["fwd_bwd_s"],
+            "conr_peak_bytes": ours["peak_bytes"],
+            "official_over_conr": official["fwd_bwd_s"] / ours["fwd_bwd_s"],
+        }
+        if ours["gemm_s"] is not None:
+            row["conr_gemm_equivalents"] = ours["gemm_equivalents"]
+            row["conr_over_torch_gemm_equivalents"] = ours["fwd_bwd_s"] / official["gemm_s"]
+            row["torch_gemm_over_conr_gemm"] = official["gemm_s"] / ours["gemm_s"]
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -57,15 +57,66 @@ fn linf<T: Scalar>(a: &[T], b: &[T]) -> T {
 /// The Euclidean length of `v`, scaled so that it cannot overflow.
 #[inline]
 pub fn norm<T: Scalar>(v: &[T]) -> T {
-    let big = v.iter().fold(T::zero(), |acc, &x| acc.max(x.abs()));
+    let big = fold_lanes(v, |acc, x| acc.max(x.abs()), |a, b| a.max(b));
     if big.is_zero() {
         return big;
     }
-    let sum = v.iter().fold(T::zero(), |acc, &x| {
-        let r = x / big;
-        acc + r * r
-    });
+    // One reciprocal rather than a division per component, unless `big` is
+    // so small (subnormal) that its reciprocal overflows.
+    let inv = T::one() / big;
+    let sum = if inv.is_finite() {
+        fold_lanes(v, |acc, x| acc + (x * inv) * (x * inv), |a, b| a + b)
+    } else {
+        fold_lanes(v, |acc, x| acc + (x / big) * (x / big), |a, b| a + b)
+    };
     big * sum.sqrt()
+}
+
+/// `a · b` over the common length.
+///
+/// Summed in eight interleaved lanes, then the lanes in order, as [`norm`]
+/// is: eight independent chains of additions vectorise where one chain
+/// waits on each addition, and a row of 2.2 million features is summed in a
+/// fraction of the time. The order is fixed, so the bits do not depend on the
+/// machine or the thread count.
+#[inline]
+pub fn dot<T: Scalar>(a: &[T], b: &[T]) -> T {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [T::zero(); LANES];
+    let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .fold(T::zero(), |acc, (&x, &y)| acc + x * y);
+    for (x, y) in a8.zip(b8) {
+        for i in 0..LANES {
+            lanes[i] = lanes[i] + x[i] * y[i];
+        }
+    }
+    lanes.iter().fold(tail, |acc, &l| acc + l)
+}
+
+/// The lanes of [`dot`] and [`norm`].
+const LANES: usize = 8;
+
+/// Folds `v` with `step` in [`LANES`] interleaved lanes, the tail first,
+/// then merges the lanes in order with `merge`.
+#[inline]
+fn fold_lanes<T: Scalar>(v: &[T], step: impl Fn(T, T) -> T, merge: impl Fn(T, T) -> T) -> T {
+    let mut lanes = [T::zero(); LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(T::zero(), |acc, &x| step(acc, x));
+    for chunk in chunks {
+        for i in 0..LANES {
+            lanes[i] = step(lanes[i], chunk[i]);
+        }
+    }
+    lanes.iter().fold(tail, |acc, &l| merge(acc, l))
 }
 
 fn angle<T: Scalar>(a: &[T], b: &[T]) -> T {

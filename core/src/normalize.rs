@@ -3,7 +3,7 @@
 //! ε = 1e-12, as in `torch.nn.functional.normalize`. A zero row normalises to
 //! the zero vector (every logit with it is 0), and its gradient is `dz / ε`.
 
-use crate::metric::norm;
+use crate::metric::{dot, norm};
 use crate::{Scalar, cast};
 
 /// ε, the floor on a row's length.
@@ -32,20 +32,26 @@ pub fn normalize<T: Scalar>(f: &[T], z: &mut [T]) -> T {
 /// `∂L/∂z`, writes `∂L/∂f = (dz − z (z·dz)) / |f|`, or `dz / ε` when `|f| <= ε`.
 #[inline]
 pub fn normalize_backward<T: Scalar>(length: T, z: &[T], dz: &[T], df: &mut [T]) {
+    df.copy_from_slice(dz);
+    normalize_backward_in_place(length, z, df);
+}
+
+/// [`normalize_backward`] in place: `grad` holds `∂L/∂z` on entry and
+/// `∂L/∂f` on return, so that a row's gradient needs no second buffer (a
+/// batch of 2.2-million-wide rows would otherwise hold two).
+#[inline]
+pub fn normalize_backward_in_place<T: Scalar>(length: T, z: &[T], grad: &mut [T]) {
     let eps = cast(EPSILON);
     if length > eps {
-        let radial = z
-            .iter()
-            .zip(dz)
-            .fold(T::zero(), |acc, (&a, &b)| acc + a * b);
+        let radial = dot(z, grad);
         let inv = T::one() / length;
-        for ((out, &zi), &gi) in df.iter_mut().zip(z).zip(dz) {
-            *out = (gi - zi * radial) * inv;
+        for (g, &zi) in grad.iter_mut().zip(z) {
+            *g = (*g - zi * radial) * inv;
         }
     } else {
         let inv = T::one() / eps;
-        for (out, &gi) in df.iter_mut().zip(dz) {
-            *out = gi * inv;
+        for g in grad.iter_mut() {
+            *g = *g * inv;
         }
     }
 }
@@ -74,5 +80,8 @@ mod tests {
         normalize_backward(length, &z, &[0.3, 0.1, -0.7], &mut df);
         let radial: f64 = df.iter().zip(&f).map(|(a, b)| a * b).sum();
         assert!(radial.abs() < 1e-15);
+        let mut grad = [0.3, 0.1, -0.7];
+        normalize_backward_in_place(length, &z, &mut grad);
+        assert_eq!(grad, df);
     }
 }

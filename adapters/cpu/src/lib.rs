@@ -41,6 +41,7 @@ mod dir;
 mod fast;
 mod matmul;
 mod reference;
+mod simd;
 
 pub use conr_core::{
     self as core, Batch, Config, Engine, Error, FloatEngine, Inputs, Output, Part, Scalar, Shape,

@@ -102,6 +102,88 @@ pub(crate) fn gram_into<T: Scalar>(
     );
 }
 
+/// The width of one chunk of the feature dimension in [`gram_split_k`].
+/// Below it a tile's GEMM is one task; above it, as at NYUD2's 2.2-million-wide
+/// rows, the sum over D is what there is to share between threads.
+pub(crate) const K_CHUNK: usize = 1 << 15;
+
+/// `out = A Zᵀ` as [`gram_into`], with the sum over D split into chunks of
+/// [`K_CHUNK`] taken in parallel and added in chunk order. The chunks do not
+/// depend on the thread count, so neither do the bits of `out`.
+pub(crate) fn gram_split_k<T: Scalar>(
+    a: &[T],
+    z: &[T],
+    r: usize,
+    m: usize,
+    d: usize,
+    out: &mut [T],
+) {
+    use rayon::prelude::*;
+    let starts: Vec<usize> = (0..d).step_by(K_CHUNK).collect();
+    let partials: Vec<Vec<T>> = starts
+        .par_iter()
+        .map(|&start| {
+            let width = K_CHUNK.min(d - start);
+            let mut part = vec![T::zero(); r * m];
+            // Columns start..start + width of the row-major a (r×D) and z (m×D).
+            let lhs = Mat {
+                data: &a[start..],
+                rows: r,
+                cols: width,
+                row_stride: d,
+                col_stride: 1,
+            };
+            let rhs = Mat {
+                data: &z[start..],
+                rows: width,
+                cols: m,
+                row_stride: 1,
+                col_stride: d,
+            };
+            matmul(&mut part, m, lhs, rhs, false, 1);
+            part
+        })
+        .collect();
+    let out = &mut out[..r * m];
+    out.fill(T::zero());
+    for part in partials {
+        out.iter_mut().zip(part).for_each(|(o, p)| *o = *o + p);
+    }
+}
+
+/// `dst += lhs · rhs` as [`matmul`], with the columns of `dst` and `rhs`
+/// split into chunks of [`K_CHUNK`] taken in parallel: `H Z` for a tile of
+/// few, wide rows, whose one GEMM would otherwise run on one thread. Each
+/// element comes from one chunk's GEMM over all of `lhs`'s columns, and the
+/// chunks do not depend on the thread count, so neither do the bits.
+pub(crate) fn matmul_split_n<T: Scalar>(
+    dst: &mut [T],
+    dst_stride: usize,
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+) {
+    use rayon::prelude::*;
+    let n = rhs.cols;
+    check_views(dst.len(), dst_stride, &lhs, &rhs);
+    // Each chunk writes its own columns of `dst`, which are not a slice of
+    // it: the chunks share its address, never a `&mut`.
+    let base = dst.as_mut_ptr() as usize;
+    let starts: Vec<usize> = (0..n).step_by(K_CHUNK).collect();
+    starts.par_iter().for_each(|&start| {
+        let cols = K_CHUNK.min(n - start);
+        let rhs = Mat {
+            data: &rhs.data[start * rhs.col_stride..],
+            cols,
+            ..rhs
+        };
+        // SAFETY: the checks above keep every element of the whole product
+        // inside its slice, so columns start..start + cols are too; `dst` is
+        // borrowed mutably for this call, does not alias `lhs` or `rhs`, and
+        // the chunks write disjoint columns of it.
+        unsafe { gemm_raw((base as *mut T).add(start), dst_stride, lhs, rhs, true, 1) };
+    });
+}
+
 /// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), with `dst`
 /// row-major `lhs.rows × rhs.cols` with row stride `dst_stride`, single-threaded
 /// (callers parallelise over tiles) unless `threads > 1`.
@@ -113,12 +195,37 @@ pub(crate) fn matmul<T: Scalar>(
     accumulate: bool,
     threads: usize,
 ) {
+    check_views(dst.len(), dst_stride, &lhs, &rhs);
+    // SAFETY: the checks above keep every accessed element inside its slice;
+    // `dst` is borrowed mutably and does not alias `lhs` or `rhs`.
+    unsafe { gemm_raw(dst.as_mut_ptr(), dst_stride, lhs, rhs, accumulate, threads) };
+}
+
+/// Internal invariants of every product: the inner dimensions agree and
+/// every view stays inside its slice, so the raw calls on them are sound.
+fn check_views<T>(dst_len: usize, dst_stride: usize, lhs: &Mat<'_, T>, rhs: &Mat<'_, T>) {
     let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
-    // Internal invariants: every view stays inside its slice, so the raw calls below are sound.
     assert_eq!(rhs.rows, k, "inner dimensions differ");
     assert!(Mat::<T>::span(m, k, lhs.row_stride, lhs.col_stride) <= lhs.data.len());
     assert!(Mat::<T>::span(k, n, rhs.row_stride, rhs.col_stride) <= rhs.data.len());
-    assert!(Mat::<T>::span(m, n, dst_stride, 1) <= dst.len());
+    assert!(Mat::<T>::span(m, n, dst_stride, 1) <= dst_len);
+}
+
+/// The `gemm` crate's call behind [`matmul`] and [`matmul_split_n`].
+///
+/// # Safety
+/// The `lhs.rows × rhs.cols` elements at `dst` with row stride `dst_stride`
+/// must be writable and alias neither `lhs` nor `rhs` nor any other thread's
+/// writes, and `lhs` and `rhs` must stay inside their slices.
+unsafe fn gemm_raw<T: Scalar>(
+    dst: *mut T,
+    dst_stride: usize,
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+    accumulate: bool,
+    threads: usize,
+) {
+    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
     if m == 0 || n == 0 {
         return;
     }
@@ -127,14 +234,13 @@ pub(crate) fn matmul<T: Scalar>(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above keep every accessed element inside its slice;
-    // `dst` is borrowed mutably and does not alias `lhs` or `rhs`.
+    // SAFETY: the caller's contract.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_stride as isize,
             accumulate,

@@ -55,7 +55,7 @@ impl<T: Scalar> BalancedMseOutput<T> {
         let sigma = [out.grad_noise_sigma];
         finite(out.loss, [&out.grad_preds[..], &sigma], || {
             Error::InvalidConfig {
-                field: "noise_sigma",
+                field: "preds",
                 why: "the predictions lie so far from the prior for this σ that the loss overflows the precision",
             }
         })?;
@@ -94,12 +94,11 @@ impl<T: Scalar> RncOutput<T> {
     /// The output, or an error where a value overflows `T` (feature
     /// distances so large that `d/τ` is past the precision).
     pub fn checked(self) -> Result<Self, Error> {
-        finite(self.loss, [&self.grad_features[..]], || {
-            Error::InvalidConfig {
-                field: "temperature",
-                why: "feature distances over τ overflow the precision",
-            }
-        })?;
+        finite(
+            self.loss,
+            [&self.grad_features[..]],
+            super::rnc::logits_overflow,
+        )?;
         Ok(self)
     }
 }

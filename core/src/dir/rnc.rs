@@ -102,10 +102,7 @@ impl<T: Scalar> RncBatch<'_, T> {
         if (largest * reach).is_finite() {
             Ok(())
         } else {
-            Err(Error::InvalidConfig {
-                field: "temperature",
-                why: "feature distances over τ overflow the precision",
-            })
+            Err(logits_overflow())
         }
     }
 
@@ -211,5 +208,15 @@ pub fn pair_weight<T: Scalar>(coefficient: T, distance: T, temperature: T, pairs
         -coefficient / (pairs * temperature * distance)
     } else {
         T::zero()
+    }
+}
+
+/// The error where feature distances over τ are past the precision: refused
+/// before the engines run ([`RncBatch::check_logits`]) and, should a
+/// result still overflow, after ([`super::RncOutput::checked`]).
+pub(crate) fn logits_overflow() -> Error {
+    Error::InvalidConfig {
+        field: "temperature",
+        why: "feature distances over τ overflow the precision",
     }
 }

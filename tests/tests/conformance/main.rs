@@ -12,3 +12,4 @@ mod fixtures;
 mod fuzz_smoke;
 mod properties;
 mod sharded;
+mod wide_rows;

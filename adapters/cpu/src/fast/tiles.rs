@@ -3,6 +3,7 @@
 //! pairs and their logits; the forward pass pushes them into row statistics,
 //! the backward pass turns them into `H Z_K`.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use conr_core::pairs::Pair;
@@ -11,7 +12,8 @@ use conr_core::{Batch, Params, Scalar};
 
 use super::COL_BLOCK;
 use super::views::View;
-use crate::matmul::{Mat, gram_into, matmul};
+use crate::matmul::{K_CHUNK, Mat, gram_into, gram_split_k, matmul, matmul_split_n};
+use crate::simd::{axpy, dot};
 
 /// Above this share of positive-or-negative pairs, a tile's logits come from
 /// one GEMM; below it, from a dot product per pair that needs one. Only those
@@ -57,11 +59,20 @@ impl<T: Scalar> Tiles<'_, T> {
         };
         let (params, batch) = (self.params, self.batch);
         let d = batch.shape().dim;
-        // The block's rows of the view's features, contiguous.
-        let zr: Vec<T> = block
-            .iter()
-            .flat_map(|&p| view.z[p * d..(p + 1) * d].iter().copied())
-            .collect();
+        // The block's rows of the view's features, contiguous: borrowed where
+        // they already are (always in row order), so that a batch of few,
+        // wide rows is not copied.
+        let zr: Cow<'_, [T]> = if last + 1 - first == block.len() {
+            Cow::Borrowed(&view.z[first * d..(last + 1) * d])
+        } else {
+            Cow::Owned(
+                block
+                    .iter()
+                    .flat_map(|&p| view.z[p * d..(p + 1) * d].iter().copied())
+                    .collect(),
+            )
+        };
+        let wide = is_wide(d);
         let mut gram = vec![T::zero(); block.len() * COL_BLOCK];
         let mut hits: Vec<Hit<T>> = Vec::new();
         let mut logits: Vec<T> = Vec::new();
@@ -86,20 +97,28 @@ impl<T: Scalar> Tiles<'_, T> {
                 }
             }
             let width = cols.len();
-            let dense = hits.len() as f64 > DENSE_SHARE * (block.len() * width) as f64;
+            // Wide rows do not stay in cache between one pair's dot product and
+            // the next, so there one GEMM over the tile costs less than a few
+            // dot products each reading two rows from memory.
+            let dense = wide || hits.len() as f64 > DENSE_SHARE * (block.len() * width) as f64;
             if dense {
                 let b = &view.z[cols.start * d..cols.end * d];
-                gram_into(&zr, b, block.len(), width, d, &mut gram, 1);
+                if wide {
+                    gram_split_k(&zr, b, block.len(), width, d, &mut gram);
+                } else {
+                    gram_into(&zr, b, block.len(), width, d, &mut gram, 1);
+                }
             }
-            logits.clear();
-            logits.extend(hits.iter().map(|h| {
+            let logit = |h: &Hit<T>| {
                 let dot = if dense {
                     gram[h.i * width + h.q - cols.start]
                 } else {
                     dot(&zr[h.i * d..(h.i + 1) * d], &view.z[h.q * d..(h.q + 1) * d])
                 };
                 dot * params.inv_temperature
-            }));
+            };
+            logits.clear();
+            logits.extend(hits.iter().map(logit));
             visit(&Tile {
                 cols,
                 hits: &hits,
@@ -121,20 +140,28 @@ impl<T: Scalar> Tiles<'_, T> {
         stats
     }
 
-    /// The backward pass of one block of positions: this view's part of
-    /// `∂L/∂z` for those rows, in block order. `H_jk` is zero outside P ∪ Q,
-    /// so the view's tiles hold all of its part.
-    pub fn backward(&self, view: &View<'_, T>, block: &[usize], grads: &[RowGrad<T>]) -> Vec<T> {
+    /// The backward pass of one block of positions: adds this view's part of
+    /// `∂L/∂z` for those rows to `dz` (block order, `block.len()` rows of D).
+    /// `H_jk` is zero outside P ∪ Q, so the view's tiles hold all of its part.
+    pub fn backward(
+        &self,
+        view: &View<'_, T>,
+        block: &[usize],
+        grads: &[RowGrad<T>],
+        dz: &mut [T],
+    ) {
         let d = self.batch.shape().dim;
         let inv_t = self.params.inv_temperature;
         let rows = block.len();
-        let mut dz = vec![T::zero(); rows * d];
+        let wide = is_wide(d);
         let mut h = vec![T::zero(); rows * COL_BLOCK];
+        let mut sparse: Vec<(usize, usize, T)> = Vec::new();
         self.visit(view, block, |tile| {
             let (cols, width) = (&tile.cols, tile.cols.len());
             if tile.dense {
                 h[..rows * width].fill(T::zero());
             }
+            sparse.clear();
             for (hit, &s) in tile.hits.iter().zip(tile.logits) {
                 // H_jk = (G_jk + G_kj)/τ: both rows' coefficients from one logit.
                 let h_jk = (grads[hit.j].coefficient(hit.jk, s)
@@ -143,37 +170,34 @@ impl<T: Scalar> Tiles<'_, T> {
                 if tile.dense {
                     h[hit.i * width + hit.q - cols.start] = h_jk;
                 } else if !h_jk.is_zero() {
-                    let zk = &view.z[hit.q * d..(hit.q + 1) * d];
-                    let dz_j = &mut dz[hit.i * d..(hit.i + 1) * d];
-                    dz_j.iter_mut()
-                        .zip(zk)
-                        .for_each(|(acc, &x)| *acc = *acc + h_jk * x);
+                    sparse.push((hit.i, hit.q, h_jk));
                 }
             }
             if tile.dense {
                 let lhs = Mat::row_major(&h[..rows * width], rows, width);
                 let rhs = Mat::row_major(&view.z[cols.start * d..cols.end * d], width, d);
-                matmul(&mut dz, d, lhs, rhs, true, 1);
+                if wide {
+                    // D's columns in chunks, between the threads.
+                    matmul_split_n(dz, d, lhs, rhs);
+                } else {
+                    matmul(dz, d, lhs, rhs, true, 1);
+                }
+                return;
+            }
+            // dz_j += H_jk z_k, in hit order (rows first).
+            for &(i, q, h_jk) in &sparse {
+                axpy(
+                    &mut dz[i * d..(i + 1) * d],
+                    h_jk,
+                    &view.z[q * d..(q + 1) * d],
+                );
             }
         });
-        dz
     }
 }
 
-/// `a · b`, with eight independent sums so that the compiler vectorises it.
-#[inline]
-fn dot<T: Scalar>(a: &[T], b: &[T]) -> T {
-    let mut lanes = [T::zero(); 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .fold(T::zero(), |acc, (&x, &y)| acc + x * y);
-    for (x, y) in a8.zip(b8) {
-        for i in 0..8 {
-            lanes[i] = lanes[i] + x[i] * y[i];
-        }
-    }
-    lanes.iter().fold(tail, |acc, &l| acc + l)
+/// Whether rows are wide enough that one tile's work is split between
+/// threads: a batch of few rows has too few blocks to keep them busy.
+fn is_wide(d: usize) -> bool {
+    d > K_CHUNK
 }

@@ -11,18 +11,31 @@ use conr_core::pairs::Pair;
 use conr_core::{Batch, Error, Params, Scalar};
 use rayon::prelude::*;
 
+use super::workspace::Workspace;
 use super::{COL_BLOCK, ROW_BLOCK};
 
-/// What a worker's passes read.
-pub(super) enum Views<T> {
+/// What a worker's passes read: the normalised features in the order of
+/// each pass, and every row's length `|f_j|`, which the backward pass needs to
+/// un-normalise `∂L/∂z` against the same `z`.
+pub(super) struct Views<T> {
+    layout: Layout<T>,
+    /// `|f_j|`, in row order.
+    lengths: Vec<T>,
+}
+
+enum Layout<T> {
     /// Every tile: the normalised features in row order.
     Dense { z: Vec<T> },
-    /// The band plan: the positives' side, then the negatives'.
-    Band { sides: [BandSide<T>; 2] },
+    /// The band plan: the positives' side, then the negatives'; `rank[j]` is
+    /// row `j`'s position on the first side.
+    Band {
+        sides: [BandSide<T>; 2],
+        rank: Vec<u32>,
+    },
 }
 
 /// One side of the band: its sorted rows, and their normalised features in that order.
-pub(super) struct BandSide<T> {
+struct BandSide<T> {
     band: SortedBand<T>,
     z: Vec<T>,
 }
@@ -30,25 +43,50 @@ pub(super) struct BandSide<T> {
 impl<T: Scalar> Views<T> {
     /// The views of `plan` on `batch`: the band's two sides (`sides`, from
     /// [`chosen_sides`]), or the dense view.
-    pub fn new(batch: &Batch<'_, T>, sides: Option<Sides<T>>) -> Self {
-        match sides {
-            Some(sides) => Views::Band {
-                sides: sides.map(|band| BandSide {
-                    z: normalized(batch, Some(band.plan().order())),
-                    band,
-                }),
+    pub fn new(batch: &Batch<'_, T>, sides: Option<Sides<T>>, workspace: &Workspace) -> Self {
+        let mut lengths = vec![T::zero(); batch.rows()];
+        let z = |order: Option<&[u32]>, lengths: &mut [T]| {
+            let mut z = workspace.take(batch.rows() * batch.shape().dim);
+            normalize_into(batch, order, lengths, &mut z);
+            z
+        };
+        let layout = match sides {
+            Some(sides) => {
+                let z =
+                    |band: &SortedBand<T>, lengths: &mut [T]| z(Some(band.plan().order()), lengths);
+                let [positives, negatives] = sides;
+                let z_positives = z(&positives, &mut lengths);
+                let z_negatives = z(&negatives, &mut lengths);
+                let mut rank = vec![0u32; batch.rows()];
+                for (p, &j) in positives.plan().order().iter().enumerate() {
+                    rank[j as usize] = p as u32;
+                }
+                Layout::Band {
+                    sides: [
+                        BandSide {
+                            band: positives,
+                            z: z_positives,
+                        },
+                        BandSide {
+                            band: negatives,
+                            z: z_negatives,
+                        },
+                    ],
+                    rank,
+                }
+            }
+            None => Layout::Dense {
+                z: z(None, &mut lengths),
             },
-            None => Views::Dense {
-                z: normalized(batch, None),
-            },
-        }
+        };
+        Self { layout, lengths }
     }
 
     /// Every view, in the fixed order of the passes.
     pub fn each(&self) -> Vec<View<'_, T>> {
-        match self {
-            Views::Dense { z } => vec![View { z, band: None }],
-            Views::Band { sides } => sides
+        match &self.layout {
+            Layout::Dense { z } => vec![View { z, band: None }],
+            Layout::Band { sides, .. } => sides
                 .iter()
                 .map(|side| View {
                     z: &side.z,
@@ -56,6 +94,25 @@ impl<T: Scalar> Views<T> {
                 })
                 .collect(),
         }
+    }
+
+    /// The feature buffers, for the engine to keep (see [`Workspace`]).
+    pub fn take_buffers(&mut self) -> Vec<Vec<T>> {
+        match &mut self.layout {
+            Layout::Dense { z } => vec![std::mem::take(z)],
+            Layout::Band { sides, .. } => {
+                sides.iter_mut().map(|s| std::mem::take(&mut s.z)).collect()
+            }
+        }
+    }
+
+    /// Row `j`'s normalised features and its length `|f_j|`.
+    pub fn row(&self, j: usize, dim: usize) -> (&[T], T) {
+        let (z, p) = match &self.layout {
+            Layout::Dense { z } => (z, j),
+            Layout::Band { sides, rank } => (&sides[0].z, rank[j] as usize),
+        };
+        (&z[p * dim..(p + 1) * dim], self.lengths[j])
     }
 }
 
@@ -96,6 +153,12 @@ impl<T: Scalar> View<'_, T> {
         self.band
             .as_ref()
             .map_or(position, |b| b.order()[position] as usize)
+    }
+
+    /// Whether positions are rows: then [`View::blocks`] gives consecutive
+    /// runs of [`ROW_BLOCK`] rows, and a block can write its rows' results in place.
+    pub fn in_row_order(&self) -> bool {
+        self.band.is_none()
     }
 
     /// The column positions that can pair with rows at sorted positions
@@ -143,13 +206,22 @@ impl<T: Scalar> View<'_, T> {
     }
 }
 
-/// The normalised features, in row order or in `order`.
-fn normalized<T: Scalar>(batch: &Batch<'_, T>, order: Option<&[u32]>) -> Vec<T> {
+/// Writes the normalised features to `z` (M·D), in row order or in
+/// `order`, and each row's length to `lengths` (in row order).
+fn normalize_into<T: Scalar>(
+    batch: &Batch<'_, T>,
+    order: Option<&[u32]>,
+    lengths: &mut [T],
+    z: &mut [T],
+) {
     let dim = batch.shape().dim;
-    let mut z = vec![T::zero(); batch.rows() * dim];
-    z.par_chunks_mut(dim).enumerate().for_each(|(p, zp)| {
-        let j = order.map_or(p, |o| o[p] as usize);
-        normalize(batch.feature_row(j), zp);
-    });
-    z
+    let row = |p: usize| order.map_or(p, |o| o[p] as usize);
+    let by_position: Vec<T> = z
+        .par_chunks_mut(dim)
+        .enumerate()
+        .map(|(p, zp)| normalize(batch.feature_row(row(p)), zp))
+        .collect();
+    for (p, length) in by_position.into_iter().enumerate() {
+        lengths[row(p)] = length;
+    }
 }
