@@ -55,6 +55,14 @@ for run in ${RUNS:-mixed:band mixed:dense f32:band f32:dense}; do
         > "$OUT/bench-gpu-$precision-$plan.jsonl" 2> "$OUT/bench-gpu-$precision-$plan.err"
     echo "bench $precision $plan exit $?"
 done
+# The batches people train with (AgeDB-DIR: 128×2048; IMDB-WIKI-DIR: up to
+# 512 rows): at these sizes a call is fixed cost, not arithmetic, so each
+# engine and the official code run them once more, next to cuBLAS's GEMM.
+TRAIN_SIZES=${TRAIN_SIZES:-128x2048,256x2048,512x2048,1024x512}
+echo "== conr bench --backend gpu on the training batch sizes"
+timeout 120 .gl/bin/conr bench --backend gpu --sizes "$TRAIN_SIZES" --reps "$REPS" --warmup 2 --json \
+    > "$OUT/bench-gpu-train.jsonl" 2> "$OUT/bench-gpu-train.err"
+echo "bench train exit $?"
 if [ -z "${SKIP_BURN:-}" ] && [ -x .gl/bin/burn-paths ]; then
     # One burn training step with ConR, in place on burn's wgpu buffers (band and
     # dense) and through the host.
@@ -69,6 +77,8 @@ if [ -z "${SKIP_TORCH:-}" ] && [ -d "$official" ]; then
     echo "== torch (official AgeDB ConR, from $official) and cuBLAS GEMM"
     timeout 150 python3 bench/torch_conr.py --official "$official" --device cuda --sizes "$SIZES" --reps "$REPS" > "$OUT/bench-torch.jsonl" 2> "$OUT/bench-torch.err"
     echo "torch exit $?"
+    timeout 100 python3 bench/torch_conr.py --official "$official" --device cuda --sizes "$TRAIN_SIZES" --reps "$REPS" > "$OUT/bench-torch-train.jsonl" 2> "$OUT/bench-torch-train.err"
+    echo "torch train exit $?"
 fi
 if [ -z "${SKIP_TORCH_OP:-}" ] && ls .gl/wheels/conr-*.whl >/dev/null 2>&1; then
     echo "== the torch op on CUDA tensors (bench/torch_op.py)"

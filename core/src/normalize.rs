@@ -21,11 +21,19 @@ pub const EPSILON: f64 = 1e-12;
 pub fn normalize<T: Scalar>(f: &[T], z: &mut [T]) -> T {
     let length = norm(f);
     // Divide rather than multiply by a reciprocal: a one-wide row then gives exactly ±1.
-    let divisor = length.max(cast(EPSILON));
+    let divisor = divisor(length);
     for (zi, &fi) in z.iter_mut().zip(f) {
         *zi = fi / divisor;
     }
     length
+}
+
+/// What [`normalize`] divides a row of length `|f|` by: `max(|f|, ε)`.
+/// Dividing each `f_i` by it gives [`normalize`]'s bits, for a consumer that
+/// reads a row's normalised features without writing them all down.
+#[inline]
+pub fn divisor<T: Scalar>(length: T) -> T {
+    length.max(cast(EPSILON))
 }
 
 /// The backward pass of [`normalize`]: given `|f|` (its return value), `z` and

@@ -4,8 +4,8 @@
 //! Every quantity of ConR is a reduction over `k` within row `j`. An engine
 //! visits the pairs of row `j` in any order and in any number of tiles, pushes
 //! each into a [`RowStats`] (merging partial stats with [`RowStats::merge`]),
-//! then calls [`RowStats::finish`]. The backward pass recomputes each logit and
-//! asks the row's [`RowGrad`] for `G_jk`.
+//! then calls [`RowStats::finish`]. The backward pass recomputes each logit
+//! (or reads it where the engine kept it) and asks the row's [`RowGrad`] for `G_jk`.
 //!
 //! Sums of exponentials are kept as log-sum-exp with a running maximum, and the
 //! pushing weight joins the exponent (`s + ln S`), so no finite input overflows.

@@ -27,6 +27,25 @@ fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
 }
 
+/// One timed repetition of `conr bench` on one size and two threads, with
+/// `extra` arguments: its JSON row.
+fn bench_once(size: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "bench",
+        "--sizes",
+        size,
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "2",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    json(&conr(&args))
+}
+
 /// Writes `text` to a temporary file and runs `conr <command> --input file`.
 fn run_on_text(command: &str, text: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
@@ -369,6 +388,26 @@ fn bench_json_has_one_line_per_size() {
     assert_one_line_error(&bad, "is not MxD");
 }
 
+/// Few, wide rows (NYUD2-DIR's shape, narrower) are read from the features
+/// themselves, normalised chunk by chunk: the engine's peak extra memory is
+/// the gradient it returns plus chunks, under 1.5 times the features (a
+/// normalised copy of them would make it 2).
+#[test]
+fn bench_of_wide_rows_holds_no_copy_of_the_features() {
+    let (m, d) = (32u64, 1u64 << 18);
+    let row = bench_once(&format!("{m}x{d}"), &[]);
+    let features = (m * d * 4) as f64;
+    let peak = row["peak_bytes"].as_u64().unwrap() as f64;
+    assert!(
+        peak >= features,
+        "the gradient alone is {features} bytes, peak {peak}"
+    );
+    assert!(
+        peak < 1.5 * features,
+        "peak {peak} bytes, features {features}"
+    );
+}
+
 #[test]
 fn demo_quick_writes_its_report_and_plot() {
     let dir = tempfile::tempdir().unwrap();
@@ -601,21 +640,7 @@ fn companion_cases_give_one_line_errors() {
 #[test]
 fn bench_times_the_companion_losses() {
     for loss in ["ranksim", "rnc", "bmc"] {
-        let out = conr(&[
-            "bench",
-            "--loss",
-            loss,
-            "--sizes",
-            "96x8",
-            "--reps",
-            "1",
-            "--warmup",
-            "0",
-            "--threads",
-            "2",
-            "--json",
-        ]);
-        let row = json(&out);
+        let row = bench_once("96x8", &["--loss", loss]);
         assert_eq!(row["loss"], loss);
         assert_eq!((row["m"].as_u64(), row["d"].as_u64()), (Some(96), Some(8)));
         for key in [

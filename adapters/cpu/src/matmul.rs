@@ -2,6 +2,8 @@
 //! kernels behind faer and candle), behind a safe, bounds-checked wrapper.
 #![allow(unsafe_code)]
 
+use std::ops::Range;
+
 use conr_core::Scalar;
 
 /// A strided view of a matrix stored in a slice.
@@ -37,6 +39,17 @@ impl<'a, T> Mat<'a, T> {
         }
     }
 
+    /// The same elements, transposed.
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
     /// One past the largest offset the view touches.
     fn span(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
         if rows == 0 || cols == 0 {
@@ -51,6 +64,12 @@ impl<'a, T> Mat<'a, T> {
 /// the fast engine uses, on `threads` threads. With `a = z` it is one M×M×D
 /// GEMM, the yardstick `conr bench` divides ConR's time by; with `a` a slab of
 /// `z`'s rows, it is that slab of the Gram matrix.
+///
+/// A deep product, whose `threads` partial R×M results take less memory than
+/// its inputs (AgeDB's 128×128×2048), is split along D into one chunk per
+/// thread, each a one-thread GEMM, added in chunk order: the `gemm` crate's
+/// own threads share such a product out poorly (on two threads, 128×128×2048
+/// ran at the rate of one). Others run on the crate's threads.
 ///
 /// Returns an error when the lengths do not match `r`, `m` and `d`.
 pub fn gram(
@@ -76,8 +95,87 @@ pub fn gram(
     if out.len() != r * m {
         return Err(shape("out", r * m, out.len()));
     }
-    gram_into(a, z, r, m, d, out, threads);
+    let deep = threads > 1 && threads * r * m <= d * (r + m);
+    if deep {
+        // One chunk per thread, a whole number of 16-lane vectors wide.
+        let width = d.div_ceil(threads).next_multiple_of(16);
+        gram_split_k(Rows::plain(a, d), Rows::plain(z, d), r, m, out, width);
+    } else {
+        gram_into(a, z, r, m, d, out, threads);
+    }
     Ok(())
+}
+
+/// Rows of a row-major matrix, each divided by its own divisor as it is
+/// read where `divisors` is given: the normalised features of a batch of
+/// wide rows, read from the features themselves rather than from a copy
+/// (the quotients are those [`conr_core::normalize::normalize`] writes).
+#[derive(Clone, Copy)]
+pub(crate) struct Rows<'a, T> {
+    /// `rows × dim`, row-major.
+    pub data: &'a [T],
+    pub dim: usize,
+    /// One per row, or `None` to read the rows as they are.
+    pub divisors: Option<&'a [T]>,
+}
+
+impl<'a, T: Scalar> Rows<'a, T> {
+    /// The rows of `data` as they are.
+    pub fn plain(data: &'a [T], dim: usize) -> Self {
+        Self {
+            data,
+            dim,
+            divisors: None,
+        }
+    }
+
+    /// Whether both are the same rows of the same matrix.
+    fn same_as(&self, other: &Self) -> bool {
+        let divisors = |r: &Self| r.divisors.map(<[T]>::as_ptr);
+        std::ptr::eq(self.data, other.data)
+            && self.dim == other.dim
+            && divisors(self) == divisors(other)
+    }
+
+    fn rows(&self) -> usize {
+        self.data.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    /// Columns `cols` of every row, as a `rows × cols.len()` matrix (or, with
+    /// `transposed`, its `cols.len() × rows` transpose): a view of `data`
+    /// where the rows are read as they are, else their quotients written
+    /// into `buffer`.
+    fn columns<'b>(
+        &'b self,
+        cols: Range<usize>,
+        transposed: bool,
+        buffer: &'b mut Vec<T>,
+    ) -> Mat<'b, T> {
+        let (rows, width) = (self.rows(), cols.len());
+        let (data, stride) = match self.divisors {
+            None => (&self.data[cols.start..], self.dim),
+            Some(divisors) => {
+                buffer.clear();
+                for (row, &divisor) in self.data.chunks_exact(self.dim).zip(divisors) {
+                    buffer.extend(row[cols.clone()].iter().map(|&x| x / divisor));
+                }
+                (&buffer[..], width)
+            }
+        };
+        let (row_stride, col_stride) = if transposed { (1, stride) } else { (stride, 1) };
+        let (rows, cols) = if transposed {
+            (width, rows)
+        } else {
+            (rows, width)
+        };
+        Mat {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
 }
 
 /// `out = A Zᵀ` (R×M, row-major) for row-major `a` (R×D) and `z` (M×D): the
@@ -102,44 +200,42 @@ pub(crate) fn gram_into<T: Scalar>(
     );
 }
 
-/// The width of one chunk of the feature dimension in [`gram_split_k`].
+/// The width of one chunk of the feature dimension for rows wider than it.
 /// Below it a tile's GEMM is one task; above it, as at NYUD2's 2.2-million-wide
 /// rows, the sum over D is what there is to share between threads.
 pub(crate) const K_CHUNK: usize = 1 << 15;
 
-/// `out = A Zᵀ` as [`gram_into`], with the sum over D split into chunks of
-/// [`K_CHUNK`] taken in parallel and added in chunk order. The chunks do not
-/// depend on the thread count, so neither do the bits of `out`.
+/// `out = A Zᵀ` as [`gram_into`] (`a` R×D, `z` M×D), with the sum over D
+/// split into chunks `width` wide taken in parallel and added in chunk order.
+/// The chunks do not depend on the thread count, so neither do the bits of
+/// `out`. Each chunk holds its part of `out`, and its columns of the rows
+/// where they are divided as they are read.
 pub(crate) fn gram_split_k<T: Scalar>(
-    a: &[T],
-    z: &[T],
+    a: Rows<'_, T>,
+    z: Rows<'_, T>,
     r: usize,
     m: usize,
-    d: usize,
     out: &mut [T],
+    width: usize,
 ) {
     use rayon::prelude::*;
-    let starts: Vec<usize> = (0..d).step_by(K_CHUNK).collect();
+    let d = a.dim;
+    assert!(z.dim == d && a.rows() == r && z.rows() == m && width > 0);
+    let starts: Vec<usize> = (0..d).step_by(width).collect();
     let partials: Vec<Vec<T>> = starts
         .par_iter()
         .map(|&start| {
-            let width = K_CHUNK.min(d - start);
+            let cols = start..(start + width).min(d);
+            let (mut lhs_buffer, mut rhs_buffer) = (Vec::new(), Vec::new());
+            let lhs = a.columns(cols.clone(), false, &mut lhs_buffer);
+            // A block against its own rows (a batch of few, wide rows is one
+            // such block): their columns are divided once.
+            let rhs = if a.same_as(&z) {
+                lhs.t()
+            } else {
+                z.columns(cols, true, &mut rhs_buffer)
+            };
             let mut part = vec![T::zero(); r * m];
-            // Columns start..start + width of the row-major a (r×D) and z (m×D).
-            let lhs = Mat {
-                data: &a[start..],
-                rows: r,
-                cols: width,
-                row_stride: d,
-                col_stride: 1,
-            };
-            let rhs = Mat {
-                data: &z[start..],
-                rows: width,
-                cols: m,
-                row_stride: 1,
-                col_stride: d,
-            };
             matmul(&mut part, m, lhs, rhs, false, 1);
             part
         })
@@ -151,34 +247,33 @@ pub(crate) fn gram_split_k<T: Scalar>(
     }
 }
 
-/// `dst += lhs · rhs` as [`matmul`], with the columns of `dst` and `rhs`
-/// split into chunks of [`K_CHUNK`] taken in parallel: `H Z` for a tile of
-/// few, wide rows, whose one GEMM would otherwise run on one thread. Each
-/// element comes from one chunk's GEMM over all of `lhs`'s columns, and the
-/// chunks do not depend on the thread count, so neither do the bits.
+/// `dst += lhs · rhs` as [`matmul`], `rhs` the rows of `rows`, with the
+/// columns of `dst` and `rows` split into chunks of [`K_CHUNK`] taken in
+/// parallel: `H Z` for a tile of few, wide rows, whose one GEMM would
+/// otherwise run on one thread. Each element comes from one chunk's GEMM
+/// over all of `lhs`'s columns, and the chunks do not depend on the thread
+/// count, so neither do the bits.
 pub(crate) fn matmul_split_n<T: Scalar>(
     dst: &mut [T],
     dst_stride: usize,
     lhs: Mat<'_, T>,
-    rhs: Mat<'_, T>,
+    rows: Rows<'_, T>,
 ) {
     use rayon::prelude::*;
-    let n = rhs.cols;
-    check_views(dst.len(), dst_stride, &lhs, &rhs);
+    let n = rows.dim;
+    let whole = Mat::row_major(rows.data, rows.rows(), n);
+    check_views(dst.len(), dst_stride, &lhs, &whole);
     // Each chunk writes its own columns of `dst`, which are not a slice of
     // it: the chunks share its address, never a `&mut`.
     let base = dst.as_mut_ptr() as usize;
     let starts: Vec<usize> = (0..n).step_by(K_CHUNK).collect();
     starts.par_iter().for_each(|&start| {
-        let cols = K_CHUNK.min(n - start);
-        let rhs = Mat {
-            data: &rhs.data[start * rhs.col_stride..],
-            cols,
-            ..rhs
-        };
+        let cols = start..(start + K_CHUNK).min(n);
+        let mut buffer = Vec::new();
+        let rhs = rows.columns(cols, false, &mut buffer);
         // SAFETY: the checks above keep every element of the whole product
         // inside its slice, so columns start..start + cols are too; `dst` is
-        // borrowed mutably for this call, does not alias `lhs` or `rhs`, and
+        // borrowed mutably for this call, does not alias `lhs` or `rows`, and
         // the chunks write disjoint columns of it.
         unsafe { gemm_raw((base as *mut T).add(start), dst_stride, lhs, rhs, true, 1) };
     });
@@ -257,5 +352,78 @@ unsafe fn gemm_raw<T: Scalar>(
             false,
             parallelism,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104729) % 997) as f32 / 498.5 - 1.0)
+            .collect()
+    }
+
+    /// `gram` against sums in f64, split along D (deep: 40×24×1000 on 2 and
+    /// 3 threads) or not (one thread, and 300×300×40 on two).
+    #[test]
+    fn gram_agrees_with_sums_in_f64_split_or_not() {
+        for (r, m, d, threads) in [
+            (40, 24, 1000, 2),
+            (40, 24, 1000, 3),
+            (40, 24, 1000, 1),
+            (300, 300, 40, 2),
+        ] {
+            let (a, z) = (pattern(r * d, 1), pattern(m * d, 2));
+            let mut out = vec![0.0f32; r * m];
+            gram(&a, &z, r, m, d, &mut out, threads).unwrap();
+            for i in 0..r {
+                for k in 0..m {
+                    let want: f64 = (0..d)
+                        .map(|c| f64::from(a[i * d + c]) * f64::from(z[k * d + c]))
+                        .sum();
+                    let got = f64::from(out[i * m + k]);
+                    assert!(
+                        (got - want).abs() <= 1e-5 * d as f64,
+                        "{r}×{m}×{d}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+        let mut out = vec![0.0f32; 4];
+        assert!(gram(&[0.0; 6], &[0.0; 6], 2, 2, 2, &mut out, 2).is_err());
+    }
+
+    /// Rows divided as they are read give the bits of a GEMM on the
+    /// normalised copy, in `gram_split_k` and in `matmul_split_n`, chunk
+    /// against chunk.
+    #[test]
+    fn rows_divided_as_read_give_the_bits_of_a_copy() {
+        let (rows, dim) = (5, 2 * K_CHUNK + 9);
+        let f = pattern(rows * dim, 3);
+        let divisors: Vec<f32> = (0..rows).map(|j| 0.5 + j as f32).collect();
+        let z: Vec<f32> = f
+            .chunks_exact(dim)
+            .zip(&divisors)
+            .flat_map(|(row, &v)| row.iter().map(move |&x| x / v))
+            .collect();
+        let divided = Rows {
+            data: &f,
+            dim,
+            divisors: Some(&divisors),
+        };
+        let copy = Rows::plain(&z, dim);
+        let (mut got, mut want) = (vec![0.0f32; rows * rows], vec![0.0f32; rows * rows]);
+        gram_split_k(divided, divided, rows, rows, &mut got, K_CHUNK);
+        gram_split_k(copy, copy, rows, rows, &mut want, K_CHUNK);
+        assert_eq!(got, want);
+        let h = pattern(2 * rows, 4);
+        let lhs = Mat::row_major(&h, 2, rows);
+        let (mut got, mut want) = (vec![1.0f32; 2 * dim], vec![1.0f32; 2 * dim]);
+        matmul_split_n(&mut got, dim, lhs, divided);
+        matmul_split_n(&mut want, dim, lhs, copy);
+        assert_eq!(got, want);
+        assert_ne!(got, vec![1.0f32; 2 * dim]);
     }
 }

@@ -10,6 +10,7 @@ mod dir_properties;
 mod engines;
 mod fixtures;
 mod fuzz_smoke;
+mod kept_pairs;
 mod properties;
 mod sharded;
 mod wide_rows;

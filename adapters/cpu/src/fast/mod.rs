@@ -14,13 +14,12 @@ use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch};
 use conr_core::dir::ranksim::{RankSim, RankSimBatch};
 use conr_core::dir::rnc::{RankNContrast, RncBatch};
 use conr_core::dir::{BalancedMseOutput, RankSimOutput, RncOutput};
-use conr_core::normalize::normalize_backward_in_place;
 use conr_core::shard;
 use conr_core::stats::{RowGrad, RowOutcome, RowStats};
 use conr_core::{Batch, Config, Engine, Error, Params, Part, PlanReport, Scalar, Worker};
 use rayon::prelude::*;
 
-use tiles::Tiles;
+use tiles::{BlockHits, HitBudget, Tiles};
 use views::Views;
 use workspace::Workspace;
 
@@ -35,8 +34,10 @@ const COL_BLOCK: usize = 256;
 ///
 /// - Forward: for each block of rows, classify the pairs of a column tile,
 ///   form the logits `S = Z_J Z_Kᵀ`, and push them into the core's [`RowStats`].
-/// - Backward: recompute `S`, form `H_jk = (G_jk + G_kj)/τ` from both rows'
-///   [`RowGrad`]s, and accumulate `∂z_J += H Z_K`.
+/// - Backward: take the pairs and logits the forward pass kept (within one
+///   copy of the features' memory; a block past it finds them again), form
+///   `H_jk = (G_jk + G_kj)/τ` from both rows' [`RowGrad`]s, and accumulate
+///   `∂z_J += H Z_K`.
 ///
 /// With the band plan ([`TilePlan::Band`]) it visits only the tiles that can
 /// hold a positive, with rows and columns sorted by label, and those that can
@@ -51,20 +52,23 @@ const COL_BLOCK: usize = 256;
 /// ones such as 128 rows, whose two band passes each span nearly every tile.
 ///
 /// A tile where at least a quarter of the pairs are positives or negatives
-/// gets its logits and its `H Z_K` from GEMMs: three M×M×D GEMMs in all. A
-/// sparser tile computes a dot product (and an update) only for the pairs that
-/// enter the loss, which is cheaper below that share. Rows wider than 2¹⁵
-/// (NYUD2-DIR's 2.2 million features) always take the GEMMs, split along D
-/// into fixed chunks that the threads share: a batch of 32 such rows is one
-/// block, which would otherwise keep one thread busy and the rest idle.
+/// gets its logits and its `H Z_K` from GEMMs: two M×M×D GEMMs in all (the
+/// backward pass takes the forward pass's logits). A sparser tile computes a
+/// dot product (and an update) only for the pairs that enter the loss, which
+/// is cheaper below that share. Rows wider than 2¹⁵ (NYUD2-DIR's 2.2 million
+/// features) always take the GEMMs, split along D into fixed chunks that the
+/// threads share: a batch of 32 such rows is one block, which would otherwise
+/// keep one thread busy and the rest idle. Under the dense plan such rows are
+/// read from the features themselves, each chunk divided by its rows'
+/// lengths as it is read, so no normalised copy of them exists.
 /// A block of rows owns its rows' results,
 /// so there are no atomics, and results are bit-identical across thread counts.
-/// Extra memory is O(M·D + threads · tile²); no M×M buffer exists.
+/// Extra memory is O(M·D + threads · tile²): the normalised features, the
+/// kept pairs (at most the features' size) and the gradient; no M×M buffer exists.
 ///
 /// Between calls the engine keeps the last batch's normalised features
 /// (M·D, two copies under the band plan) and writes a batch of the same size
-/// into them again: their memory pages are mapped already, which at few,
-/// wide rows costs about one GEMM of the batch. Clones share it.
+/// into them again: their memory pages are mapped already. Clones share it.
 ///
 /// ```
 /// use conr_cpu::{Batch, Config, Engine, Fast, Inputs, Reference, Shape};
@@ -178,6 +182,7 @@ impl<T: Scalar> Engine<T> for Fast {
             params,
             log_eta,
             views,
+            kept: None,
         }))
     }
 
@@ -200,7 +205,16 @@ struct FastWorker<'a, T: Scalar> {
     batch: Batch<'a, T>,
     params: Params<T>,
     log_eta: Vec<T>,
-    views: Views<T>,
+    views: Views<'a, T>,
+    /// The last forward pass's rows and, per view and block, the pairs and
+    /// logits it kept for the backward pass of the same rows.
+    kept: Option<Kept<T>>,
+}
+
+/// What a forward pass kept: see [`BlockHits`].
+struct Kept<T> {
+    rows: Range<usize>,
+    views: Vec<Vec<Option<BlockHits<T>>>>,
 }
 
 impl<T: Scalar> FastWorker<'_, T> {
@@ -223,8 +237,11 @@ impl<T: Scalar> Drop for FastWorker<'_, T> {
 impl<T: Scalar> Worker<T> for FastWorker<'_, T> {
     fn forward(&mut self, rows: Range<usize>) -> Result<Vec<RowOutcome<T>>, Error> {
         shard::check_phase(self.batch.rows(), &rows, None)?;
+        self.kept = None;
         let this = &*self;
-        Ok(self.engine.install(|| this.forward_rows(rows)))
+        let (outcomes, kept) = self.engine.install(|| this.forward_rows(rows));
+        self.kept = Some(kept);
+        Ok(outcomes)
     }
 
     fn backward(
@@ -233,41 +250,61 @@ impl<T: Scalar> Worker<T> for FastWorker<'_, T> {
         outcomes: &[RowOutcome<T>],
     ) -> Result<Part<T>, Error> {
         shard::check_phase(self.batch.rows(), &rows, Some(outcomes.len()))?;
+        // Kept pairs serve the backward pass of the forward pass's own rows.
+        let kept = self.kept.take().filter(|k| k.rows == rows);
         let this = &*self;
-        Ok(self.engine.install(|| this.backward_rows(rows, outcomes)))
+        Ok(self
+            .engine
+            .install(|| this.backward_rows(rows, outcomes, kept)))
     }
 }
 
 impl<T: Scalar> FastWorker<'_, T> {
-    /// Phase 1: the outcomes of `rows`, against every row.
-    fn forward_rows(&self, rows: Range<usize>) -> Vec<RowOutcome<T>> {
+    /// Phase 1: the outcomes of `rows`, against every row, and the pairs
+    /// and logits kept for phase 2.
+    fn forward_rows(&self, rows: Range<usize>) -> (Vec<RowOutcome<T>>, Kept<T>) {
         let tiles = self.tiles();
         let first = rows.start;
         let mut stats = vec![RowStats::default(); rows.len()];
+        let shape = self.batch.shape();
+        let budget = HitBudget::new(shape.rows * shape.dim * size_of::<T>());
+        let mut kept = Kept {
+            rows: rows.clone(),
+            views: Vec::new(),
+        };
         // Views in a fixed order (positives, then negatives): bit-identical across threads.
         for view in self.views.each() {
             let blocks = view.blocks(&rows);
-            let parts: Vec<Vec<RowStats<T>>> = blocks
+            let parts: Vec<_> = blocks
                 .par_iter()
-                .map(|block| tiles.forward(&view, block))
+                .map(|block| tiles.forward(&view, block, &budget))
                 .collect();
-            for (block, part) in blocks.iter().zip(parts) {
+            let mut view_kept = Vec::with_capacity(blocks.len());
+            for (block, (part, hits)) in blocks.iter().zip(parts) {
                 for (&p, s) in block.iter().zip(part) {
                     stats[view.index(p) - first].merge(&s);
                 }
+                view_kept.push(hits);
             }
+            kept.views.push(view_kept);
         }
         let batch = &self.batch;
-        stats
+        let outcomes = stats
             .iter()
             .zip(rows)
             .map(|(s, j)| s.finish(&self.params, batch.rows(), batch.eta(j)))
-            .collect()
+            .collect();
+        (outcomes, kept)
     }
 
     /// Phase 2: the part of the loss and `∂L/∂features` of `rows`, given
     /// every row's outcome.
-    fn backward_rows(&self, rows: Range<usize>, outcomes: &[RowOutcome<T>]) -> Part<T> {
+    fn backward_rows(
+        &self,
+        rows: Range<usize>,
+        outcomes: &[RowOutcome<T>],
+        kept: Option<Kept<T>>,
+    ) -> Part<T> {
         let (config, dim) = (&self.params.config, self.batch.shape().dim);
         let factor = shard::reduction::<T>(config, outcomes);
         let grads: Vec<RowGrad<T>> = outcomes.iter().map(|o| o.gradient(factor)).collect();
@@ -275,20 +312,25 @@ impl<T: Scalar> FastWorker<'_, T> {
         let first = rows.start;
         // ∂L/∂z, then ∂L/∂f in place: the one M·D buffer of this phase.
         let mut grad = zeroed(rows.len() * dim);
+        let mut kept = kept.map(|k| k.views.into_iter());
         for view in self.views.each() {
             let blocks = view.blocks(&rows);
+            let hits = kept.as_mut().and_then(Iterator::next);
+            let hits = |b: usize| hits.as_ref().and_then(|h| h[b].as_ref());
             if view.in_row_order() {
                 // Each block owns a run of rows, so it adds its part in place.
                 grad.par_chunks_mut(ROW_BLOCK * dim)
                     .zip(&blocks)
-                    .for_each(|(dz, block)| tiles.backward(&view, block, &grads, dz));
+                    .enumerate()
+                    .for_each(|(b, (dz, block))| tiles.backward(&view, block, hits(b), &grads, dz));
                 continue;
             }
             let parts: Vec<Vec<T>> = blocks
                 .par_iter()
-                .map(|block| {
+                .enumerate()
+                .map(|(b, block)| {
                     let mut part = vec![T::zero(); block.len() * dim];
-                    tiles.backward(&view, block, &grads, &mut part);
+                    tiles.backward(&view, block, hits(b), &grads, &mut part);
                     part
                 })
                 .collect();
@@ -303,10 +345,9 @@ impl<T: Scalar> FastWorker<'_, T> {
             }
         }
         let views = &self.views;
-        grad.par_chunks_mut(dim).enumerate().for_each(|(i, g)| {
-            let (z, length) = views.row(first + i, dim);
-            normalize_backward_in_place(length, z, g);
-        });
+        grad.par_chunks_mut(dim)
+            .enumerate()
+            .for_each_init(Vec::new, |z, (i, g)| views.unnormalize(first + i, g, z));
         Part {
             loss: shard::part_loss(config, outcomes, rows),
             grad_features: grad,

@@ -1,10 +1,13 @@
 //! The tile passes of the fast engine: one block of rows against the column
 //! tiles its view gives it. One loop ([`Tiles::visit`]) finds each tile's
 //! pairs and their logits; the forward pass pushes them into row statistics,
-//! the backward pass turns them into `H Z_K`.
+//! the backward pass turns them into `H Z_K`. Where the [`HitBudget`] allows,
+//! the forward pass keeps what it found ([`BlockHits`]) and the backward pass
+//! reads it instead of finding it again.
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use conr_core::pairs::Pair;
 use conr_core::stats::{RowGrad, RowStats};
@@ -12,7 +15,8 @@ use conr_core::{Batch, Params, Scalar};
 
 use super::COL_BLOCK;
 use super::views::View;
-use crate::matmul::{K_CHUNK, Mat, gram_into, gram_split_k, matmul, matmul_split_n};
+use super::views::is_wide;
+use crate::matmul::{K_CHUNK, Mat, Rows, gram_into, gram_split_k, matmul, matmul_split_n};
 use crate::simd::{axpy, dot};
 
 /// Above this share of positive-or-negative pairs, a tile's logits come from
@@ -28,6 +32,7 @@ pub(super) struct Tiles<'a, T> {
 }
 
 /// A pair of one tile that the view keeps.
+#[derive(Clone, Copy)]
 struct Hit<T> {
     /// The row's place in its block.
     i: usize,
@@ -48,6 +53,70 @@ struct Tile<'t, T> {
     logits: &'t [T],
     /// Whether the logits came from one GEMM (and so the update may too).
     dense: bool,
+}
+
+/// The pairs and logits of one block's tiles, as the forward pass found
+/// them: the backward pass then classifies no pair and computes no logit
+/// again. The logits are the same bits either way, so whether a block kept
+/// them never changes a result.
+pub(super) struct BlockHits<T> {
+    /// Each tile's columns, whether it was dense, and its run of `hits`.
+    tiles: Vec<(Range<usize>, bool, Range<usize>)>,
+    hits: Vec<Hit<T>>,
+    logits: Vec<T>,
+}
+
+impl<T: Scalar> BlockHits<T> {
+    fn new() -> Self {
+        Self {
+            tiles: Vec::new(),
+            hits: Vec::new(),
+            logits: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, tile: &Tile<'_, T>) {
+        let start = self.hits.len();
+        self.hits.extend_from_slice(tile.hits);
+        self.logits.extend_from_slice(tile.logits);
+        let span = start..self.hits.len();
+        self.tiles.push((tile.cols.clone(), tile.dense, span));
+    }
+
+    fn each(&self, mut visit: impl FnMut(&Tile<'_, T>)) {
+        for (cols, dense, span) in &self.tiles {
+            visit(&Tile {
+                cols: cols.clone(),
+                hits: &self.hits[span.clone()],
+                logits: &self.logits[span.clone()],
+                dense: *dense,
+            });
+        }
+    }
+
+    /// The bytes one more kept pair takes.
+    const PER_HIT: usize = size_of::<Hit<T>>() + size_of::<T>();
+}
+
+/// The memory the kept [`BlockHits`] of one forward pass may take, in bytes:
+/// one copy of the features (M·D scalars), so that keeping them stays within
+/// the engine's O(M·D). A block that would go past it keeps nothing and its
+/// backward pass finds its pairs again.
+pub(super) struct HitBudget(AtomicUsize);
+
+impl HitBudget {
+    pub fn new(bytes: usize) -> Self {
+        Self(AtomicUsize::new(bytes))
+    }
+
+    /// Takes `bytes` from the budget, or nothing when fewer are left.
+    fn take(&self, bytes: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok()
+    }
 }
 
 impl<T: Scalar> Tiles<'_, T> {
@@ -102,10 +171,18 @@ impl<T: Scalar> Tiles<'_, T> {
             // dot products each reading two rows from memory.
             let dense = wide || hits.len() as f64 > DENSE_SHARE * (block.len() * width) as f64;
             if dense {
-                let b = &view.z[cols.start * d..cols.end * d];
                 if wide {
-                    gram_split_k(&zr, b, block.len(), width, d, &mut gram);
+                    // The block's rows as the view reads them where they are
+                    // contiguous in it (always so in row order, where the view
+                    // may be the features themselves), else the gathered copy.
+                    let lhs = match zr {
+                        Cow::Borrowed(_) => view.rows(first..last + 1),
+                        Cow::Owned(ref z) => Rows::plain(z, d),
+                    };
+                    let rhs = view.rows(cols.clone());
+                    gram_split_k(lhs, rhs, block.len(), width, &mut gram, K_CHUNK);
                 } else {
+                    let b = &view.z[cols.start * d..cols.end * d];
                     gram_into(&zr, b, block.len(), width, d, &mut gram, 1);
                 }
             }
@@ -129,24 +206,40 @@ impl<T: Scalar> Tiles<'_, T> {
     }
 
     /// The forward pass of one block of positions: their statistics over the
-    /// view's column tiles, in block order.
-    pub fn forward(&self, view: &View<'_, T>, block: &[usize]) -> Vec<RowStats<T>> {
+    /// view's column tiles, in block order, and the block's pairs and logits
+    /// for the backward pass where `budget` holds room for them.
+    pub fn forward(
+        &self,
+        view: &View<'_, T>,
+        block: &[usize],
+        budget: &HitBudget,
+    ) -> (Vec<RowStats<T>>, Option<BlockHits<T>>) {
         let mut stats = vec![RowStats::default(); block.len()];
+        let mut kept = Some(BlockHits::new());
         self.visit(view, block, |tile| {
             for (hit, &s) in tile.hits.iter().zip(tile.logits) {
                 stats[hit.i].push(hit.jk, s);
             }
+            if let Some(hits) = &mut kept {
+                if budget.take(tile.hits.len() * BlockHits::<T>::PER_HIT) {
+                    hits.push(tile);
+                } else {
+                    kept = None;
+                }
+            }
         });
-        stats
+        (stats, kept)
     }
 
     /// The backward pass of one block of positions: adds this view's part of
     /// `∂L/∂z` for those rows to `dz` (block order, `block.len()` rows of D).
     /// `H_jk` is zero outside P ∪ Q, so the view's tiles hold all of its part.
+    /// `kept` holds the block's pairs and logits where the forward pass kept them.
     pub fn backward(
         &self,
         view: &View<'_, T>,
         block: &[usize],
+        kept: Option<&BlockHits<T>>,
         grads: &[RowGrad<T>],
         dz: &mut [T],
     ) {
@@ -156,7 +249,7 @@ impl<T: Scalar> Tiles<'_, T> {
         let wide = is_wide(d);
         let mut h = vec![T::zero(); rows * COL_BLOCK];
         let mut sparse: Vec<(usize, usize, T)> = Vec::new();
-        self.visit(view, block, |tile| {
+        let update = |tile: &Tile<'_, T>| {
             let (cols, width) = (&tile.cols, tile.cols.len());
             if tile.dense {
                 h[..rows * width].fill(T::zero());
@@ -175,11 +268,11 @@ impl<T: Scalar> Tiles<'_, T> {
             }
             if tile.dense {
                 let lhs = Mat::row_major(&h[..rows * width], rows, width);
-                let rhs = Mat::row_major(&view.z[cols.start * d..cols.end * d], width, d);
                 if wide {
                     // D's columns in chunks, between the threads.
-                    matmul_split_n(dz, d, lhs, rhs);
+                    matmul_split_n(dz, d, lhs, view.rows(cols.clone()));
                 } else {
+                    let rhs = Mat::row_major(&view.z[cols.start * d..cols.end * d], width, d);
                     matmul(dz, d, lhs, rhs, true, 1);
                 }
                 return;
@@ -192,12 +285,10 @@ impl<T: Scalar> Tiles<'_, T> {
                     &view.z[q * d..(q + 1) * d],
                 );
             }
-        });
+        };
+        match kept {
+            Some(hits) => hits.each(update),
+            None => self.visit(view, block, update),
+        }
     }
-}
-
-/// Whether rows are wide enough that one tile's work is split between
-/// threads: a batch of few rows has too few blocks to keep them busy.
-fn is_wide(d: usize) -> bool {
-    d > K_CHUNK
 }

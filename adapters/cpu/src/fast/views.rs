@@ -1,31 +1,47 @@
 //! The views of a batch the fast engine's passes read, built once per worker:
 //! every row in order (the dense plan), or the two sides of the band plan,
 //! each with its features gathered in the side's sorted order so that band
-//! tiles stay contiguous for the GEMMs.
+//! tiles stay contiguous for the GEMMs. Rows too wide to copy in full are
+//! read from the features themselves, normalised chunk by chunk.
 
 use std::ops::Range;
 
 use conr_core::band::{self, BandPlan, Side, SortedBand, TilePlan};
-use conr_core::normalize::normalize;
+use conr_core::normalize::{self, normalize, normalize_backward_in_place};
 use conr_core::pairs::Pair;
 use conr_core::{Batch, Error, Params, Scalar};
 use rayon::prelude::*;
 
 use super::workspace::Workspace;
 use super::{COL_BLOCK, ROW_BLOCK};
+use crate::matmul::{K_CHUNK, Rows};
+
+/// Whether rows are wide enough that one tile's work is split along D
+/// between threads (a batch of few rows has too few blocks to keep them
+/// busy), and that the dense plan reads them from the features rather than
+/// from a normalised copy: at NYUD2's 32 × 2.2 million, one more copy of
+/// the features is most of the memory a call takes.
+pub(super) fn is_wide(d: usize) -> bool {
+    d > K_CHUNK
+}
 
 /// What a worker's passes read: the normalised features in the order of
 /// each pass, and every row's length `|f_j|`, which the backward pass needs to
 /// un-normalise `∂L/∂z` against the same `z`.
-pub(super) struct Views<T> {
-    layout: Layout<T>,
+pub(super) struct Views<'a, T> {
+    layout: Layout<'a, T>,
     /// `|f_j|`, in row order.
     lengths: Vec<T>,
+    /// D.
+    dim: usize,
 }
 
-enum Layout<T> {
+enum Layout<'a, T> {
     /// Every tile: the normalised features in row order.
     Dense { z: Vec<T> },
+    /// Every tile, on [wide](is_wide) rows: the features themselves, each
+    /// row read divided by its `max(|f_j|, ε)`.
+    Wide { features: &'a [T], divisors: Vec<T> },
     /// The band plan: the positives' side, then the negatives'; `rank[j]` is
     /// row `j`'s position on the first side.
     Band {
@@ -40,10 +56,25 @@ struct BandSide<T> {
     z: Vec<T>,
 }
 
-impl<T: Scalar> Views<T> {
+impl<'a, T: Scalar> Views<'a, T> {
     /// The views of `plan` on `batch`: the band's two sides (`sides`, from
     /// [`chosen_sides`]), or the dense view.
-    pub fn new(batch: &Batch<'_, T>, sides: Option<Sides<T>>, workspace: &Workspace) -> Self {
+    pub fn new(batch: &Batch<'a, T>, sides: Option<Sides<T>>, workspace: &Workspace) -> Self {
+        let dim = batch.shape().dim;
+        if sides.is_none() && is_wide(dim) {
+            let lengths: Vec<T> = batch
+                .features()
+                .par_chunks(dim)
+                .map(conr_core::metric::norm)
+                .collect();
+            let divisors = lengths.iter().map(|&l| normalize::divisor(l)).collect();
+            let features = batch.features();
+            return Self {
+                layout: Layout::Wide { features, divisors },
+                lengths,
+                dim,
+            };
+        }
         let mut lengths = vec![T::zero(); batch.rows()];
         let z = |order: Option<&[u32]>, lengths: &mut [T]| {
             let mut z = workspace.take(batch.rows() * batch.shape().dim);
@@ -79,17 +110,34 @@ impl<T: Scalar> Views<T> {
                 z: z(None, &mut lengths),
             },
         };
-        Self { layout, lengths }
+        Self {
+            layout,
+            lengths,
+            dim,
+        }
     }
 
     /// Every view, in the fixed order of the passes.
     pub fn each(&self) -> Vec<View<'_, T>> {
         match &self.layout {
-            Layout::Dense { z } => vec![View { z, band: None }],
+            Layout::Dense { z } => vec![View {
+                z,
+                divisors: None,
+                dim: self.dim,
+                band: None,
+            }],
+            Layout::Wide { features, divisors } => vec![View {
+                z: features,
+                divisors: Some(divisors),
+                dim: self.dim,
+                band: None,
+            }],
             Layout::Band { sides, .. } => sides
                 .iter()
                 .map(|side| View {
                     z: &side.z,
+                    divisors: None,
+                    dim: self.dim,
                     band: Some(side.band.plan()),
                 })
                 .collect(),
@@ -100,19 +148,30 @@ impl<T: Scalar> Views<T> {
     pub fn take_buffers(&mut self) -> Vec<Vec<T>> {
         match &mut self.layout {
             Layout::Dense { z } => vec![std::mem::take(z)],
+            Layout::Wide { .. } => Vec::new(),
             Layout::Band { sides, .. } => {
                 sides.iter_mut().map(|s| std::mem::take(&mut s.z)).collect()
             }
         }
     }
 
-    /// Row `j`'s normalised features and its length `|f_j|`.
-    pub fn row(&self, j: usize, dim: usize) -> (&[T], T) {
+    /// Turns row `j`'s `∂L/∂z` in `grad` into its `∂L/∂f`, in place, with
+    /// `z` room for the row's normalised features where there is no copy.
+    pub fn unnormalize(&self, j: usize, grad: &mut [T], z: &mut Vec<T>) {
+        let dim = grad.len();
         let (z, p) = match &self.layout {
             Layout::Dense { z } => (z, j),
             Layout::Band { sides, rank } => (&sides[0].z, rank[j] as usize),
+            Layout::Wide { features, divisors } => {
+                // The row's z as normalisation writes it: the same bits as a copy.
+                let f = &features[j * dim..(j + 1) * dim];
+                z.clear();
+                z.extend(f.iter().map(|&x| x / divisors[j]));
+                normalize_backward_in_place(self.lengths[j], z, grad);
+                return;
+            }
         };
-        (&z[p * dim..(p + 1) * dim], self.lengths[j])
+        normalize_backward_in_place(self.lengths[j], &z[p * dim..(p + 1) * dim], grad);
     }
 }
 
@@ -141,13 +200,28 @@ pub(super) fn chosen_sides<T: Scalar>(
 /// The rows in one order, for one pass over the tiles: every row and pair
 /// (the dense plan), or one side of the band plan.
 pub(super) struct View<'a, T> {
-    /// Normalised features in this view's order, M×D.
+    /// Normalised features in this view's order, M×D, or with `divisors`
+    /// the features themselves.
     pub z: &'a [T],
+    /// Each row's divisor where `z` holds the features themselves.
+    divisors: Option<&'a [T]>,
+    /// D.
+    dim: usize,
     /// The band, or `None` for every column in row order.
     band: Option<BandPlan<'a, T>>,
 }
 
 impl<T: Scalar> View<'_, T> {
+    /// The normalised features at `positions`, as the wide kernels read them.
+    pub fn rows(&self, positions: Range<usize>) -> Rows<'_, T> {
+        let dim = self.dim;
+        Rows {
+            data: &self.z[positions.start * dim..positions.end * dim],
+            dim,
+            divisors: self.divisors.map(|v| &v[positions]),
+        }
+    }
+
     /// The row at `position` of this view.
     pub fn index(&self, position: usize) -> usize {
         self.band

@@ -1,7 +1,8 @@
 //! The buffers a fast engine keeps between calls: the normalised features of
 //! its last batch. A call of the same shape writes them again in place, so
-//! their pages are already mapped: at 32 × 2.2 million f32 features, mapping
-//! a fresh 270 MiB buffer costs about as much as one GEMM of the batch.
+//! their pages are already mapped: a fresh buffer's first writes fault each
+//! page in, which costs more than normalising into it. (Wide rows under the
+//! dense plan have no such copy: they are read from the features.)
 
 use std::any::Any;
 use std::sync::Mutex;
