@@ -21,11 +21,18 @@ pub const EPSILON: f64 = 1e-12;
 pub fn normalize<T: Scalar>(f: &[T], z: &mut [T]) -> T {
     let length = norm(f);
     // Divide rather than multiply by a reciprocal: a one-wide row then gives exactly ±1.
-    let divisor = divisor(length);
-    for (zi, &fi) in z.iter_mut().zip(f) {
-        *zi = fi / divisor;
+    for (zi, x) in z.iter_mut().zip(divided(f, divisor(length))) {
+        *zi = x;
     }
     length
+}
+
+/// `f`'s components divided by `divisor` (a row's [`divisor`]): its
+/// normalised features as [`normalize`] writes them, for a consumer that
+/// reads a chunk of them at a time rather than writing them all down.
+#[inline]
+pub fn divided<T: Scalar>(f: &[T], divisor: T) -> impl Iterator<Item = T> + '_ {
+    f.iter().map(move |&x| x / divisor)
 }
 
 /// What [`normalize`] divides a row of length `|f|` by: `max(|f|, ε)`.

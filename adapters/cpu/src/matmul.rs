@@ -5,6 +5,7 @@
 use std::ops::Range;
 
 use conr_core::Scalar;
+use conr_core::normalize::divided;
 
 /// A strided view of a matrix stored in a slice.
 #[derive(Clone, Copy)]
@@ -157,7 +158,7 @@ impl<'a, T: Scalar> Rows<'a, T> {
             Some(divisors) => {
                 buffer.clear();
                 for (row, &divisor) in self.data.chunks_exact(self.dim).zip(divisors) {
-                    buffer.extend(row[cols.clone()].iter().map(|&x| x / divisor));
+                    buffer.extend(divided(&row[cols.clone()], divisor));
                 }
                 (&buffer[..], width)
             }

@@ -166,7 +166,7 @@ impl<'a, T: Scalar> Views<'a, T> {
                 // The row's z as normalisation writes it: the same bits as a copy.
                 let f = &features[j * dim..(j + 1) * dim];
                 z.clear();
-                z.extend(f.iter().map(|&x| x / divisors[j]));
+                z.extend(normalize::divided(f, divisors[j]));
                 normalize_backward_in_place(self.lengths[j], z, grad);
                 return;
             }
