@@ -43,6 +43,14 @@ pub fn divisor<T: Scalar>(length: T) -> T {
     length.max(cast(EPSILON))
 }
 
+/// Whether the backward pass of a row of length (or [`divisor`]) `|f|` takes
+/// out its radial part: a row at most ε long normalises as `f / ε`, a linear
+/// map, whose backward pass is `dz / ε` alone.
+#[inline]
+pub fn has_radial_part<T: Scalar>(length: T) -> bool {
+    length > cast(EPSILON)
+}
+
 /// The backward pass of [`normalize`]: given `|f|` (its return value), `z` and
 /// `∂L/∂z`, writes `∂L/∂f = (dz − z (z·dz)) / |f|`, or `dz / ε` when `|f| <= ε`.
 #[inline]
@@ -57,7 +65,7 @@ pub fn normalize_backward<T: Scalar>(length: T, z: &[T], dz: &[T], df: &mut [T])
 #[inline]
 pub fn normalize_backward_in_place<T: Scalar>(length: T, z: &[T], grad: &mut [T]) {
     let eps = cast(EPSILON);
-    if length > eps {
+    if has_radial_part(length) {
         let radial = dot(z, grad);
         let inv = T::one() / length;
         for (g, &zi) in grad.iter_mut().zip(z) {

@@ -248,7 +248,8 @@ pub(crate) fn gram_split_k<T: Scalar>(
     }
 }
 
-/// `dst += lhs · rhs` as [`matmul`], `rhs` the rows of `rows`, with the
+/// `dst += lhs · rhs` (or `dst = lhs · rhs` without `accumulate`) as
+/// [`matmul`], `rhs` the rows of `rows`, with the
 /// columns of `dst` and `rows` split into chunks of [`K_CHUNK`] taken in
 /// parallel: `H Z` for a tile of few, wide rows, whose one GEMM would
 /// otherwise run on one thread. Each element comes from one chunk's GEMM
@@ -259,6 +260,7 @@ pub(crate) fn matmul_split_n<T: Scalar>(
     dst_stride: usize,
     lhs: Mat<'_, T>,
     rows: Rows<'_, T>,
+    accumulate: bool,
 ) {
     use rayon::prelude::*;
     let n = rows.dim;
@@ -276,7 +278,16 @@ pub(crate) fn matmul_split_n<T: Scalar>(
         // inside its slice, so columns start..start + cols are too; `dst` is
         // borrowed mutably for this call, does not alias `lhs` or `rows`, and
         // the chunks write disjoint columns of it.
-        unsafe { gemm_raw((base as *mut T).add(start), dst_stride, lhs, rhs, true, 1) };
+        unsafe {
+            gemm_raw(
+                (base as *mut T).add(start),
+                dst_stride,
+                lhs,
+                rhs,
+                accumulate,
+                1,
+            )
+        };
     });
 }
 
@@ -422,8 +433,8 @@ mod tests {
         let h = pattern(2 * rows, 4);
         let lhs = Mat::row_major(&h, 2, rows);
         let (mut got, mut want) = (vec![1.0f32; 2 * dim], vec![1.0f32; 2 * dim]);
-        matmul_split_n(&mut got, dim, lhs, divided);
-        matmul_split_n(&mut want, dim, lhs, copy);
+        matmul_split_n(&mut got, dim, lhs, divided, true);
+        matmul_split_n(&mut want, dim, lhs, copy, true);
         assert_eq!(got, want);
         assert_ne!(got, vec![1.0f32; 2 * dim]);
     }

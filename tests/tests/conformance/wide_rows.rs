@@ -6,7 +6,7 @@
 use conr_core::band::TilePlan;
 use conr_core::{Config, Output, OwnedBatch};
 use conr_cpu::{Engine, Fast, Reference};
-use conr_tests::budget::{F64_VS_F64, agree};
+use conr_tests::budget::{Budget, F32_VS_F64, F64_VS_F64, agree};
 use conr_tests::random::agedb_like;
 
 /// Past two chunks of the engine's split (2¹⁵ features), with a ragged last one.
@@ -35,6 +35,84 @@ fn wide_rows_match_the_reference_on_any_thread_count() {
                 assert_eq!(got, one, "{rows} rows, {plan:?}, {threads} threads");
             }
         }
+    }
+}
+
+/// `owned` with row `j`'s features times `scales[j % scales.len()]`.
+fn scaled(owned: &OwnedBatch<f64>, scales: &[f64]) -> OwnedBatch<f64> {
+    let batch = owned.batch();
+    let dim = batch.shape().dim;
+    let features = batch
+        .features()
+        .chunks_exact(dim)
+        .zip(scales.iter().cycle())
+        .flat_map(|(row, &s)| row.iter().map(move |&x| x * s))
+        .collect();
+    let (labels, preds) = (batch.labels().to_vec(), batch.preds().to_vec());
+    OwnedBatch::new(batch.shape(), features, labels, preds, None).unwrap()
+}
+
+/// Each row's gradient times its divisor `max(|f_j|, ε)`: the gradient of
+/// its direction, of the same size for a row of any length, so that every
+/// row is held to as many digits however long it is.
+fn directions(out: &Output<f64>, batch: &OwnedBatch<f64>) -> Vec<f64> {
+    let (batch, dim) = (batch.batch(), out.grad_features.len() / out.anchors.len());
+    out.grad_features
+        .chunks_exact(dim)
+        .zip(batch.features().chunks_exact(dim))
+        .flat_map(|(g, f)| {
+            let divisor = conr_core::normalize::divisor(conr_core::metric::norm(f));
+            g.iter().map(move |&x| x * divisor)
+        })
+        .collect()
+}
+
+/// [`directions`] of `got` and `want` (outputs on `batch`) within `budget`.
+fn directions_agree(
+    budget: &Budget,
+    got: &Output<f64>,
+    want: &Output<f64>,
+    batch: &OwnedBatch<f64>,
+) {
+    let (got, want) = (directions(got, batch), directions(want, batch));
+    assert!(want.iter().any(|&g| g != 0.0));
+    budget.grad.vector("grad × length", &got, &want).unwrap();
+}
+
+/// Rows whose lengths are far from 1 (past 2³², up to 1e200 in f64 and 1e25
+/// in f32, and under ε) take the backward pass that scales each row after
+/// its GEMM, not the one that folds both lengths into one factor, which
+/// would leave the range of the type there: each row's gradient still
+/// matches the reference's to its own size, in f64 and f32.
+#[test]
+fn wide_rows_of_any_length_match_the_reference() {
+    let config = Config::official_agedb();
+    // 70 rows, as above: in fewer than 61 no two labels are equal, so no row has a positive.
+    let base: OwnedBatch<f64> = agedb_like(70, WIDE);
+    let lengths = [
+        1.0, 1e200, 1e-150, 0.0, 1e-16, 3.0, 1e-9, 1e12, 1.0, 0.5, 2.0, 7.0,
+    ];
+    let owned = scaled(&base, &lengths);
+    let want = Reference.compute(&owned.batch(), &config).unwrap();
+    let got = engine(2, TilePlan::Dense)
+        .compute(&owned.batch(), &config)
+        .unwrap();
+    agree(&F64_VS_F64, &got, &want).unwrap();
+    directions_agree(&F64_VS_F64, &got, &want, &owned);
+
+    // f32, on lengths that fold (the batch's own, about 150) and that do not.
+    let extreme = [
+        1.0, 1e25, 1e-9, 0.0, 1e-16, 3.0, 1e-7, 1e12, 1.0, 0.5, 2.0, 7.0,
+    ];
+    for lengths in [&[1.0][..], &extreme] {
+        let single = OwnedBatch::<f32>::converted(&scaled(&base, lengths).batch()).unwrap();
+        // The f64 reference on the f32 inputs, so that only the arithmetic differs.
+        let owned = OwnedBatch::<f64>::converted(&single.batch()).unwrap();
+        let want = Reference.compute(&owned.batch(), &config).unwrap();
+        let got = Engine::<f32>::compute(&engine(2, TilePlan::Dense), &single.batch(), &config)
+            .unwrap()
+            .cast();
+        directions_agree(&F32_VS_F64, &got, &want, &owned);
     }
 }
 

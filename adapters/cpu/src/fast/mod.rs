@@ -60,7 +60,9 @@ const COL_BLOCK: usize = 256;
 /// threads share: a batch of 32 such rows is one block, which would otherwise
 /// keep one thread busy and the rest idle. Under the dense plan such rows are
 /// read from the features themselves, each chunk divided by its rows'
-/// lengths as it is read, so no normalised copy of them exists.
+/// lengths as it is read, so no normalised copy of them exists; their
+/// backward pass folds the normalisation's backward into `H` and is one GEMM
+/// per block straight into `∂L/∂f`.
 /// A block of rows owns its rows' results,
 /// so there are no atomics, and results are bit-identical across thread counts.
 /// Extra memory is O(M·D + threads · tile²): the normalised features, the
@@ -310,7 +312,8 @@ impl<T: Scalar> FastWorker<'_, T> {
         let grads: Vec<RowGrad<T>> = outcomes.iter().map(|o| o.gradient(factor)).collect();
         let tiles = self.tiles();
         let first = rows.start;
-        // ∂L/∂z, then ∂L/∂f in place: the one M·D buffer of this phase.
+        // ∂L/∂z, then ∂L/∂f in place (a view of wide rows read from the
+        // features writes ∂L/∂f at once): the one M·D buffer of this phase.
         let mut grad = zeroed(rows.len() * dim);
         let mut kept = kept.map(|k| k.views.into_iter());
         for view in self.views.each() {
@@ -347,7 +350,7 @@ impl<T: Scalar> FastWorker<'_, T> {
         let views = &self.views;
         grad.par_chunks_mut(dim)
             .enumerate()
-            .for_each_init(Vec::new, |z, (i, g)| views.unnormalize(first + i, g, z));
+            .for_each(|(i, g)| views.unnormalize(first + i, g));
         Part {
             loss: shard::part_loss(config, outcomes, rows),
             grad_features: grad,
@@ -360,14 +363,22 @@ impl<T: Scalar> FastWorker<'_, T> {
 /// The kernel maps a fresh page at its first write. Inside the strided GEMM
 /// of a few wide rows, those faults cost many times the arithmetic: at
 /// 32 × 2.2 million f32 features, `H Z` took 0.59 s into a fresh buffer and
-/// 0.06 s into one written first.
+/// 0.06 s into one written first. One write per page maps it; the memory is
+/// zero already, so writing all of it would only add a pass.
 fn zeroed<T: Scalar>(len: usize) -> Vec<T> {
     let mut buffer = vec![T::zero(); len];
-    buffer
-        .par_chunks_mut(PAGE_RUN)
-        .for_each(|run| run.fill(T::zero()));
+    let per_page = (PAGE / size_of::<T>()).max(1);
+    buffer.par_chunks_mut(PAGE_RUN).for_each(|run| {
+        // `black_box`: the compiler may know that the memory holds zeros.
+        run.iter_mut()
+            .step_by(per_page)
+            .for_each(|x| *x = std::hint::black_box(T::zero()));
+    });
     buffer
 }
+
+/// The smallest page size of the platforms conr runs on, in bytes.
+const PAGE: usize = 4096;
 
 /// Elements per task of [`zeroed`]: a few pages.
 const PAGE_RUN: usize = 1 << 14;

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use conr_core::normalize::has_radial_part;
 use conr_core::pairs::Pair;
 use conr_core::stats::{RowGrad, RowStats};
 use conr_core::{Batch, Params, Scalar};
@@ -181,6 +182,15 @@ impl<T: Scalar> Tiles<'_, T> {
                     };
                     let rhs = view.rows(cols.clone());
                     gram_split_k(lhs, rhs, block.len(), width, &mut gram, K_CHUNK);
+                    if let Some(divisors) = view.divisors_after_product() {
+                        // z_j·z_k = (f_j·f_k) / d_j / d_k: no quotient of the
+                        // features is formed (see `View::lengths_near_one`).
+                        for (&p, row) in block.iter().zip(gram.chunks_exact_mut(width)) {
+                            for (g, &dk) in row.iter_mut().zip(&divisors[cols.clone()]) {
+                                *g = *g / divisors[p] / dk;
+                            }
+                        }
+                    }
                 } else {
                     let b = &view.z[cols.start * d..cols.end * d];
                     gram_into(&zr, b, block.len(), width, d, &mut gram, 1);
@@ -243,6 +253,9 @@ impl<T: Scalar> Tiles<'_, T> {
         grads: &[RowGrad<T>],
         dz: &mut [T],
     ) {
+        if let Some(divisors) = view.divisors() {
+            return self.backward_of_features(view, block, kept, grads, divisors, dz);
+        }
         let d = self.batch.shape().dim;
         let inv_t = self.params.inv_temperature;
         let rows = block.len();
@@ -270,7 +283,7 @@ impl<T: Scalar> Tiles<'_, T> {
                 let lhs = Mat::row_major(&h[..rows * width], rows, width);
                 if wide {
                     // D's columns in chunks, between the threads.
-                    matmul_split_n(dz, d, lhs, view.rows(cols.clone()));
+                    matmul_split_n(dz, d, lhs, view.rows(cols.clone()), true);
                 } else {
                     let rhs = Mat::row_major(&view.z[cols.start * d..cols.end * d], width, d);
                     matmul(dz, d, lhs, rhs, true, 1);
@@ -289,6 +302,71 @@ impl<T: Scalar> Tiles<'_, T> {
         match kept {
             Some(hits) => hits.each(update),
             None => self.visit(view, block, update),
+        }
+    }
+
+    /// [`Tiles::backward`] on a view that reads the features themselves
+    /// (wide rows under the dense plan): writes the block's `∂L/∂f`, not
+    /// `∂L/∂z`, with the normalisation's backward folded into `H`.
+    ///
+    /// With `d_j = max(|f_j|, ε)` and `z_k = f_k / d_k`, the normalisation's
+    /// backward of `∂z_j = Σ_k H_jk z_k` is
+    /// `∂f_j = (∂z_j − z_j (z_j·∂z_j)) / d_j = Σ_k H'_jk f_k / d_j`, where
+    /// `H'_jk = H_jk / d_k` and the diagonal also takes `−(z_j·∂z_j) / d_j`.
+    /// The radial part `z_j·∂z_j = Σ_k H_jk s_jk τ` comes from the logits the
+    /// block already has; rows of length at most ε have none (as in
+    /// [`conr_core::normalize::normalize_backward`]). So the block's whole
+    /// gradient is one GEMM over the features, split along D between the
+    /// threads: no quotient of the features is formed, and no second pass
+    /// over the features and the gradient takes the radial part out.
+    ///
+    /// The last `1 / d_j` goes into `H'` too where every length is
+    /// [near 1](View::lengths_near_one), so that `H_jk / d_j / d_k` can
+    /// neither overflow nor underflow; otherwise each row is scaled after the GEMM.
+    fn backward_of_features(
+        &self,
+        view: &View<'_, T>,
+        block: &[usize],
+        kept: Option<&BlockHits<T>>,
+        grads: &[RowGrad<T>],
+        divisors: &[T],
+        df: &mut [T],
+    ) {
+        let (m, d) = (self.batch.rows(), self.batch.shape().dim);
+        let inv_t = self.params.inv_temperature;
+        let rows = block.len();
+        let folded = view.lengths_near_one();
+        let row_factor = |p: usize| if folded { divisors[p] } else { T::one() };
+        // The block's rows of H' against every column: rows × M, within
+        // O(M·D) since these rows are more than 2¹⁵ wide.
+        let mut h = vec![T::zero(); rows * m];
+        let mut radial = vec![T::zero(); rows];
+        let update = |tile: &Tile<'_, T>| {
+            for (hit, &s) in tile.hits.iter().zip(tile.logits) {
+                let c = grads[hit.j].coefficient(hit.jk, s) + grads[hit.k].coefficient(hit.kj, s);
+                radial[hit.i] = radial[hit.i] + c * s;
+                h[hit.i * m + hit.q] = c * inv_t / divisors[hit.q] / row_factor(block[hit.i]);
+            }
+        };
+        match kept {
+            Some(hits) => hits.each(update),
+            None => self.visit(view, block, update),
+        }
+        for (i, &p) in block.iter().enumerate() {
+            let divisor = divisors[p];
+            if has_radial_part(divisor) {
+                let diagonal = &mut h[i * m + p];
+                *diagonal = *diagonal - radial[i] / divisor / row_factor(p);
+            }
+        }
+        let features = Rows::plain(&view.z[..m * d], d);
+        // The block's one product: it writes `df` rather than adding to it.
+        matmul_split_n(df, d, Mat::row_major(&h, rows, m), features, false);
+        if !folded {
+            for (&p, row) in block.iter().zip(df.chunks_exact_mut(d)) {
+                let inv = divisors[p].recip();
+                row.iter_mut().for_each(|g| *g = *g * inv);
+            }
         }
     }
 }

@@ -25,6 +25,12 @@ pub(super) fn is_wide(d: usize) -> bool {
     d > K_CHUNK
 }
 
+/// How far from 1 (2³², either way) every row's length may be for the
+/// passes over wide rows to divide products rather than features (see
+/// [`View::lengths_near_one`]): a product of two rows, or `1 / (d_j d_k)`,
+/// then stays within 2⁶⁴ of 1, far inside f32's range of 2¹²⁷.
+const NEAR_ONE: f64 = 4_294_967_296.0;
+
 /// What a worker's passes read: the normalised features in the order of
 /// each pass, and every row's length `|f_j|`, which the backward pass needs to
 /// un-normalise `∂L/∂z` against the same `z`.
@@ -40,8 +46,13 @@ enum Layout<'a, T> {
     /// Every tile: the normalised features in row order.
     Dense { z: Vec<T> },
     /// Every tile, on [wide](is_wide) rows: the features themselves, each
-    /// row read divided by its `max(|f_j|, ε)`.
-    Wide { features: &'a [T], divisors: Vec<T> },
+    /// row read divided by its `max(|f_j|, ε)`, or with `near_one` (see
+    /// [`View::lengths_near_one`]) their products divided.
+    Wide {
+        features: &'a [T],
+        divisors: Vec<T>,
+        near_one: bool,
+    },
     /// The band plan: the positives' side, then the negatives'; `rank[j]` is
     /// row `j`'s position on the first side.
     Band {
@@ -67,10 +78,16 @@ impl<'a, T: Scalar> Views<'a, T> {
                 .par_chunks(dim)
                 .map(conr_core::metric::norm)
                 .collect();
-            let divisors = lengths.iter().map(|&l| normalize::divisor(l)).collect();
+            let divisors: Vec<T> = lengths.iter().map(|&l| normalize::divisor(l)).collect();
+            let high = T::from(NEAR_ONE).unwrap_or_else(T::infinity);
+            let near_one = divisors.iter().all(|&v| v >= high.recip() && v <= high);
             let features = batch.features();
             return Self {
-                layout: Layout::Wide { features, divisors },
+                layout: Layout::Wide {
+                    features,
+                    divisors,
+                    near_one,
+                },
                 lengths,
                 dim,
             };
@@ -123,12 +140,18 @@ impl<'a, T: Scalar> Views<'a, T> {
             Layout::Dense { z } => vec![View {
                 z,
                 divisors: None,
+                near_one: false,
                 dim: self.dim,
                 band: None,
             }],
-            Layout::Wide { features, divisors } => vec![View {
+            Layout::Wide {
+                features,
+                divisors,
+                near_one,
+            } => vec![View {
                 z: features,
                 divisors: Some(divisors),
+                near_one: *near_one,
                 dim: self.dim,
                 band: None,
             }],
@@ -137,6 +160,7 @@ impl<'a, T: Scalar> Views<'a, T> {
                 .map(|side| View {
                     z: &side.z,
                     divisors: None,
+                    near_one: false,
                     dim: self.dim,
                     band: Some(side.band.plan()),
                 })
@@ -155,21 +179,15 @@ impl<'a, T: Scalar> Views<'a, T> {
         }
     }
 
-    /// Turns row `j`'s `∂L/∂z` in `grad` into its `∂L/∂f`, in place, with
-    /// `z` room for the row's normalised features where there is no copy.
-    pub fn unnormalize(&self, j: usize, grad: &mut [T], z: &mut Vec<T>) {
+    /// Turns row `j`'s `∂L/∂z` in `grad` into its `∂L/∂f`, in place. A view
+    /// of wide rows read from the features gives `∂L/∂f` already
+    /// ([`View::divisors`]), and so has nothing to turn.
+    pub fn unnormalize(&self, j: usize, grad: &mut [T]) {
         let dim = grad.len();
         let (z, p) = match &self.layout {
             Layout::Dense { z } => (z, j),
             Layout::Band { sides, rank } => (&sides[0].z, rank[j] as usize),
-            Layout::Wide { features, divisors } => {
-                // The row's z as normalisation writes it: the same bits as a copy.
-                let f = &features[j * dim..(j + 1) * dim];
-                z.clear();
-                z.extend(normalize::divided(f, divisors[j]));
-                normalize_backward_in_place(self.lengths[j], z, grad);
-                return;
-            }
+            Layout::Wide { .. } => return,
         };
         normalize_backward_in_place(self.lengths[j], &z[p * dim..(p + 1) * dim], grad);
     }
@@ -205,6 +223,8 @@ pub(super) struct View<'a, T> {
     pub z: &'a [T],
     /// Each row's divisor where `z` holds the features themselves.
     divisors: Option<&'a [T]>,
+    /// With `divisors`: whether every one is [near 1](View::lengths_near_one).
+    near_one: bool,
     /// D.
     dim: usize,
     /// The band, or `None` for every column in row order.
@@ -212,14 +232,41 @@ pub(super) struct View<'a, T> {
 }
 
 impl<T: Scalar> View<'_, T> {
-    /// The normalised features at `positions`, as the wide kernels read them.
+    /// The rows at `positions` as the wide kernels read them: normalised,
+    /// or where the lengths are [near 1](View::lengths_near_one), the
+    /// features themselves, whose products are divided after.
     pub fn rows(&self, positions: Range<usize>) -> Rows<'_, T> {
         let dim = self.dim;
         Rows {
             data: &self.z[positions.start * dim..positions.end * dim],
             dim,
-            divisors: self.divisors.map(|v| &v[positions]),
+            divisors: self
+                .divisors
+                .filter(|_| !self.near_one)
+                .map(|v| &v[positions]),
         }
+    }
+
+    /// Whether the view reads the features themselves and every row's
+    /// divisor `d_j = max(|f_j|, ε)` lies within [`NEAR_ONE`] of 1 either
+    /// way. Then a product of two rows, `f_j·f_k`, cannot overflow, nor
+    /// `H_jk / d_j / d_k` leave the type's range, so the passes divide
+    /// products and fold divisors into `H` rather than divide the features
+    /// as they read them (a quotient of every feature, written and read again).
+    pub fn lengths_near_one(&self) -> bool {
+        self.divisors.is_some() && self.near_one
+    }
+
+    /// The divisors by which the products of [`View::rows`] are divided
+    /// after the GEMM: where the lengths are [near 1](View::lengths_near_one).
+    pub fn divisors_after_product(&self) -> Option<&[T]> {
+        self.divisors.filter(|_| self.near_one)
+    }
+
+    /// Each row's divisor `max(|f_j|, ε)` where the view reads the features
+    /// themselves: then the backward pass gives `∂L/∂f` directly.
+    pub fn divisors(&self) -> Option<&[T]> {
+        self.divisors
     }
 
     /// The row at `position` of this view.
