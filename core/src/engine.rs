@@ -110,6 +110,22 @@ impl PlanReport {
     };
 }
 
+/// [`Engine::compute`]'s steps: both phases on one worker of `engine` that
+/// owns every row. An engine that overrides `compute` to run them in one
+/// setting (the CPU engine: in one trip to its thread pool, each of which
+/// costs microseconds) calls this inside it.
+pub fn whole<T: Scalar, E: Engine<T> + ?Sized>(
+    engine: &E,
+    batch: &Batch<'_, T>,
+    config: &Config,
+) -> Result<Output<T>, Error> {
+    let all = 0..batch.rows();
+    let mut worker = engine.worker(*batch, config)?;
+    let outcomes = worker.forward(all.clone())?;
+    let part = worker.backward(all, &outcomes)?;
+    Ok(Output::from_part(part, &outcomes))
+}
+
 /// A ConR engine for batches of `T`: the loss and its gradient, whole or in
 /// the two row phases of the data-parallel protocol.
 ///
@@ -138,11 +154,7 @@ pub trait Engine<T: Scalar>: Send + Sync + Any + core::fmt::Debug {
     /// The loss, `∂loss/∂features`, the anchors and the pair counts: both
     /// phases on one worker that owns every row.
     fn compute(&self, batch: &Batch<'_, T>, config: &Config) -> Result<Output<T>, Error> {
-        let all = 0..batch.rows();
-        let mut worker = self.worker(*batch, config)?;
-        let outcomes = worker.forward(all.clone())?;
-        let part = worker.backward(all, &outcomes)?;
-        Ok(Output::from_part(part, &outcomes))
+        whole(self, batch, config)
     }
 
     /// Phase 1 alone, on a worker of its own: the outcomes of `rows`.

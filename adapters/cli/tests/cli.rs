@@ -389,9 +389,9 @@ fn bench_json_has_one_line_per_size() {
 }
 
 /// Few, wide rows (NYUD2-DIR's shape, narrower) are read from the features
-/// themselves, normalised chunk by chunk: the engine's peak extra memory is
-/// the gradient it returns plus chunks, under 1.5 times the features (a
-/// normalised copy of them would make it 2).
+/// themselves, their products divided by their lengths: the engine's peak
+/// extra memory is the gradient it returns and a few small buffers, under
+/// 1.25 times the features (a normalised copy of them would make it 2).
 #[test]
 fn bench_of_wide_rows_holds_no_copy_of_the_features() {
     let (m, d) = (32u64, 1u64 << 18);
@@ -403,7 +403,7 @@ fn bench_of_wide_rows_holds_no_copy_of_the_features() {
         "the gradient alone is {features} bytes, peak {peak}"
     );
     assert!(
-        peak < 1.5 * features,
+        peak < 1.25 * features,
         "peak {peak} bytes, features {features}"
     );
 }
