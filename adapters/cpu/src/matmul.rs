@@ -29,17 +29,6 @@ impl<'a, T> Mat<'a, T> {
         }
     }
 
-    /// The transpose of a row-major `cols × rows` matrix, viewed as `rows × cols`.
-    pub fn transposed(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride: 1,
-            col_stride: rows,
-        }
-    }
-
     /// The same elements, transposed.
     fn t(self) -> Self {
         Self {
@@ -66,11 +55,18 @@ impl<'a, T> Mat<'a, T> {
 /// GEMM, the yardstick `conr bench` divides ConR's time by; with `a` a slab of
 /// `z`'s rows, it is that slab of the Gram matrix.
 ///
+/// Both operands hold D along their rows, and the GEMM kernels run at a
+/// third of their rate or less when the operand they pack along M comes so
+/// (128×128×2048: 47 against 107 GFLOPS on one thread): Z is read from a
+/// k-major copy, written once, which makes the product a plain `A · Zᵀ` of
+/// two row-major matrices.
+///
 /// A deep product, whose `threads` partial R×M results take less memory than
 /// its inputs (AgeDB's 128×128×2048), is split along D into one chunk per
-/// thread, each a one-thread GEMM, added in chunk order: the `gemm` crate's
-/// own threads share such a product out poorly (on two threads, 128×128×2048
-/// ran at the rate of one). Others run on the crate's threads.
+/// thread (at most 32,768 columns wide), each a one-thread GEMM, added in chunk
+/// order: the `gemm` crate's own threads share such a product out poorly (on
+/// two threads, 128×128×2048 ran at the rate of one). Others run on the
+/// crate's threads.
 ///
 /// Returns an error when the lengths do not match `r`, `m` and `d`.
 pub fn gram(
@@ -98,11 +94,16 @@ pub fn gram(
     }
     let deep = threads > 1 && threads * r * m <= d * (r + m);
     if deep {
-        // One chunk per thread, a whole number of 16-lane vectors wide.
-        let width = d.div_ceil(threads).next_multiple_of(16);
+        // One chunk per thread, a whole number of 16-lane vectors wide, and
+        // no wider than the engine's: each chunk writes its columns of Z
+        // k-major, which at NYUD2's 32×2.2M would otherwise be half the
+        // features per chunk, paid for in page faults.
+        let width = d.div_ceil(threads).next_multiple_of(16).min(K_CHUNK);
         gram_split_k(Rows::plain(a, d), Rows::plain(z, d), r, m, out, width);
     } else {
-        gram_into(a, z, r, m, d, out, threads);
+        let mut z_t = Vec::new();
+        Rows::plain(z, d).k_major(0..d, &mut z_t);
+        gram_into(a, &z_t, r, m, d, out, threads);
     }
     Ok(())
 }
@@ -142,18 +143,12 @@ impl<'a, T: Scalar> Rows<'a, T> {
         self.data.len().checked_div(self.dim).unwrap_or(0)
     }
 
-    /// Columns `cols` of every row, as a `rows × cols.len()` matrix (or, with
-    /// `transposed`, its `cols.len() × rows` transpose): a view of `data`
-    /// where the rows are read as they are, else their quotients written
-    /// into `buffer`.
-    fn columns<'b>(
-        &'b self,
-        cols: Range<usize>,
-        transposed: bool,
-        buffer: &'b mut Vec<T>,
-    ) -> Mat<'b, T> {
+    /// Columns `cols` of every row, as a `rows × cols.len()` matrix: a view
+    /// of `data` where the rows are read as they are, else their quotients
+    /// written into `buffer`.
+    fn columns<'b>(&'b self, cols: Range<usize>, buffer: &'b mut Vec<T>) -> Mat<'b, T> {
         let (rows, width) = (self.rows(), cols.len());
-        let (data, stride) = match self.divisors {
+        let (data, row_stride) = match self.divisors {
             None => (&self.data[cols.start..], self.dim),
             Some(divisors) => {
                 buffer.clear();
@@ -163,28 +158,77 @@ impl<'a, T: Scalar> Rows<'a, T> {
                 (&buffer[..], width)
             }
         };
-        let (row_stride, col_stride) = if transposed { (1, stride) } else { (stride, 1) };
-        let (rows, cols) = if transposed {
-            (width, rows)
-        } else {
-            (rows, width)
-        };
         Mat {
             data,
             rows,
-            cols,
+            cols: width,
             row_stride,
-            col_stride,
+            col_stride: 1,
+        }
+    }
+
+    /// Columns `cols` of every row (their quotients where divided), written
+    /// into `buffer` k-major: the `cols.len() × rows` transpose, row-major.
+    pub fn k_major<'b>(&self, cols: Range<usize>, buffer: &'b mut Vec<T>) -> Mat<'b, T> {
+        let rows: Vec<&[T]> = self.data.chunks_exact(self.dim).collect();
+        transpose_into(&rows, self.divisors, cols.clone(), buffer);
+        Mat::row_major(buffer, cols.len(), rows.len())
+    }
+}
+
+/// Writes columns `cols` of `rows` into `out` as their transpose, a
+/// `cols.len() × rows.len()` row-major matrix, each row divided by its
+/// divisor where `divisors` holds one per row (the quotients of
+/// [`divided`]): the k-major operand of a Gram product.
+///
+/// Eight rows go through an 8×8 tile at a time: eight short runs read from
+/// eight rows and eight written, rather than a store per element eight
+/// rows apart, whose strides of a power of two bytes fall in one cache set.
+pub(crate) fn transpose_into<T: Scalar>(
+    rows: &[&[T]],
+    divisors: Option<&[T]>,
+    cols: Range<usize>,
+    out: &mut Vec<T>,
+) {
+    const TILE: usize = 8;
+    let n = rows.len();
+    out.clear();
+    out.resize(n * cols.len(), T::zero());
+    for (g, group) in rows.chunks(TILE).enumerate() {
+        let first = g * TILE;
+        for start in cols.clone().step_by(TILE) {
+            let end = (start + TILE).min(cols.end);
+            let mut tile = [[T::zero(); TILE]; TILE];
+            for (i, row) in group.iter().enumerate() {
+                let run = &row[start..end];
+                match divisors {
+                    Some(divisors) => {
+                        for (k, x) in divided(run, divisors[first + i]).enumerate() {
+                            tile[k][i] = x;
+                        }
+                    }
+                    None => {
+                        for (k, &x) in run.iter().enumerate() {
+                            tile[k][i] = x;
+                        }
+                    }
+                }
+            }
+            for (k, column) in tile[..end - start].iter().enumerate() {
+                let at = (start - cols.start + k) * n + first;
+                out[at..at + group.len()].copy_from_slice(&column[..group.len()]);
+            }
         }
     }
 }
 
-/// `out = A Zᵀ` (R×M, row-major) for row-major `a` (R×D) and `z` (M×D): the
-/// logit tiles of the fast engine and the yardstick of [`gram`]. Lengths are
-/// the caller's invariant.
+/// `out = A Zᵀ` (R×M, row-major) for row-major `a` (R×D) and `z_t`, Z's
+/// k-major copy (D×M, as [`transpose_into`] writes it): the logit tiles of
+/// the fast engine and the yardstick of [`gram`]. Lengths are the caller's
+/// invariant.
 pub(crate) fn gram_into<T: Scalar>(
     a: &[T],
-    z: &[T],
+    z_t: &[T],
     r: usize,
     m: usize,
     d: usize,
@@ -195,7 +239,7 @@ pub(crate) fn gram_into<T: Scalar>(
         out,
         m,
         Mat::row_major(a, r, d),
-        Mat::transposed(z, d, m),
+        Mat::row_major(z_t, d, m),
         false,
         threads,
     );
@@ -209,8 +253,9 @@ pub(crate) const K_CHUNK: usize = 1 << 15;
 /// `out = A Zᵀ` as [`gram_into`] (`a` R×D, `z` M×D), with the sum over D
 /// split into chunks `width` wide taken in parallel and added in chunk order.
 /// The chunks do not depend on the thread count, so neither do the bits of
-/// `out`. Each chunk holds its part of `out`, and its columns of the rows
-/// where they are divided as they are read.
+/// `out`. Each chunk holds its part of `out`, its columns of Z k-major, and
+/// its columns of A where they are divided as they are read: so `z` is
+/// better the operand with fewer rows.
 pub(crate) fn gram_split_k<T: Scalar>(
     a: Rows<'_, T>,
     z: Rows<'_, T>,
@@ -228,13 +273,13 @@ pub(crate) fn gram_split_k<T: Scalar>(
         .map(|&start| {
             let cols = start..(start + width).min(d);
             let (mut lhs_buffer, mut rhs_buffer) = (Vec::new(), Vec::new());
-            let lhs = a.columns(cols.clone(), false, &mut lhs_buffer);
+            let rhs = z.k_major(cols.clone(), &mut rhs_buffer);
             // A block against its own rows (a batch of few, wide rows is one
-            // such block): their columns are divided once.
-            let rhs = if a.same_as(&z) {
-                lhs.t()
+            // such block): their columns are read and divided once.
+            let lhs = if a.same_as(&z) {
+                rhs.t()
             } else {
-                z.columns(cols, true, &mut rhs_buffer)
+                a.columns(cols, &mut lhs_buffer)
             };
             let mut part = vec![T::zero(); r * m];
             matmul(&mut part, m, lhs, rhs, false, 1);
@@ -273,7 +318,7 @@ pub(crate) fn matmul_split_n<T: Scalar>(
     starts.par_iter().for_each(|&start| {
         let cols = start..(start + K_CHUNK).min(n);
         let mut buffer = Vec::new();
-        let rhs = rows.columns(cols, false, &mut buffer);
+        let rhs = rows.columns(cols, &mut buffer);
         // SAFETY: the checks above keep every element of the whole product
         // inside its slice, so columns start..start + cols are too; `dst` is
         // borrowed mutably for this call, does not alias `lhs` or `rows`, and
@@ -405,6 +450,29 @@ mod tests {
         }
         let mut out = vec![0.0f32; 4];
         assert!(gram(&[0.0; 6], &[0.0; 6], 2, 2, 2, &mut out, 2).is_err());
+    }
+
+    /// The k-major copy holds every element of the chosen columns at its
+    /// transposed place, divided where divisors are given, for row and column
+    /// counts that are not multiples of the tile.
+    #[test]
+    fn transposes_hold_every_element_in_its_place() {
+        let (n, dim) = (13, 37);
+        let f = pattern(n * dim, 5);
+        let rows: Vec<&[f32]> = f.chunks_exact(dim).collect();
+        let divisors: Vec<f32> = (0..n).map(|j| 0.25 + j as f32).collect();
+        let cols = 3..29;
+        let mut out = vec![7.0; 3];
+        for divided in [None, Some(&divisors[..])] {
+            transpose_into(&rows, divided, cols.clone(), &mut out);
+            assert_eq!(out.len(), n * cols.len());
+            for (i, row) in rows.iter().enumerate() {
+                for k in cols.clone() {
+                    let want = divided.map_or(row[k], |v| row[k] / v[i]);
+                    assert_eq!(out[(k - cols.start) * n + i].to_bits(), want.to_bits());
+                }
+            }
+        }
     }
 
     /// Rows divided as they are read give the bits of a GEMM on the

@@ -13,7 +13,7 @@ use conr_core::{Error, Scalar, metric};
 use rayon::prelude::*;
 
 use super::{cast, normalized_rows};
-use crate::matmul::{Mat, gram_into, matmul};
+use crate::matmul::{Mat, Rows, gram_into, matmul};
 
 /// Rows per block: the unit of the two-step passes below.
 const BLOCK: usize = 64;
@@ -38,6 +38,9 @@ pub(crate) fn rank_sim<T: Scalar>(
     let lambda: T = cast(config.lambda);
     let mut dz = vec![T::zero(); b * d];
     let mut sims = vec![T::zero(); BLOCK * b];
+    // The similarities' k-major operand, written once for every strip.
+    let mut z_t = Vec::new();
+    Rows::plain(&z, d).k_major(0..d, &mut z_t);
     let mut loss = T::zero();
     for start in (0..b).step_by(BLOCK) {
         let block = start..(start + BLOCK).min(b);
@@ -48,7 +51,7 @@ pub(crate) fn rank_sim<T: Scalar>(
             .for_each(|(s, out)| {
                 let first = (start + s * STRIP) * d;
                 let strip = out.len() / b;
-                gram_into(&z[first..first + strip * d], &z, strip, b, d, out, 1);
+                gram_into(&z[first..first + strip * d], &z_t, strip, b, d, out, 1);
             });
         // Each row's similarities become its blackbox gradient, in place.
         let losses: Vec<T> = sims

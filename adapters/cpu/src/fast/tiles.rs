@@ -17,7 +17,9 @@ use conr_core::{Batch, Params, Scalar};
 use super::COL_BLOCK;
 use super::views::View;
 use super::views::is_wide;
-use crate::matmul::{K_CHUNK, Mat, Rows, gram_into, gram_split_k, matmul, matmul_split_n};
+use crate::matmul::{
+    K_CHUNK, Mat, Rows, gram_into, gram_split_k, matmul, matmul_split_n, transpose_into,
+};
 use crate::simd::{axpy, dot};
 
 /// Above this share of positive-or-negative pairs, a tile's logits come from
@@ -143,7 +145,12 @@ impl<T: Scalar> Tiles<'_, T> {
             )
         };
         let wide = is_wide(d);
-        let mut gram = vec![T::zero(); block.len() * COL_BLOCK];
+        // The tile's logits, column-major (a column's row of the tile is
+        // `gram[q · rows + i]`): the products' k-major operand is the block,
+        // written once for all its tiles.
+        let rows = block.len();
+        let mut gram = vec![T::zero(); rows * COL_BLOCK];
+        let mut block_t: Vec<T> = Vec::new();
         let mut hits: Vec<Hit<T>> = Vec::new();
         let mut logits: Vec<T> = Vec::new();
         let all = view.columns(first, last, batch.rows());
@@ -180,25 +187,31 @@ impl<T: Scalar> Tiles<'_, T> {
                         Cow::Borrowed(_) => view.rows(first..last + 1),
                         Cow::Owned(ref z) => Rows::plain(z, d),
                     };
-                    let rhs = view.rows(cols.clone());
-                    gram_split_k(lhs, rhs, block.len(), width, &mut gram, K_CHUNK);
+                    let columns = view.rows(cols.clone());
+                    gram_split_k(columns, lhs, width, rows, &mut gram, K_CHUNK);
                     if let Some(divisors) = view.divisors_after_product() {
                         // z_j·z_k = (f_j·f_k) / d_j / d_k: no quotient of the
                         // features is formed (see `View::lengths_near_one`).
-                        for (&p, row) in block.iter().zip(gram.chunks_exact_mut(width)) {
-                            for (g, &dk) in row.iter_mut().zip(&divisors[cols.clone()]) {
+                        for (column, &dk) in
+                            gram.chunks_exact_mut(rows).zip(&divisors[cols.clone()])
+                        {
+                            for (g, &p) in column.iter_mut().zip(block) {
                                 *g = *g / divisors[p] / dk;
                             }
                         }
                     }
                 } else {
-                    let b = &view.z[cols.start * d..cols.end * d];
-                    gram_into(&zr, b, block.len(), width, d, &mut gram, 1);
+                    if block_t.is_empty() {
+                        let block_rows: Vec<&[T]> = zr.chunks_exact(d).collect();
+                        transpose_into(&block_rows, None, 0..d, &mut block_t);
+                    }
+                    let columns = &view.z[cols.start * d..cols.end * d];
+                    gram_into(columns, &block_t, width, rows, d, &mut gram, 1);
                 }
             }
             let logit = |h: &Hit<T>| {
                 let dot = if dense {
-                    gram[h.i * width + h.q - cols.start]
+                    gram[(h.q - cols.start) * rows + h.i]
                 } else {
                     dot(&zr[h.i * d..(h.i + 1) * d], &view.z[h.q * d..(h.q + 1) * d])
                 };
