@@ -63,6 +63,19 @@ echo "== conr bench --backend gpu on the training batch sizes"
 timeout 120 .gl/bin/conr bench --backend gpu --sizes "$TRAIN_SIZES" --reps "$REPS" --warmup 2 --json \
     > "$OUT/bench-gpu-train.jsonl" 2> "$OUT/bench-gpu-train.err"
 echo "bench train exit $?"
+# Where that fixed cost goes: each kernel's device time (timestamp queries)
+# and workgroups, and the host's steps, per call, in f32 and mixed, both plans.
+echo "== conr bench --backend gpu --profile on the training batch sizes"
+for run in ${PROFILE_RUNS:-f32:auto f32:dense mixed:auto}; do
+    precision=${run%%:*} plan=${run##*:}
+    timeout 120 .gl/bin/conr bench --backend gpu --profile --precision "$precision" --plan "$plan" \
+        --sizes "$TRAIN_SIZES,8192x512" --reps "$REPS" --warmup 2 \
+        > "$OUT/profile-gpu-$precision-$plan.txt" 2> "$OUT/profile-gpu-$precision-$plan.err"
+    echo "profile $precision $plan exit $?"
+done
+echo "== profile tests"
+CONR_REQUIRE_GPU=1 timeout 60 .gl/bin/gpu-tests profile:: --test-threads 1 > "$OUT/gpu-profile-tests.log" 2>&1
+echo "gpu profile tests exit $?" | tee -a "$OUT/gpu-profile-tests.log"
 if [ -z "${SKIP_BURN:-}" ] && [ -x .gl/bin/burn-paths ]; then
     # One burn training step with ConR, in place on burn's wgpu buffers (band and
     # dense) and through the host.
@@ -92,3 +105,4 @@ fi
 grep -h "mixed precision\|test result" "$OUT"/gpu-*tests.log
 cat "$OUT"/bench-*.jsonl
 cat "$OUT"/burn-paths-*.txt 2>/dev/null
+cat "$OUT"/profile-gpu-*.txt 2>/dev/null

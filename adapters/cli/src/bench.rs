@@ -77,6 +77,8 @@ pub struct BenchOptions {
     pub labels: Labels,
     /// Run the data-parallel protocol with this many workers too.
     pub shards: Option<usize>,
+    /// GPU only: time `reps` more calls kernel by kernel (`GpuConr::profiled`).
+    pub profile: bool,
 }
 
 /// One worker of a `--shards` run: its rows, its medians, what it sends.
@@ -142,6 +144,68 @@ pub struct BenchRow {
     pub record_tile_share: Option<f64>,
     /// With `--shards W`: each worker, run one after another.
     pub workers: Option<Vec<WorkerRow>>,
+    /// With `--profile`: where one call's time went, on the device and the host.
+    pub profile: Option<ProfileRow>,
+}
+
+/// One call's time by kernel and by host step: a `GpuConr::profiled`
+/// profile of `calls` calls, divided by their number.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileRow {
+    /// Calls profiled (`--reps`), after the timed ones.
+    pub calls: usize,
+    /// Host seconds from a call's start to its submission.
+    pub host_record_s: f64,
+    /// Host seconds from the submission until the results were mapped.
+    pub host_wait_s: f64,
+    /// Host seconds copying the results out.
+    pub host_read_s: f64,
+    /// Device seconds from the first clear to the last copy.
+    pub device_s: f64,
+    /// Device seconds clearing the outputs before the first dispatch.
+    pub clears_s: f64,
+    /// Device seconds copying the results to the readback buffers.
+    pub copies_s: f64,
+    /// Each kernel, in the order first dispatched.
+    pub kernels: Vec<KernelRow>,
+}
+
+/// One kernel's share of a call.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelRow {
+    /// Its entry point.
+    pub kernel: &'static str,
+    /// Dispatches per call.
+    pub dispatches: f64,
+    /// Workgroups per call, over those dispatches.
+    pub workgroups: f64,
+    /// Device seconds per call.
+    pub device_s: f64,
+}
+
+impl ProfileRow {
+    fn of(profile: &conr_wgpu::Profile) -> Self {
+        let per = |x: f64| x / profile.calls.max(1) as f64;
+        Self {
+            calls: profile.calls,
+            host_record_s: per(profile.host_record_s),
+            host_wait_s: per(profile.host_wait_s),
+            host_read_s: per(profile.host_read_s),
+            device_s: per(profile.device_s()),
+            clears_s: per(profile.clears_s),
+            copies_s: per(profile.copies_s),
+            kernels: profile
+                .kernels
+                .iter()
+                .map(|k| KernelRow {
+                    kernel: k.kernel,
+                    dispatches: per(k.dispatches as f64),
+                    workgroups: per(k.workgroups as f64),
+                    device_s: per(k.seconds),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Parses `1024x512,4096x512`.
@@ -406,6 +470,9 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
     // The GPU context, for what only it has: recording on device buffers.
     let gpu = (&*engine as &dyn Any).downcast_ref::<GpuConr>();
     let precision = engine_f32.precision().name();
+    if options.profile && gpu.is_none() {
+        bail!("--profile times the gpu engine's kernels (--backend gpu)");
+    }
     if let Some(gpu) = gpu {
         progress(&format!("GPU: {} ({precision})", gpu.adapter_name()));
     }
@@ -464,9 +531,17 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             Some(_) => None,
             None => {
                 progress(&format!("M={m} D={d}: GEMM"));
+                // One call untimed, as bench/torch_conr.py does for torch's:
+                // the first maps its buffers. Each waits for the engine's
+                // threads to go to sleep, which until then take turns on the
+                // cores with the GEMM's (at 128×2048, a third of its time).
                 let mut gemm_times = Vec::new();
-                for _ in 0..options.reps.min(3) {
-                    gemm_times.push(time_gemm(&data.features, m, d, threads)?);
+                for rep in 0..1 + options.reps.min(3) {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    let elapsed = time_gemm(&data.features, m, d, threads)?;
+                    if rep > 0 {
+                        gemm_times.push(elapsed);
+                    }
                 }
                 Some(median(gemm_times))
             }
@@ -497,6 +572,19 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
                 Some(time_workers(engine_f32, &batch, &config, w, options)?)
             }
         };
+        let profile = match gpu {
+            Some(gpu) if options.profile => {
+                progress(&format!("M={m} D={d}: profile"));
+                let (outs, profile) = gpu.profiled(|| {
+                    (0..options.reps)
+                        .map(|_| engine_f32.compute(&batch, &config).map(drop))
+                        .collect::<Result<Vec<()>, _>>()
+                })?;
+                outs?;
+                Some(ProfileRow::of(&profile))
+            }
+            _ => None,
+        };
         let plan = engine_f32.plan(&batch, &config)?;
         rows.push(BenchRow {
             backend: options.backend.clone(),
@@ -517,6 +605,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             record_plan: record_plan.map(|p| p.tiles.name()),
             record_tile_share: record_plan.map(|p| p.tile_share),
             workers,
+            profile,
         });
     }
     Ok(rows)

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
-use conr_cli::bench::{self, BenchOptions, BenchRow, Labels, PlanArg, parse_sizes};
+use conr_cli::bench::{self, BenchOptions, BenchRow, Labels, PlanArg, ProfileRow, parse_sizes};
 use conr_cli::bench_dir::{self, Loss};
 use conr_cli::demo::{self, DemoOptions};
 use conr_cli::{companion, compute};
@@ -113,9 +113,15 @@ enum Command {
         /// algorithm; up to M = 2048) and one M×M×D GEMM.
         #[arg(long, value_enum, default_value_t = Loss::Conr)]
         loss: Loss,
+        /// GPU only: after the timed calls, time `--reps` more kernel by kernel with
+        /// timestamp queries, and the host's steps on its clock (upload and record,
+        /// wait, readback), and print where one call's time went.
+        #[arg(long)]
+        profile: bool,
         /// Print one JSON object per size (backend, m, d, threads, precision, plan, labels,
         /// pair_share, tile_share, fwd_bwd_s, gemm_s, gemm_equivalents, peak_bytes, record_s,
-        /// record_batched_s, record_plan, record_tile_share, workers) instead of a table.
+        /// record_batched_s, record_plan, record_tile_share, workers, profile) instead of a
+        /// table.
         #[arg(long)]
         json: bool,
     },
@@ -229,6 +235,7 @@ fn run(cli: Cli) -> Result<String> {
             labels,
             shards,
             loss,
+            profile,
             json,
         } => {
             if precision == Precision::F64 {
@@ -244,12 +251,15 @@ fn run(cli: Cli) -> Result<String> {
                 plan: plan.into(),
                 labels,
                 shards,
+                profile,
             };
             // Progress on one self-erasing line, when a person is watching.
             let live = std::io::stderr().is_terminal();
             if loss != Loss::Conr {
-                if options.shards.is_some() || options.mixed {
-                    anyhow::bail!("--shards and --precision mixed are ConR's (--loss conr)");
+                if options.shards.is_some() || options.mixed || options.profile {
+                    anyhow::bail!(
+                        "--shards, --precision mixed and --profile are ConR's (--loss conr)"
+                    );
                 }
                 let rows = bench_dir::run(loss, &options, |line| {
                     if live {
@@ -357,6 +367,34 @@ fn run(cli: Cli) -> Result<String> {
     }
 }
 
+/// One call's time by host step and by kernel, indented under its row.
+fn profile_table(p: &ProfileRow) -> String {
+    let ms = |s: f64| 1e3 * s;
+    let mut out = format!(
+        "  per call (of {}): host {:.3} ms to submit, {:.3} ms waiting, {:.3} ms reading; \
+         device {:.3} ms (clears {:.3}, copies {:.3})\n",
+        p.calls,
+        ms(p.host_record_s),
+        ms(p.host_wait_s),
+        ms(p.host_read_s),
+        ms(p.device_s),
+        ms(p.clears_s),
+        ms(p.copies_s)
+    );
+    out += "    kernel                     dispatches  workgroups  device (ms)  share\n";
+    for k in &p.kernels {
+        out += &format!(
+            "    {:<26} {:>10.0}  {:>10.0}  {:>11.3}  {:>5.1}%\n",
+            k.kernel,
+            k.dispatches,
+            k.workgroups,
+            ms(k.device_s),
+            100.0 * k.device_s / p.device_s.max(f64::MIN_POSITIVE)
+        );
+    }
+    out
+}
+
 /// The human-readable bench table.
 fn table(rows: &[BenchRow]) -> String {
     let mut out = String::from(
@@ -391,6 +429,9 @@ fn table(rows: &[BenchRow]) -> String {
                 "  worker {w}: {} rows, forward {:.4} s, backward {:.4} s, sends {} bytes\n",
                 worker.rows, worker.forward_s, worker.backward_s, worker.sent_bytes
             );
+        }
+        if let Some(p) = &r.profile {
+            out += &profile_table(p);
         }
     }
     out.trim_end().to_string()

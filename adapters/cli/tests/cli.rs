@@ -327,6 +327,46 @@ fn gpu_bench_reports_the_record_plan() {
     assert_eq!(row["plan"], "band");
 }
 
+/// `bench --backend gpu --profile` reports one call's time per kernel, and
+/// `--profile` elsewhere is a one-line error.
+#[test]
+fn gpu_bench_profiles_one_call_kernel_by_kernel() {
+    for (args, needle) in [
+        (&["--backend", "cpu"][..], "--backend gpu"),
+        (&["--backend", "gpu", "--loss", "rnc"][..], "--profile"),
+    ] {
+        let mut bench = vec!["bench", "--profile", "--sizes", "64x8"];
+        bench.extend_from_slice(args);
+        assert_one_line_error(&conr(&bench), needle);
+    }
+    if conr_tests::gpu::gpu().is_none() {
+        return;
+    }
+    let args = ["--backend", "gpu", "--plan", "dense", "--profile"];
+    let row = bench_once("130x8", &args);
+    let profile = &row["profile"];
+    assert_eq!(profile["calls"], 1, "{profile}");
+    let kernels = profile["kernels"].as_array().unwrap();
+    let names: Vec<&str> = kernels
+        .iter()
+        .map(|k| k["kernel"].as_str().unwrap())
+        .collect();
+    for name in ["check_values", "normalize", "row_stats", "backward"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let row_stats = kernels.iter().find(|k| k["kernel"] == "row_stats").unwrap();
+    // ceil(130 / 64) row blocks, one dispatch.
+    assert_eq!(row_stats["workgroups"].as_f64(), Some(3.0));
+    assert_eq!(row_stats["dispatches"].as_f64(), Some(1.0));
+    let device = profile["device_s"].as_f64().unwrap();
+    let summed: f64 = kernels
+        .iter()
+        .map(|k| k["device_s"].as_f64().unwrap())
+        .sum();
+    assert!(device > 0.0 && summed <= device * (1.0 + 1e-9), "{profile}");
+    assert!(profile["host_wait_s"].as_f64().unwrap() > 0.0, "{profile}");
+}
+
 #[test]
 fn help_explains_every_option() {
     let out = conr(&["compute", "--help"]);

@@ -291,6 +291,7 @@ impl GpuConr {
                 &sources,
                 uniforms,
                 &mut Vec::new(),
+                None,
             )?;
             let loss = buffers.loss;
             encoder.copy_buffer_to_buffer(&ws.totals, 0, loss.buffer(), loss.offset(), 4);

@@ -2,6 +2,7 @@
 //! results back.
 
 use std::sync::mpsc;
+use std::time::Instant;
 
 use conr_core::band::{BandPlan, Side};
 use conr_core::{Batch, Config, Error, Params, shard};
@@ -9,6 +10,7 @@ use wgpu::BufferBinding;
 
 use crate::layout::{DeviceOutcome, DeviceStats, Totals, Uniforms};
 use crate::plan::{CallPlan, Phase, Source};
+use crate::profile::{Stamps, Timer};
 use crate::record::{Sources, record_passes};
 use crate::workspace::{BandBuffers, HostBuffers, Workspace, bytes_of};
 use crate::{Cache, GpuConr};
@@ -80,6 +82,7 @@ impl GpuConr {
         config: &Config,
         phase: Phase<'_>,
     ) -> Result<Readback, Error> {
+        let started = Instant::now();
         self.check_lost()?;
         let params = batch.check(config)?;
         let shape = batch.shape();
@@ -93,7 +96,7 @@ impl GpuConr {
             .cache
             .lock()
             .map_err(|_| Error::Device("a previous call panicked".into()))?;
-        let result = self.run_locked(&mut cache, batch, &params, &plan, &phase);
+        let result = self.run_locked(&mut cache, batch, &params, &plan, &phase, started);
         if result.is_err() {
             *cache = Cache::default();
         }
@@ -107,15 +110,29 @@ impl GpuConr {
         params: &Params<f32>,
         plan: &CallPlan,
         phase: &Phase<'_>,
+        started: Instant,
     ) -> Result<Readback, Error> {
         self.workspace(cache, plan)?;
         if cache.host.is_none() {
             cache.host = Some(self.scoped(|| HostBuffers::new(&self.device, plan.chunking))?);
         }
-        let Cache { workspace, host } = cache;
+        let profiling = self.profiling()?.is_some();
+        if profiling && cache.timer.is_none() {
+            cache.timer = Some(self.scoped(|| Timer::new(&self.device))?);
+        }
+        let Cache {
+            workspace,
+            host,
+            timer,
+        } = cache;
         let (Some(ws), Some(host)) = (workspace.as_ref(), host.as_mut()) else {
             return Err(Error::Device("the working buffers are missing".into()));
         };
+        let mut stamps = match (profiling, timer.as_ref()) {
+            (true, Some(timer)) => Some(Stamps::new(timer, started)),
+            _ => None,
+        };
+        let mut recorded_s = 0.0;
         let chunking = plan.chunking;
         let rows = chunking.rows;
         if let (true, Some(band)) = (plan.band, &ws.band) {
@@ -198,6 +215,7 @@ impl GpuConr {
                 &sources,
                 &ws.uniforms,
                 groups,
+                stamps.as_mut(),
             )?;
             if steps.backward {
                 for (grad, readback) in host.grad.iter().zip(&host.grad_readback) {
@@ -210,9 +228,13 @@ impl GpuConr {
                 encoder.copy_buffer_to_buffer(&ws.stats, 0, &host.stats_readback, 0, stats);
                 encoder.copy_buffer_to_buffer(&ws.totals, 0, &host.stats_readback, stats, totals);
             }
+            if let Some(stamps) = &stamps {
+                recorded_s = stamps.finish(&mut encoder);
+            }
             self.queue.submit([encoder.finish()]);
             Ok(())
         })??;
+        let submitted = Instant::now();
 
         let mut readbacks: Vec<&wgpu::Buffer> = Vec::new();
         if steps.backward {
@@ -220,6 +242,9 @@ impl GpuConr {
         }
         if steps.forward {
             readbacks.push(&host.stats_readback);
+        }
+        if let (Some(_), Some(timer)) = (&stamps, timer.as_ref()) {
+            readbacks.push(&timer.readback);
         }
         let (sender, receiver) = mpsc::channel();
         for buffer in &readbacks {
@@ -238,6 +263,7 @@ impl GpuConr {
                 .map_err(|e| Error::Device(format!("reading results back: {e}")))?;
             result.map_err(|e| Error::Device(format!("reading results back: {e}")))?;
         }
+        let mapped_at = Instant::now();
         let mapped = |buffer: &wgpu::Buffer| {
             buffer
                 .get_mapped_range(..)
@@ -265,6 +291,18 @@ impl GpuConr {
             let (stats, totals) = view.split_at(bytes_of::<DeviceStats>(rows) as usize);
             read.stats = bytemuck::pod_collect_to_vec(stats);
             read.totals = bytemuck::pod_read_unaligned(totals);
+        }
+        if let (Some(stamps), Some(timer)) = (&stamps, timer.as_ref()) {
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&mapped(&timer.readback)?);
+            let host = [
+                recorded_s,
+                (mapped_at - submitted).as_secs_f64(),
+                mapped_at.elapsed().as_secs_f64(),
+            ];
+            let period = self.queue.get_timestamp_period();
+            if let Some(profile) = self.profiling()?.as_mut() {
+                stamps.add_to(profile, &ticks, period, host)?;
+            }
         }
         for buffer in readbacks {
             buffer.unmap();

@@ -19,6 +19,8 @@
 //! - Pipelines are created once per `GpuConr`; working buffers are reused
 //!   while the batch shape repeats.
 //! - Batches larger than one storage binding run in row chunks.
+//! - [`GpuConr::profiled`] times the calls made inside it kernel by kernel
+//!   (timestamp queries) and step by step on the host: a [`Profile`].
 //! - Out-of-memory, validation and device-loss conditions become
 //!   [`conr_core::Error`]s through error scopes, never a panic.
 //!
@@ -57,6 +59,7 @@ mod kernels;
 mod layout;
 mod mixed;
 mod plan;
+mod profile;
 mod record;
 mod status;
 mod workspace;
@@ -69,6 +72,7 @@ pub use conr_core::{Error, Precision};
 pub use device_batch::{DeviceBatch, DevicePlan, DeviceResult, read_back};
 pub use info::{AdapterSummary, adapters};
 pub use mixed::{features_for, mixed_support};
+pub use profile::{KernelTime, PROFILE_FEATURES, Profile};
 pub use status::Status;
 
 use conr_core::band::TilePlan;
@@ -142,12 +146,15 @@ pub struct GpuConr {
     precision: Precision,
     tiles: TilePlan,
     lost: Arc<LostFlag>,
+    /// Some while [`GpuConr::profiled`] runs: the calls' times so far.
+    profiling: Mutex<Option<Profile>>,
 }
 
 #[derive(Default)]
 struct Cache {
     workspace: Option<Workspace>,
     host: Option<HostBuffers>,
+    timer: Option<profile::Timer>,
 }
 
 #[derive(Default)]
@@ -228,7 +235,9 @@ impl GpuConr {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("conr"),
-                required_features: features_for(precision),
+                // Timestamps where the adapter has them, for GpuConr::profiled.
+                required_features: features_for(precision)
+                    | (adapter.features() & PROFILE_FEATURES),
                 // The adapter's own limits: storage bindings of up to 2 GiB on large GPUs.
                 required_limits: adapter.limits(),
                 experimental_features,
@@ -330,6 +339,7 @@ impl GpuConr {
             precision,
             tiles: TilePlan::default(),
             lost,
+            profiling: Mutex::new(None),
         };
         gpu.pipelines = Some(gpu.scoped(|| Pipelines::new(&gpu.device, precision))?);
         Ok(gpu)

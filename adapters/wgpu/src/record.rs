@@ -7,6 +7,7 @@ use wgpu::{BindingResource, BufferBinding};
 
 use crate::kernels::{Binding, Kernel, Pipelines};
 use crate::plan::CallPlan;
+use crate::profile::Stamps;
 use crate::workspace::Workspace;
 use crate::{LINEAR_WORKGROUP, TILE};
 
@@ -158,7 +159,10 @@ impl<'a> Bindings<'a, '_> {
 /// `groups` caches the bind groups, one per dispatch in order: pass the same
 /// vector while the buffers behind `ws`, `src` and `uniforms` and the plan's
 /// band stay the same (the host API's own buffers), and an empty one
-/// otherwise.
+/// otherwise. With `stamps`, a timestamp goes before the clears, at the
+/// start of the pass and after every dispatch ([`GpuConr::profiled`]).
+///
+/// [`GpuConr::profiled`]: crate::GpuConr::profiled
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_passes(
     pipelines: &Pipelines,
@@ -169,6 +173,7 @@ pub(crate) fn record_passes(
     src: &Sources<'_>,
     uniforms: &[wgpu::Buffer],
     groups: &mut Vec<wgpu::BindGroup>,
+    mut stamps: Option<&mut Stamps<'_>>,
 ) -> Result<(), Error> {
     let bindings = Bindings {
         ws,
@@ -178,6 +183,9 @@ pub(crate) fn record_passes(
     };
     let chunking = plan.chunking;
     let chunks = chunking.chunks();
+    if let Some(stamps) = &stamps {
+        stamps.begin(encoder);
+    }
     for g in &src.grad {
         encoder.clear_buffer(g.buffer, g.offset, g.size.map(|s| s.get()));
     }
@@ -198,6 +206,9 @@ pub(crate) fn record_passes(
         label: Some("conr"),
         timestamp_writes: None,
     });
+    if let Some(stamps) = &stamps {
+        stamps.begin_pass(&mut pass);
+    }
     let mut index = 0;
     let mut dispatch = |kernel: &Kernel, at: At, x: usize, y: usize| -> Result<(), Error> {
         if index == groups.len() {
@@ -206,6 +217,9 @@ pub(crate) fn record_passes(
         pass.set_pipeline(&kernel.pipeline);
         pass.set_bind_group(0, &groups[index], &[]);
         pass.dispatch_workgroups(x as u32, y as u32, 1);
+        if let Some(stamps) = stamps.as_deref_mut() {
+            stamps.dispatched(&mut pass, kernel.name, (x * y) as u64)?;
+        }
         index += 1;
         Ok(())
     };

@@ -1,8 +1,10 @@
 //! The WGSL engine, one test binary (each links wgpu once): compute against
 //! the fixtures and the reference, the device-built band plan, mixed
-//! precision, and the record path. On CI this runs on lavapipe.
+//! precision, the record path, and the kernel-by-kernel profile. On CI this
+//! runs on lavapipe.
 
 mod compute;
 mod device_plan;
 mod mixed;
+mod profile;
 mod record;
