@@ -20,6 +20,7 @@
 //! # Ok::<(), conr_core::Error>(())
 //! ```
 
+use crate::math::sqrt;
 use crate::{Error, Named, Scalar, cast};
 
 /// The most bins a density config may ask for (the scratch is two arrays of bins).
@@ -252,7 +253,7 @@ pub fn density_weights<T: Scalar>(
     }
     for c in counts.iter_mut() {
         *c = match config.reweight {
-            Reweight::SqrtInv => c.sqrt(),
+            Reweight::SqrtInv => sqrt(*c),
             Reweight::Inverse => c.max(cast(5.0)).min(cast(1000.0)),
         };
     }

@@ -23,6 +23,7 @@
 //! - [`band`]: the band plan, which tiles of pairs can hold a positive or a negative;
 //! - [`stats`]: the streaming per-row statistics (log-sum-exp) and gradient coefficients;
 //! - [`normalize`]: L2 normalisation and its backward pass;
+//! - [`math`]: exp, ln, sqrt and atan2, from the `libm` crate in every build;
 //! - [`shard`]: one global batch across workers, exactly (the messages they exchange);
 //! - [`density`]: label-density weights (inverse, square-root inverse, LDS smoothing);
 //! - [`dir`]: the losses ConR is combined with, RankSim, Rank-N-Contrast and
@@ -74,6 +75,7 @@ pub mod dir;
 #[cfg(feature = "alloc")]
 pub mod engine;
 mod error;
+pub mod math;
 pub mod metric;
 pub mod normalize;
 #[cfg(feature = "alloc")]
@@ -100,9 +102,13 @@ pub use owned::OwnedBatch;
 /// The floating-point types the core computes in: `f32` and `f64`.
 ///
 /// Written once, as a bound with a blanket impl, so every function says `T: Scalar`.
-pub trait Scalar: num_traits::Float + core::fmt::Debug + Send + Sync + 'static {}
+/// Its exp, ln, sqrt and atan2 are [`math`]'s, from `libm` in every build.
+pub trait Scalar:
+    num_traits::Float + math::Libm + core::fmt::Debug + Send + Sync + 'static
+{
+}
 
-impl<T: num_traits::Float + core::fmt::Debug + Send + Sync + 'static> Scalar for T {}
+impl<T: num_traits::Float + math::Libm + core::fmt::Debug + Send + Sync + 'static> Scalar for T {}
 
 /// Converts an `f64` constant into `T`. Every finite `f64` converts into `f32`
 /// and `f64` (possibly rounding to infinity, which validation rules out for config values).

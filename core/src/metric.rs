@@ -1,5 +1,6 @@
 //! Label distances `d(y_j, y_k)`, used for labels and for predictions alike.
 
+use crate::math::{atan2, sqrt};
 use crate::{LabelMetric, Scalar};
 
 /// The distance between two label vectors of equal length under `metric`.
@@ -42,7 +43,7 @@ pub fn distance<T: Scalar>(metric: LabelMetric, a: &[T], b: &[T]) -> T {
                 let r = (x - y) / big;
                 acc + r * r
             });
-            (big * sum.sqrt()).min(T::max_value())
+            (big * sqrt(sum)).min(T::max_value())
         }
         LabelMetric::Angular => angle(a, b),
     }
@@ -67,7 +68,7 @@ pub fn norm<T: Scalar>(v: &[T]) -> T {
     // a reciprocal, x · (1/x) can fall one unit short of 1, and the f32
     // gradient of a short row came out 8.8e-6 rather than 0.
     let sum = fold_lanes(v, |acc, x| acc + (x / big) * (x / big), |a, b| a + b);
-    big * sum.sqrt()
+    big * sqrt(sum)
 }
 
 /// `a · b` over the common length.
@@ -129,7 +130,7 @@ fn angle<T: Scalar>(a: &[T], b: &[T]) -> T {
         sum = sum + (u + v) * (u + v);
     }
     let two = T::one() + T::one();
-    two * diff.sqrt().atan2(sum.sqrt())
+    two * atan2(sqrt(diff), sqrt(sum))
 }
 
 #[cfg(test)]

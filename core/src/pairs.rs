@@ -1,6 +1,7 @@
 //! Pair classification and pushing weights: which `k` are positives `P_jk` and
 //! negatives `Q_jk` of row `j`, and how hard each negative is pushed (`S_jk`).
 
+use crate::math::ln;
 use crate::metric::distance;
 use crate::{Params, PushingKind, Scalar};
 
@@ -107,7 +108,7 @@ impl<T: Scalar> Pair<T> {
 pub fn log_pushing_weight<T: Scalar>(params: &Params<T>, log_eta: T, label_distance: T) -> T {
     let log_g = match params.config.pushing.kind {
         PushingKind::Exp => params.scale * label_distance,
-        PushingKind::Linear => params.log_scale + label_distance.ln(),
+        PushingKind::Linear => params.log_scale + ln(label_distance),
         PushingKind::Constant => T::zero(),
     };
     (log_eta + log_g).min(crate::cast(LOG_WEIGHT_CEILING))

@@ -10,6 +10,7 @@
 //! Sums of exponentials are kept as log-sum-exp with a running maximum, and the
 //! pushing weight joins the exponent (`s + ln S`), so no finite input overflows.
 
+use crate::math::{exp, ln};
 use crate::pairs::Pair;
 use crate::{Aggregation, Params, Reduction, Scalar, cast};
 
@@ -54,10 +55,10 @@ impl<T: Scalar> LogSumExp<T> {
     #[inline]
     pub fn push(&mut self, x: T) {
         if x > self.max {
-            self.sum = self.sum * (self.max - x).exp() + T::one();
+            self.sum = self.sum * exp(self.max - x) + T::one();
             self.max = x;
         } else {
-            self.sum = self.sum + (x - self.max).exp();
+            self.sum = self.sum + exp(x - self.max);
         }
     }
 
@@ -72,7 +73,7 @@ impl<T: Scalar> LogSumExp<T> {
             return;
         }
         let max = self.max.max(other.max);
-        self.sum = self.sum * (self.max - max).exp() + other.sum * (other.max - max).exp();
+        self.sum = self.sum * exp(self.max - max) + other.sum * exp(other.max - max);
         self.max = max;
     }
 
@@ -88,7 +89,7 @@ impl<T: Scalar> LogSumExp<T> {
         if self.is_empty() {
             T::neg_infinity()
         } else {
-            self.max + self.sum.ln()
+            self.max + ln(self.sum)
         }
     }
 
@@ -96,7 +97,7 @@ impl<T: Scalar> LogSumExp<T> {
     /// result much smaller than the terms keeps its digits.
     #[inline]
     pub fn value_minus(&self, shift: T) -> T {
-        (self.max - shift) + self.sum.ln()
+        (self.max - shift) + ln(self.sum)
     }
 }
 
@@ -192,7 +193,7 @@ impl<T: Scalar> RowStats<T> {
         if config.denominator_padding {
             let padding = rows.saturating_sub(self.positives as usize).max(1);
             denominator.merge(&LogSumExp {
-                max: cast::<T>(padding as f64).ln(),
+                max: ln(cast::<T>(padding as f64)),
                 sum: T::one(),
             });
         }
@@ -214,9 +215,7 @@ impl<T: Scalar> RowStats<T> {
                 outcome.positive_share * denominator.value_minus(mean_logit)
             }
             // log D + log n − log Σ_P e^s
-            Aggregation::LogOfMean => {
-                denominator.value_minus(outcome.log_positive_sum) + count.ln()
-            }
+            Aggregation::LogOfMean => denominator.value_minus(outcome.log_positive_sum) + ln(count),
         };
         outcome.loss = outcome.outer * row_loss;
         outcome
@@ -373,17 +372,15 @@ impl<T: Scalar> RowGrad<T> {
         match pair {
             Pair::Neither => T::zero(),
             Pair::Positive => {
-                let softmax = self.push * (s - self.log_denominator).exp();
+                let softmax = self.push * exp(s - self.log_denominator);
                 match self.aggregation {
                     Aggregation::MeanOfLogs => softmax - self.pull,
-                    Aggregation::LogOfMean => {
-                        softmax - self.pull * (s - self.log_positive_sum).exp()
-                    }
+                    Aggregation::LogOfMean => softmax - self.pull * exp(s - self.log_positive_sum),
                 }
             }
             Pair::Negative { log_weight } => {
                 if log_weight > T::neg_infinity() {
-                    self.push * (s + log_weight - self.log_denominator).exp()
+                    self.push * exp(s + log_weight - self.log_denominator)
                 } else {
                     T::zero()
                 }

@@ -8,16 +8,24 @@ use std::sync::OnceLock;
 use conr_core::band::TilePlan;
 use conr_wgpu::GpuConr;
 
+pub use crate::skipped;
+
+/// Whether `CONR_REQUIRE_GPU=1`: CI's promise that the adapter is there,
+/// with timestamp queries (lavapipe has them).
+pub fn required() -> bool {
+    std::env::var("CONR_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
 /// The shared context, or `None` (with the reason printed) when there is no adapter.
 pub fn gpu() -> Option<&'static GpuConr> {
     static GPU: OnceLock<Result<GpuConr, String>> = OnceLock::new();
     match GPU.get_or_init(|| GpuConr::new().map_err(|e| e.to_string())) {
         Ok(gpu) => Some(gpu),
         Err(reason) => {
-            if std::env::var("CONR_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+            if required() {
                 panic!("CONR_REQUIRE_GPU=1 but there is no GPU: {reason}");
             }
-            eprintln!("skipping a GPU test: {reason}");
+            skipped("the GPU tests", &format!("no adapter: {reason}"));
             None
         }
     }

@@ -34,10 +34,10 @@ fn shared() -> Option<(SharedWgpu, MutexGuard<'static, ()>)> {
             Some((shared.clone(), lock))
         }
         Err(reason) => {
-            if std::env::var("CONR_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+            if conr_tests::gpu::required() {
                 panic!("CONR_REQUIRE_GPU=1 but burn's wgpu device failed: {reason}");
             }
-            eprintln!("skipping a burn wgpu test: {reason}");
+            conr_tests::gpu::skipped("conr-burn's wgpu tests", &format!("no device: {reason}"));
             None
         }
     }

@@ -2,23 +2,22 @@
 //! next to one M×M×D f32 GEMM of the same shape on the same threads, so the
 //! result reads as GEMM-equivalents, a ratio that survives noisy machines.
 
-use std::any::Any;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use conr_core::density::DensityConfig;
 use conr_core::shard::{Header, even_slices, message_len, read_message, write_message};
 use conr_core::stats::RowOutcome;
-use conr_core::{Batch, Config, Engine, Inputs, Named, PlanReport, Shape};
+use conr_core::{Batch, Config, Engine, Inputs, Named, Shape};
 use conr_cpu::{density_weights, gram};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::Serialize;
 
+use crate::gpu::Gpu;
 use crate::memory;
 use conr_core::band::TilePlan;
-use conr_wgpu::{GpuBuffers, GpuConr};
 
 /// `--plan auto|band|dense`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -183,31 +182,6 @@ pub struct KernelRow {
     pub device_s: f64,
 }
 
-impl ProfileRow {
-    fn of(profile: &conr_wgpu::Profile) -> Self {
-        let per = |x: f64| x / profile.calls.max(1) as f64;
-        Self {
-            calls: profile.calls,
-            host_record_s: per(profile.host_record_s),
-            host_wait_s: per(profile.host_wait_s),
-            host_read_s: per(profile.host_read_s),
-            device_s: per(profile.device_s()),
-            clears_s: per(profile.clears_s),
-            copies_s: per(profile.copies_s),
-            kernels: profile
-                .kernels
-                .iter()
-                .map(|k| KernelRow {
-                    kernel: k.kernel,
-                    dispatches: per(k.dispatches as f64),
-                    workgroups: per(k.workgroups as f64),
-                    device_s: per(k.seconds),
-                })
-                .collect(),
-        }
-    }
-}
-
 /// Parses `1024x512,4096x512`.
 pub fn parse_sizes(text: &str) -> Result<Vec<(usize, usize)>> {
     text.split(',')
@@ -290,7 +264,7 @@ impl RandomBatch {
     }
 }
 
-fn median(mut times: Vec<f64>) -> f64 {
+pub(crate) fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
 }
@@ -378,80 +352,6 @@ const BATCHED: usize = 10;
 /// The largest batch `record_batched_s` is measured for.
 const BATCHED_MAX_ROWS: usize = 8192;
 
-/// Median seconds of the record path: the batch in device buffers, then per
-/// repetition one encoder, `calls` × `record`, one submission, and the wait;
-/// divided by `calls`. And the plan the calls took, as the device counted
-/// their tiles.
-fn time_record(
-    gpu: &GpuConr,
-    data: &RandomBatch,
-    config: &Config,
-    options: &BenchOptions,
-    calls: usize,
-) -> Result<(f64, PlanReport)> {
-    use wgpu::BufferUsages as U;
-    use wgpu::util::DeviceExt;
-    let device = gpu.device();
-    let init = |label, values: &[f32], usage| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(values),
-            usage,
-        })
-    };
-    let features = init("bench features", &data.features, U::STORAGE);
-    let labels = init("bench labels", &data.labels, U::COPY_SRC);
-    let preds = init("bench preds", &data.preds, U::COPY_SRC);
-    let weights = init("bench weights", &data.weights, U::COPY_SRC);
-    let grad = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("bench grad"),
-        size: (data.features.len() * 4) as u64,
-        usage: U::STORAGE | U::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let loss = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("bench loss"),
-        size: 4,
-        usage: U::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let tiles = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("bench tiles"),
-        size: 4,
-        usage: U::COPY_DST | U::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    let buffers = GpuBuffers {
-        features: features.slice(..),
-        labels: labels.slice(..),
-        preds: preds.slice(..),
-        eta: Some(weights.slice(..)),
-        grad_features: grad.slice(..),
-        loss: loss.slice(..),
-        status: None,
-        counts: None,
-        tiles: Some(tiles.slice(..)),
-    };
-    let mut times = Vec::new();
-    for rep in 0..options.warmup + options.reps {
-        let start = Instant::now();
-        let mut encoder = device.create_command_encoder(&Default::default());
-        for _ in 0..calls {
-            gpu.record(&mut encoder, data.shape, buffers, config)?;
-        }
-        gpu.queue().submit([encoder.finish()]);
-        device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| anyhow::anyhow!("waiting for the GPU: {e}"))?;
-        if rep >= options.warmup {
-            times.push(start.elapsed().as_secs_f64() / calls as f64);
-        }
-    }
-    let visited = conr_wgpu::read_back(gpu, &[(&tiles, 4)])?[0];
-    let plan = gpu.record_report(data.shape, config, visited)?;
-    Ok((median(times), plan))
-}
-
 /// Runs the benchmark, calling `progress` with a line per step.
 pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
     if options.reps == 0 {
@@ -468,7 +368,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
     )?;
     let engine_f32: &dyn Engine<f32> = &*engine;
     // The GPU context, for what only it has: recording on device buffers.
-    let gpu = (&*engine as &dyn Any).downcast_ref::<GpuConr>();
+    let gpu = Gpu::of(&*engine);
     let precision = engine_f32.precision().name();
     if options.profile && gpu.is_none() {
         bail!("--profile times the gpu engine's kernels (--backend gpu)");
@@ -549,15 +449,12 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
         let (record_s, record_batched_s, record_plan) = match gpu {
             Some(gpu) => {
                 progress(&format!("M={m} D={d}: record path"));
-                let (one, plan) = time_record(gpu, &data, &config, options, 1)?;
+                let (one, plan) = gpu.time_record(&data, &config, options, 1)?;
                 // Where one call takes milliseconds, ten in a row tell apart its
                 // fixed cost; larger batches, and software adapters, would only
                 // take long.
-                let software = gpu
-                    .adapter_info()
-                    .is_some_and(|info| info.device_type == wgpu::DeviceType::Cpu);
-                let batched = if m <= BATCHED_MAX_ROWS && !software {
-                    Some(time_record(gpu, &data, &config, options, BATCHED)?.0)
+                let batched = if m <= BATCHED_MAX_ROWS && !gpu.is_software() {
+                    Some(gpu.time_record(&data, &config, options, BATCHED)?.0)
                 } else {
                     None
                 };
@@ -575,13 +472,12 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
         let profile = match gpu {
             Some(gpu) if options.profile => {
                 progress(&format!("M={m} D={d}: profile"));
-                let (outs, profile) = gpu.profiled(|| {
-                    (0..options.reps)
-                        .map(|_| engine_f32.compute(&batch, &config).map(drop))
-                        .collect::<Result<Vec<()>, _>>()
-                })?;
-                outs?;
-                Some(ProfileRow::of(&profile))
+                Some(gpu.profile(|| {
+                    for _ in 0..options.reps {
+                        engine_f32.compute(&batch, &config)?;
+                    }
+                    Ok(())
+                })?)
             }
             _ => None,
         };

@@ -1,15 +1,14 @@
 //! What `conr compute` and `conr weights` print, on the engine named on the
 //! command line.
 
-use std::any::Any;
-
 use anyhow::{Result, bail};
 use conr_core::shard::{compute_sharded, even_slices};
 use conr_core::{Config, Engine, Output, Precision, Scalar};
 use conr_cpu::density_weights;
 use conr_schema::{LossCase, Report, WeightsCase};
-use conr_wgpu::GpuConr;
 use serde::Serialize;
+
+use crate::gpu::Gpu;
 
 /// How `conr compute` runs a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,7 +37,7 @@ pub fn compute(case: &LossCase, backend: &str, how: Run) -> Result<Report> {
     let config = case.config.to_config()?;
     let engine = conr_engines::engine(backend)?;
     if record {
-        let Some(gpu) = (&*engine as &dyn Any).downcast_ref::<GpuConr>() else {
+        let Some(gpu) = Gpu::of(&*engine) else {
             bail!("--record needs --backend gpu");
         };
         if shards.is_some() {
@@ -49,7 +48,7 @@ pub fn compute(case: &LossCase, backend: &str, how: Run) -> Result<Report> {
         }
         // An f64 case is rounded to f32 once, as the GPU engine does.
         let owned = case.converted::<f32>()?;
-        let (output, _) = gpu.compute_recorded(&owned.batch(), &config)?;
+        let output = gpu.compute_recorded(&owned.batch(), &config)?;
         return Ok(Report::new(output.cast(), backend, Precision::F32));
     }
     let precision = conr_engines::batch_precision(&*engine, precision)?;

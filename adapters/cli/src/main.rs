@@ -9,8 +9,9 @@ use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 use conr_cli::bench::{self, BenchOptions, BenchRow, Labels, PlanArg, ProfileRow, parse_sizes};
 use conr_cli::bench_dir::{self, Loss};
+#[cfg(feature = "demo")]
 use conr_cli::demo::{self, DemoOptions};
-use conr_cli::{companion, compute};
+use conr_cli::{companion, compute, gpu};
 use conr_core::{Named, Precision};
 use conr_schema::{Input, WeightsCase, read_json};
 
@@ -132,6 +133,7 @@ enum Command {
     /// L1 + β·ConR with pushing power from label density (sqrt_inv + LDS);
     /// L1 + γ·RankSim; L1 + β·ConR + γ·RankSim; BMC; BMC + β·ConR.
     /// The data ships with the binary: no network is needed.
+    #[cfg(feature = "demo")]
     Demo {
         /// Seeds per method.
         #[arg(long, default_value_t = 5)]
@@ -160,6 +162,12 @@ enum Command {
         /// Write DIR/report.json and DIR/per_label_mae.svg.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Compare the run, bit for bit, with a report it wrote before (such as
+        /// docs/report.json), and fail where a number differs. A report made on a
+        /// CPU with other GEMM kernels (AVX-512 against AVX2) is not comparable:
+        /// that is said, and nothing fails.
+        #[arg(long)]
+        check: Option<PathBuf>,
     },
     /// List the GPU adapters wgpu can see, with their backend, type, driver and key limits.
     ///
@@ -293,6 +301,7 @@ fn run(cli: Cli) -> Result<String> {
                 Ok(table(&rows))
             }
         }
+        #[cfg(feature = "demo")]
         Command::Demo {
             seeds,
             epochs,
@@ -303,7 +312,13 @@ fn run(cli: Cli) -> Result<String> {
             backend,
             quick,
             out,
+            check,
         } => {
+            let committed = check
+                .as_deref()
+                .map(demo::read)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let engine = conr_engines::engine(&backend)?;
             let options = DemoOptions {
                 seeds,
@@ -328,6 +343,18 @@ fn run(cli: Cli) -> Result<String> {
             })?;
             bar.finish_and_clear();
             let mut text = report.table();
+            if let (Some(committed), Some(path)) = (committed, &check) {
+                let path = path.display();
+                match report.check(&committed) {
+                    demo::Check::Same => text += &format!("the same numbers as {path}\n"),
+                    demo::Check::OtherKernels { committed, here } => {
+                        text += &format!(
+                            "not compared: {path} was made with {committed} GEMM kernels, this CPU runs {here}\n"
+                        )
+                    }
+                    demo::Check::Differs(how) => anyhow::bail!("{path} is stale:\n{how}"),
+                }
+            }
             if let Some(dir) = out {
                 demo::write(&report, &dir).map_err(anyhow::Error::msg)?;
                 text += &format!(
@@ -338,28 +365,7 @@ fn run(cli: Cli) -> Result<String> {
             }
             Ok(text.trim_end().to_string())
         }
-        Command::Info => {
-            let adapters: Vec<serde_json::Value> = conr_wgpu::adapters()
-                .into_iter()
-                .map(|a| {
-                    serde_json::json!({
-                        "name": a.name,
-                        "backend": a.backend,
-                        "device_type": a.device_type,
-                        "driver": a.driver,
-                        "max_storage_buffer_binding_size": a.max_storage_buffer_binding_size,
-                        "max_buffer_size": a.max_buffer_size,
-                        "max_compute_workgroup_storage_size": a.max_compute_workgroup_storage_size,
-                        "max_compute_invocations_per_workgroup": a.max_compute_invocations_per_workgroup,
-                        "max_compute_workgroups_per_dimension": a.max_compute_workgroups_per_dimension,
-                        "max_storage_buffers_per_shader_stage": a.max_storage_buffers_per_shader_stage,
-                        "shader_f16": a.shader_f16,
-                        "subgroups": a.subgroups,
-                    })
-                })
-                .collect();
-            Ok(serde_json::json!({ "adapters": adapters }).to_string())
-        }
+        Command::Info => Ok(gpu::adapters()?.to_string()),
         Command::Weights { input } => {
             let case: WeightsCase = read_json(&input)?;
             Ok(serde_json::to_string(&compute::weights(&case)?)?)

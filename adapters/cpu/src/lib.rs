@@ -49,5 +49,5 @@ pub use conr_core::{
 };
 pub use density::density_weights;
 pub use fast::Fast;
-pub use matmul::gram;
+pub use matmul::{gemm_kernels, gram};
 pub use reference::Reference;

@@ -412,6 +412,24 @@ unsafe fn gemm_raw<T: Scalar>(
     }
 }
 
+/// The widest GEMM micro-kernels this CPU runs: `"avx512"`, `"avx2+fma"`, or
+/// the architecture's name where neither is there. The `gemm` crate picks
+/// them at run time, and kernels of another width sum in another order, so
+/// a long f32 computation built on GEMMs (a training run, as in `conr
+/// demo`) repeats its bits only on CPUs that run the same kernels.
+pub fn gemm_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            return "avx512";
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return "avx2+fma";
+        }
+    }
+    std::env::consts::ARCH
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

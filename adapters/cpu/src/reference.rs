@@ -4,6 +4,7 @@ use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch};
 use conr_core::dir::ranksim::{RankSim, RankSimBatch};
 use conr_core::dir::rnc::{RankNContrast, RncBatch};
 use conr_core::dir::{BalancedMseOutput, RankSimOutput, RncOutput};
+use conr_core::math::ln;
 use conr_core::normalize::{normalize, normalize_backward};
 use conr_core::pairs::Pair;
 use conr_core::shard;
@@ -120,7 +121,7 @@ impl<T: Scalar> ReferenceWorker<'_, T> {
     /// negative of `j`, with what `k` is to `j` and what `j` is to `k`.
     fn for_each_pair(&self, j: usize, mut visit: impl FnMut(usize, Pair<T>, Pair<T>, T)) {
         let (batch, dim) = (&self.batch, self.batch.shape().dim);
-        let log_eta = batch.eta(j).ln();
+        let log_eta = ln(batch.eta(j));
         let zj = &self.z[j * dim..(j + 1) * dim];
         for k in 0..batch.rows() {
             let (pair, kj) = Pair::classify_both(
@@ -128,7 +129,7 @@ impl<T: Scalar> ReferenceWorker<'_, T> {
                 batch.row(j),
                 batch.row(k),
                 log_eta,
-                batch.eta(k).ln(),
+                ln(batch.eta(k)),
             );
             if pair == Pair::Neither {
                 continue;

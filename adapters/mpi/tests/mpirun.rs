@@ -43,7 +43,10 @@ fn has_mpirun() -> bool {
     if std::env::var("CONR_REQUIRE_MPI").is_ok_and(|v| v == "1") {
         panic!("CONR_REQUIRE_MPI=1 but mpirun is not installed");
     }
-    eprintln!("skipped: mpirun is not installed (apt-get install openmpi-bin)");
+    conr_tests::skipped(
+        "conr-mpi's mpirun tests",
+        "mpirun is not installed (apt-get install openmpi-bin)",
+    );
     false
 }
 

@@ -23,6 +23,7 @@
 //! without overflow: the loss is finite for any finite input.
 
 use crate::config::named;
+use crate::math::{exp, ln};
 use crate::rules::Rule;
 use crate::{Error, Named, Scalar, cast};
 
@@ -294,7 +295,7 @@ pub fn gai_row<T: Scalar>(
         (
             total,
             r,
-            cast::<T>(weights[k]).ln() - half * total.ln() - half * r * r / total,
+            ln(cast::<T>(weights[k])) - half * ln(total) - half * r * r / total,
         )
     };
     let mut sum = LogSum::new();
@@ -307,13 +308,13 @@ pub fn gai_row<T: Scalar>(
     let mut d_variance = -half * (p - y) * (p - y) * inv * inv + half * inv;
     for k in (0..weights.len()).filter(|&k| weights[k] > 0.0) {
         let (total, r, value) = component(k);
-        let w = (value - log_z).exp();
+        let w = exp(value - log_z);
         d_pred = d_pred - w * r / total;
         d_variance = d_variance + w * half * (r * r / (total * total) - T::one() / total);
     }
     grad[0] = d_pred;
     RowTerm {
-        term: half * (p - y) * (p - y) * inv + half * variance.ln() + log_z,
+        term: half * (p - y) * (p - y) * inv + half * ln(variance) + log_z,
         d_variance,
     }
 }
@@ -332,7 +333,7 @@ pub fn bni_row<T: Scalar>(
     let inv = T::one() / variance;
     let bucket = |b: usize| {
         let r = p - cast(centers[b]);
-        (r, cast::<T>(weights[b]).ln() - half * r * r * inv)
+        (r, ln(cast::<T>(weights[b])) - half * r * r * inv)
     };
     let mut sum = LogSum::new();
     for b in (0..weights.len()).filter(|&b| weights[b] > 0.0) {
@@ -343,7 +344,7 @@ pub fn bni_row<T: Scalar>(
     let mut d_variance = -half * (p - y) * (p - y) * inv * inv;
     for b in (0..weights.len()).filter(|&b| weights[b] > 0.0) {
         let (r, value) = bucket(b);
-        let w = (value - log_z).exp();
+        let w = exp(value - log_z);
         d_pred = d_pred - w * r * inv;
         d_variance = d_variance + w * half * r * r * inv * inv;
     }

@@ -3,6 +3,7 @@
 //! fixed maximum.
 
 use crate::Scalar;
+use crate::math::{exp, ln};
 
 /// The log of a running sum of exponentials, kept as its largest term `m`
 /// and `Σ e^{x_i − m}` (at least 1 once a term is in): one exponential per
@@ -28,10 +29,10 @@ impl<T: Scalar> LogSum<T> {
     #[inline]
     pub(crate) fn add(&mut self, x: T) -> T {
         if x <= self.max {
-            self.sum = self.sum + (x - self.max).exp();
+            self.sum = self.sum + exp(x - self.max);
             T::one()
         } else {
-            let rescale = (self.max - x).exp();
+            let rescale = exp(self.max - x);
             self.sum = self.sum * rescale + T::one();
             self.max = x;
             rescale
@@ -41,7 +42,7 @@ impl<T: Scalar> LogSum<T> {
     /// `e^{x − m}` of a term already added, for weights against [`Self::sum`].
     #[inline]
     pub(crate) fn shifted(&self, x: T) -> T {
-        (x - self.max).exp()
+        exp(x - self.max)
     }
 
     /// `Σ e^{x_i − m}`.
@@ -56,7 +57,7 @@ impl<T: Scalar> LogSum<T> {
         if self.sum.is_zero() {
             return T::neg_infinity();
         }
-        self.max + self.sum.ln()
+        self.max + ln(self.sum)
     }
 }
 

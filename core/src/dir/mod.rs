@@ -26,6 +26,7 @@ pub use labelled::LabelledFeatures;
 #[cfg(feature = "alloc")]
 pub use output::{BalancedMseOutput, RankSimOutput, RncOutput};
 
+use crate::math::sqrt;
 use crate::rules::Rule;
 use crate::{Error, LabelMetric, Scalar};
 
@@ -88,7 +89,7 @@ pub(crate) fn euclidean<T: Scalar>(a: &[T], b: &[T]) -> T {
         acc + d * d
     });
     if squares.is_finite() {
-        return squares.sqrt();
+        return sqrt(squares);
     }
     let big = a
         .iter()
@@ -98,5 +99,5 @@ pub(crate) fn euclidean<T: Scalar>(a: &[T], b: &[T]) -> T {
         let r = (x - y) / big;
         acc + r * r
     });
-    (big * scaled.sqrt()).min(T::max_value())
+    (big * sqrt(scaled)).min(T::max_value())
 }

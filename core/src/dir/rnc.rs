@@ -24,6 +24,7 @@
 //! with respect to the features, as PyTorch's norm gives it.
 
 use crate::config::named;
+use crate::math::{exp, ln};
 use crate::{Error, LabelMetric, Named, Scalar, cast, metric};
 
 use super::lse::LogSum;
@@ -189,10 +190,10 @@ pub fn anchor_terms<T: Scalar>(
         }
         let log_s = coefficients[others[start]];
         let members: T = cast((end - start) as f64);
-        prefix.add(members.ln() - log_s);
+        prefix.add(ln(members) - log_s);
         let p = prefix.get();
         for &j in &others[start..end] {
-            coefficients[j] = (logits[j] + p).exp() - T::one();
+            coefficients[j] = exp(logits[j] + p) - T::one();
         }
         start = end;
     }

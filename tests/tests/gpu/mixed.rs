@@ -9,7 +9,7 @@ use conr_core::{Batch, Config, Engine, Error, Inputs, Precision, Shape};
 use conr_cpu::{Fast, Output, Reference};
 use conr_tests::budget::{Budget, MIXED_VS_F64, scaled_by_inv_temperature};
 use conr_tests::fixtures::{Expected, f32_batch, loss_cases, widen};
-use conr_tests::gpu::gpu;
+use conr_tests::gpu::{gpu, skipped};
 use conr_tests::random::any_batch;
 use conr_wgpu::GpuConr;
 use proptest::strategy::{Strategy, ValueTree};
@@ -26,7 +26,10 @@ fn mixed() -> Option<&'static GpuConr> {
         .get_or_init(|| match GpuConr::with_precision(Precision::Mixed) {
             Ok(g) => Some(g),
             Err(e @ Error::Unsupported { .. }) => {
-                eprintln!("mixed precision is not available here: {e}");
+                skipped(
+                    "gpu::mixed (the f16 tensor-core kernels)",
+                    &format!("the adapter has no cooperative matrices ({e}); only the refusal ran"),
+                );
                 None
             }
             Err(e) => panic!("asking for mixed precision failed unclearly: {e:?}"),

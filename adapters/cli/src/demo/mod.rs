@@ -29,7 +29,7 @@ use std::sync::Arc;
 use conr_core::dir::ranksim::RankSim;
 use conr_core::{Config, FloatEngine};
 use conr_cpu::Fast;
-pub use report::Report;
+pub use report::{Check, Report};
 use train::{Method, TrainOptions};
 
 /// The seed of the train/validation/test split.
@@ -160,6 +160,13 @@ pub fn run(
         })
         .collect();
     Ok(report)
+}
+
+/// Reads a `report.json` that `write` wrote.
+pub fn read(path: &Path) -> Result<Report, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Writes `report.json` and `per_label_mae.svg` into `dir` (created if needed).

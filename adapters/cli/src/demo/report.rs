@@ -54,6 +54,9 @@ pub struct Report {
     pub settings: BTreeMap<String, String>,
     /// method → best validation MAE, averaged over seeds (what tuning may look at).
     pub val_mae: BTreeMap<String, f64>,
+    /// The GEMM kernels the CPU ran (`conr_cpu::gemm_kernels`): the numbers
+    /// repeat, bit for bit, on CPUs that run the same.
+    pub gemm_kernels: String,
 }
 
 fn mean_std(values: &[f64]) -> (f64, f64) {
@@ -137,6 +140,61 @@ pub fn summarise(
         seeds,
         settings,
         val_mae: BTreeMap::new(),
+        gemm_kernels: conr_cpu::gemm_kernels().to_string(),
+    }
+}
+
+/// How a run compares with a committed report (`conr demo --check`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    /// Every number is the same, bit for bit.
+    Same,
+    /// The committed report was made on a CPU with other GEMM kernels, whose
+    /// runs cannot give the same bits: nothing was compared.
+    OtherKernels {
+        /// The committed report's kernels.
+        committed: String,
+        /// This CPU's.
+        here: String,
+    },
+    /// The numbers differ: the committed report is stale. Holds a line per
+    /// differing method and region, then both tables.
+    Differs(String),
+}
+
+impl Report {
+    /// Compares this run with `committed`, exactly.
+    pub fn check(&self, committed: &Report) -> Check {
+        if committed.gemm_kernels != self.gemm_kernels {
+            return Check::OtherKernels {
+                committed: committed.gemm_kernels.clone(),
+                here: self.gemm_kernels.clone(),
+            };
+        }
+        let (ours, theirs) = match (serde_json::to_value(self), serde_json::to_value(committed)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (a, b) => return Check::Differs(format!("unserialisable: {a:?} {b:?}")),
+        };
+        if ours == theirs {
+            return Check::Same;
+        }
+        let mut lines = String::new();
+        for (method, regions) in &self.methods {
+            for (region, here) in regions {
+                let then = committed.methods.get(method).and_then(|r| r.get(region));
+                if then != Some(here) {
+                    lines += &format!("{method}, {region}: now {here:?}, committed {then:?}\n");
+                }
+            }
+        }
+        if lines.is_empty() {
+            lines = "the summaries agree; other fields (per-label MAE, validation MAE, settings) differ\n".into();
+        }
+        Check::Differs(format!(
+            "{lines}now:\n{}\ncommitted:\n{}",
+            self.table(),
+            committed.table()
+        ))
     }
 }
 

@@ -8,6 +8,7 @@ use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch, Scale};
 use conr_core::dir::ranksim::{self, RankSim, RankSimBatch, RowScratch};
 use conr_core::dir::rnc::{self, RankNContrast, RncBatch};
 use conr_core::dir::{BalancedMseOutput, RankSimOutput, RncOutput};
+use conr_core::math::{exp, ln};
 use conr_core::normalize::normalize_backward;
 use conr_core::{Error, Scalar, metric};
 
@@ -105,11 +106,11 @@ pub(crate) fn rank_n_contrast<T: Scalar>(
                 .fold(T::neg_infinity(), |m, j| m.max(logits[j]));
             let sum = (0..n)
                 .filter(far)
-                .fold(T::zero(), |s, j| s + (logits[j] - top).exp());
-            let log_s = top + sum.ln();
+                .fold(T::zero(), |s, j| s + exp(logits[j] - top));
+            let log_s = top + ln(sum);
             loss = loss + (log_s - logits[k]);
             for j in (0..n).filter(far) {
-                ds[j] = ds[j] + (logits[j] - log_s).exp();
+                ds[j] = ds[j] + exp(logits[j] - log_s);
             }
             ds[k] = ds[k] - T::one();
         }

@@ -14,6 +14,7 @@ use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch};
 use conr_core::dir::ranksim::{RankSim, RankSimBatch};
 use conr_core::dir::rnc::{RankNContrast, RncBatch};
 use conr_core::dir::{BalancedMseOutput, RankSimOutput, RncOutput};
+use conr_core::math::ln;
 use conr_core::shard;
 use conr_core::stats::{RowGrad, RowOutcome, RowStats};
 use conr_core::{Batch, Config, Engine, Error, Output, Params, Part, PlanReport, Scalar, Worker};
@@ -184,7 +185,7 @@ impl<T: Scalar> Engine<T> for Fast {
             views::chosen_sides(&batch, &params, self.plan)
                 .map(|sides| Views::new(&batch, sides.map(|(sides, _)| sides), &self.workspace))
         })?;
-        let log_eta = (0..batch.rows()).map(|j| batch.eta(j).ln()).collect();
+        let log_eta = (0..batch.rows()).map(|j| ln(batch.eta(j))).collect();
         Ok(Box::new(FastWorker {
             engine: self,
             batch,
