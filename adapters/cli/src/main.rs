@@ -314,11 +314,14 @@ fn run(cli: Cli) -> Result<String> {
             out,
             check,
         } => {
-            let committed = check
-                .as_deref()
-                .map(demo::read)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            // Read first: a missing file fails before the minutes of training.
+            let committed = match &check {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+                ),
+                None => None,
+            };
             let engine = conr_engines::engine(&backend)?;
             let options = DemoOptions {
                 seeds,

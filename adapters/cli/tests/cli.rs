@@ -589,6 +589,47 @@ fn the_readme_shows_the_demo_table_of_the_committed_run() {
     assert_eq!(report.seeds.len(), 5, "the committed run is a default run");
 }
 
+/// `conr demo --check` compares texts: the committed report reads back to a
+/// report that writes the same bytes; a number off by one bit in the last
+/// place differs; another CPU's kernels are not compared.
+#[test]
+fn the_demo_check_is_exact() {
+    use conr_cli::demo::{Check, Report};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("docs/report.json")).unwrap();
+    let report: Report = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        report.to_json().unwrap(),
+        text,
+        "the committed report is one `write` wrote"
+    );
+    assert_eq!(report.check(&text), Check::Same);
+
+    let mut nudged = report.clone();
+    let summary = nudged
+        .methods
+        .values_mut()
+        .next()
+        .unwrap()
+        .get_mut("all")
+        .unwrap();
+    summary.mae_mean = f64::from_bits(summary.mae_mean.to_bits() + 1);
+    let Check::Differs(how) = nudged.check(&text) else {
+        panic!("one bit went unnoticed");
+    };
+    assert!(how.contains("line ") && how.contains("committed:"), "{how}");
+
+    let mut elsewhere = report.clone();
+    elsewhere.gemm_kernels = "avx512".into();
+    assert_eq!(
+        elsewhere.check(&text),
+        Check::OtherKernels {
+            committed: report.gemm_kernels.clone(),
+            here: "avx512".into()
+        }
+    );
+}
+
 /// Every companion fixture through `conr compute`, in f64 on both CPU
 /// engines: the loss and gradients under the fixture's names.
 #[test]

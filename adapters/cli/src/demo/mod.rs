@@ -162,19 +162,11 @@ pub fn run(
     Ok(report)
 }
 
-/// Reads a `report.json` that `write` wrote.
-pub fn read(path: &Path) -> Result<Report, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// Writes `report.json` and `per_label_mae.svg` into `dir` (created if needed).
 pub fn write(report: &Report, dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    let text = report.to_json()?;
     let path = dir.join("report.json");
-    std::fs::write(&path, text + "\n")
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     plot::per_label_mae(report, &dir.join("per_label_mae.svg"))
 }

@@ -163,37 +163,51 @@ pub enum Check {
 }
 
 impl Report {
-    /// Compares this run with `committed`, exactly.
-    pub fn check(&self, committed: &Report) -> Check {
-        if committed.gemm_kernels != self.gemm_kernels {
+    /// The text `write` puts in `report.json`.
+    pub fn to_json(&self) -> Result<String, String> {
+        serde_json::to_string_pretty(self)
+            .map(|text| text + "\n")
+            .map_err(|e| e.to_string())
+    }
+
+    /// Compares this run with `committed`, the text of a `report.json`,
+    /// exactly: the text this run would write must be the same, byte for
+    /// byte (floats print as the shortest text that reads back to their bits).
+    pub fn check(&self, committed: &str) -> Check {
+        let theirs: Report = match serde_json::from_str(committed) {
+            Ok(report) => report,
+            Err(e) => return Check::Differs(format!("not a demo report: {e}")),
+        };
+        if theirs.gemm_kernels != self.gemm_kernels {
             return Check::OtherKernels {
-                committed: committed.gemm_kernels.clone(),
+                committed: theirs.gemm_kernels,
                 here: self.gemm_kernels.clone(),
             };
         }
-        let (ours, theirs) = match (serde_json::to_value(self), serde_json::to_value(committed)) {
-            (Ok(a), Ok(b)) => (a, b),
-            (a, b) => return Check::Differs(format!("unserialisable: {a:?} {b:?}")),
+        let ours = match self.to_json() {
+            Ok(text) => text,
+            Err(e) => return Check::Differs(e),
         };
-        if ours == theirs {
+        if ours == committed {
             return Check::Same;
         }
         let mut lines = String::new();
-        for (method, regions) in &self.methods {
-            for (region, here) in regions {
-                let then = committed.methods.get(method).and_then(|r| r.get(region));
-                if then != Some(here) {
-                    lines += &format!("{method}, {region}: now {here:?}, committed {then:?}\n");
-                }
-            }
+        let (a, b) = (ours.lines(), committed.lines());
+        for (i, (now, then)) in a.zip(b).enumerate().filter(|(_, (x, y))| x != y).take(8) {
+            lines += &format!(
+                "line {}: now {}, committed {}\n",
+                i + 1,
+                now.trim(),
+                then.trim()
+            );
         }
-        if lines.is_empty() {
-            lines = "the summaries agree; other fields (per-label MAE, validation MAE, settings) differ\n".into();
+        if ours.lines().count() != committed.lines().count() {
+            lines += "the reports have different numbers of lines\n";
         }
         Check::Differs(format!(
             "{lines}now:\n{}\ncommitted:\n{}",
             self.table(),
-            committed.table()
+            theirs.table()
         ))
     }
 }
