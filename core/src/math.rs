@@ -21,43 +21,32 @@ pub trait Libm: Copy {
     fn atan2(self, other: Self) -> Self;
 }
 
-impl Libm for f32 {
-    #[inline]
-    fn exp(self) -> Self {
-        libm::expf(self)
-    }
-    #[inline]
-    fn ln(self) -> Self {
-        libm::logf(self)
-    }
-    #[inline]
-    fn sqrt(self) -> Self {
-        libm::sqrtf(self)
-    }
-    #[inline]
-    fn atan2(self, other: Self) -> Self {
-        libm::atan2f(self, other)
-    }
+/// `Libm` for one type, from the names of its four `libm` functions.
+macro_rules! libm_for {
+    ($t:ty: $exp:ident, $ln:ident, $sqrt:ident, $atan2:ident) => {
+        impl Libm for $t {
+            #[inline]
+            fn exp(self) -> Self {
+                libm::$exp(self)
+            }
+            #[inline]
+            fn ln(self) -> Self {
+                libm::$ln(self)
+            }
+            #[inline]
+            fn sqrt(self) -> Self {
+                libm::$sqrt(self)
+            }
+            #[inline]
+            fn atan2(self, other: Self) -> Self {
+                libm::$atan2(self, other)
+            }
+        }
+    };
 }
 
-impl Libm for f64 {
-    #[inline]
-    fn exp(self) -> Self {
-        libm::exp(self)
-    }
-    #[inline]
-    fn ln(self) -> Self {
-        libm::log(self)
-    }
-    #[inline]
-    fn sqrt(self) -> Self {
-        libm::sqrt(self)
-    }
-    #[inline]
-    fn atan2(self, other: Self) -> Self {
-        libm::atan2(self, other)
-    }
-}
+libm_for!(f32: expf, logf, sqrtf, atan2f);
+libm_for!(f64: exp, log, sqrt, atan2);
 
 /// e^x, from `libm`.
 #[inline]

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use conr_core::band::TilePlan;
 use conr_wgpu::GpuConr;
 
-pub use crate::skipped;
+use crate::skipped;
 
 /// Whether `CONR_REQUIRE_GPU=1`: CI's promise that the adapter is there,
 /// with timestamp queries (lavapipe has them).

@@ -37,7 +37,7 @@ fn shared() -> Option<(SharedWgpu, MutexGuard<'static, ()>)> {
             if conr_tests::gpu::required() {
                 panic!("CONR_REQUIRE_GPU=1 but burn's wgpu device failed: {reason}");
             }
-            conr_tests::gpu::skipped("conr-burn's wgpu tests", &format!("no device: {reason}"));
+            conr_tests::skipped("conr-burn's wgpu tests", &format!("no device: {reason}"));
             None
         }
     }

@@ -315,11 +315,12 @@ fn run(cli: Cli) -> Result<String> {
             check,
         } => {
             // Read first: a missing file fails before the minutes of training.
-            let committed = match &check {
-                Some(path) => Some(
-                    std::fs::read_to_string(path)
+            let committed = match check {
+                Some(path) => Some((
+                    std::fs::read_to_string(&path)
                         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
-                ),
+                    path,
+                )),
                 None => None,
             };
             let engine = conr_engines::engine(&backend)?;
@@ -346,7 +347,7 @@ fn run(cli: Cli) -> Result<String> {
             })?;
             bar.finish_and_clear();
             let mut text = report.table();
-            if let (Some(committed), Some(path)) = (committed, &check) {
+            if let Some((committed, path)) = committed {
                 let path = path.display();
                 match report.check(&committed) {
                     demo::Check::Same => text += &format!("the same numbers as {path}\n"),

@@ -4,8 +4,9 @@
 
 use conr_core::band::TilePlan;
 use conr_core::{Config, Engine, Error};
-use conr_tests::gpu::{gpu, required, skipped};
+use conr_tests::gpu::{gpu, required};
 use conr_tests::random::agedb_like;
+use conr_tests::skipped;
 use conr_wgpu::{GpuConr, Profile};
 
 /// The f32 kernels of one whole call, in dispatch order.
