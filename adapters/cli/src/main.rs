@@ -189,6 +189,10 @@ static ALLOCATOR: conr_cli::memory::Counting = conr_cli::memory::Counting;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "demo")]
+    if matches!(cli.command, Command::Demo { .. }) {
+        pin_candle_threads();
+    }
     match run(cli) {
         Ok(text) => {
             // A closed pipe (`conr ... | head`) is not an error worth a panic.
@@ -200,6 +204,24 @@ fn main() -> ExitCode {
             let message = format!("{err:#}").replace('\n', " ");
             eprintln!("error: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Fixes `RAYON_NUM_THREADS`, where it is unset, to the thread count candle
+/// would choose. candle asks for its thread count on every matmul and, with
+/// the variable unset, reads /proc/cpuinfo each time: a fifth of the demo's
+/// time went there. The count is candle's own (physical cores), which the
+/// fast engine's rayon pool then uses too.
+#[cfg(feature = "demo")]
+fn pin_candle_threads() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        // SAFETY: called from `main` before any thread is spawned, so that
+        // nothing reads the environment while it changes.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
         }
     }
 }
@@ -341,7 +363,7 @@ fn run(cli: Cli) -> Result<String> {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
-            let report = demo::run(&options, &mut |done, total| {
+            let report = demo::run(&options, &|done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             })?;

@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! use conr_cli::demo::{DemoOptions, run};
-//! let report = run(&DemoOptions { quick: true, ..DemoOptions::default() }, &mut |_, _| {})?;
+//! let report = run(&DemoOptions { quick: true, ..DemoOptions::default() }, &|_, _| {})?;
 //! println!("{}", report.table());
 //! # Ok::<(), candle_core::Error>(())
 //! ```
@@ -25,6 +25,7 @@ pub mod train;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use conr_core::dir::ranksim::RankSim;
 use conr_core::{Config, FloatEngine};
@@ -93,11 +94,13 @@ impl DemoOptions {
     }
 }
 
-/// Runs every method on every seed. `progress(done, total)` is called after
-/// each epoch of each run.
+/// Runs every method on every seed, the runs spread over the machine's
+/// threads (each run is seeded on its own, so the order in which runs finish
+/// changes nothing). `progress(done, total)` is called after each epoch of
+/// each run, from whichever thread ran it.
 pub fn run(
     options: &DemoOptions,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &(dyn Fn(usize, usize) + Sync),
 ) -> candle_core::Result<Report> {
     let config = options.config();
     config
@@ -121,22 +124,26 @@ pub fn run(
         noise: 0.1,
         dropout: 0.1,
     };
-    let total = seeds * Method::ALL.len() * epochs;
-    let mut done = 0;
-    let mut runs: BTreeMap<Method, Vec<Vec<f32>>> = BTreeMap::new();
-    let mut val_mae: BTreeMap<Method, Vec<f64>> = BTreeMap::new();
     // One fixed split, so that every seed is scored on the same test wines.
     let splits = data::load(DATA_SEED);
     let seed_list: Vec<u64> = (0..seeds as u64).collect();
-    for &seed in &seed_list {
-        for method in Method::ALL {
-            let out = train::train(method, &splits, seed, &train_options, &mut || {
-                done += 1;
-                progress(done, total);
-            })?;
-            runs.entry(method).or_default().push(out.test_pred);
-            val_mae.entry(method).or_default().push(out.val_mae);
-        }
+    let jobs: Vec<(u64, Method)> = seed_list
+        .iter()
+        .flat_map(|&seed| Method::ALL.map(|method| (seed, method)))
+        .collect();
+    let total = jobs.len() * epochs;
+    let done = AtomicUsize::new(0);
+    let outputs = parallel_map(&jobs, |&(seed, method)| {
+        train::train(method, &splits, seed, &train_options, &mut || {
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+        })
+    });
+    let mut runs: BTreeMap<Method, Vec<Vec<f32>>> = BTreeMap::new();
+    let mut val_mae: BTreeMap<Method, Vec<f64>> = BTreeMap::new();
+    for (&(_, method), out) in jobs.iter().zip(outputs) {
+        let out = out?;
+        runs.entry(method).or_default().push(out.test_pred);
+        val_mae.entry(method).or_default().push(out.val_mae);
     }
     let settings = BTreeMap::from([
         ("epochs".to_string(), epochs.to_string()),
@@ -160,6 +167,39 @@ pub fn run(
         })
         .collect();
     Ok(report)
+}
+
+/// `f` over `items` on as many threads as the machine has, each thread
+/// taking the next item when it is free; the results come back in the
+/// items' order.
+fn parallel_map<I: Sync, R: Send>(items: &[I], f: impl Fn(&I) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.min(items.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        mine.push((i, f(item)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+            })
+            .collect()
+    });
+    results.sort_by_key(|&(i, _)| i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Writes `report.json` and `per_label_mae.svg` into `dir` (created if needed).
