@@ -1,3 +1,4 @@
+use crate::knob::{Kind, KnobValue, Value, knobs};
 use crate::{Error, Scalar, cast};
 
 /// How two label (or prediction) vectors are compared.
@@ -271,6 +272,7 @@ macro_rules! named {
             const TABLE: &'static [(&'static str, Self)] = &[$(($name, $value)),+];
             const NAMES: &'static [&'static str] = &[$($name),+];
         }
+        $crate::knob::named_knob!($ty);
     };
 }
 pub(crate) use named;
@@ -343,6 +345,74 @@ impl Preset {
         }
     }
 }
+
+impl KnobValue for Pushing {
+    const KIND: Kind = Kind::Pushing(PushingKind::NAMES);
+    fn to_value(&self) -> Value<'static> {
+        Value::Pushing {
+            kind: self.kind.name(),
+            scale: self.scale,
+        }
+    }
+    fn from_value(value: Value<'_>) -> Option<Result<Self, Error>> {
+        match value {
+            Value::Pushing { kind, scale } => {
+                Some(PushingKind::from_name(kind).map(|kind| Pushing { kind, scale }))
+            }
+            _ => None,
+        }
+    }
+}
+
+// ConR's knobs: the one list the schema, Python and the docs read.
+knobs!(
+    Config,
+    "config knob",
+    [
+        (threshold: f64, ">= 0", "ω: labels within this distance are similar (`<=`)"),
+        (
+            pred_threshold: Option<f64>,
+            ">= 0, or none for ω",
+            "ω̂: predictions within this distance are confusable (`<=`)"
+        ),
+        (temperature: f64, "[1e-6, 1e6]", "τ, the softmax temperature"),
+        (
+            pushing: Pushing,
+            "a finite scale; >= 0 for linear",
+            "the pushing weight g(d): `exp` e^(e·d), `linear` e·d or `constant` 1, with its scale e"
+        ),
+        (
+            label_metric: LabelMetric,
+            "",
+            "the distance between labels, and between predictions"
+        ),
+        (
+            aggregation: Aggregation,
+            "",
+            "where the log sits: the official code's mean of logs, or the log of the mean"
+        ),
+        (
+            denominator_padding: bool,
+            "",
+            "add `M − |P_j|` to each denominator, as the official code's `exp(prod * mask)` does"
+        ),
+        (
+            outer_weight: bool,
+            "",
+            "multiply each row loss by its weight eta again, as the AgeDB code does"
+        ),
+        (
+            self_in_positive_count: bool,
+            "",
+            "count the row itself among its positives n_j, as the NYUD2 code does"
+        ),
+        (
+            reduction: Reduction,
+            "",
+            "how row losses become one number: over every row, over the anchors, or summed"
+        ),
+    ]
+);
 
 /// A validated [`Config`] with its numbers converted to `T` once.
 #[derive(Debug, Clone, Copy)]

@@ -146,6 +146,25 @@ impl DensityConfig {
     }
 }
 
+// LDS's knobs: the one list the schema, Python and the docs read.
+crate::knob::knobs!(
+    DensityConfig,
+    "density knob",
+    [
+        (reweight: Reweight, "", "the weight of a bin from its count: 1/√count, or 1/count clipped"),
+        (
+            kernel: Option<Kernel>,
+            "",
+            "the window that smooths the counts across bins (LDS), or none for plain counts"
+        ),
+        (kernel_size: usize, "1..=64 with a kernel; odd for triang", "the window size ks"),
+        (sigma: f64, "finite, > 0 (gaussian and laplace)", "the window width σ"),
+        (bins: usize, "1..=10000000", "the number of bins"),
+        (bin_width: f64, "finite, > 0", "the width of one bin"),
+        (min_label: f64, "finite", "the lower edge of bin 0; labels below it fall into bin 0"),
+    ]
+);
+
 /// Writes the smoothing window of `kernel` into `out` and returns its length
 /// (`ks` for triang, `2·⌊(ks−1)/2⌋ + 1` otherwise). The window peaks at 1.
 pub fn kernel_window(

@@ -168,7 +168,9 @@ impl fmt::Display for Error {
             }
             Error::NonPositiveEta { row } => write!(
                 f,
-                "weights row {row} is zero or negative: each eta must be > 0"
+                "weights row {row} is zero or negative: each eta must be > 0 (conr works with ln eta, \
+                 which a zero weight does not have; where the official code weights a row 0, \
+                 give it a tiny positive weight)"
             ),
             Error::EtaTooLarge { row } => write!(
                 f,

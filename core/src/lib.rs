@@ -75,6 +75,7 @@ pub mod dir;
 #[cfg(feature = "alloc")]
 pub mod engine;
 mod error;
+pub mod knob;
 pub mod math;
 pub mod metric;
 pub mod normalize;

@@ -95,7 +95,7 @@ impl<T: Scalar> Pair<T> {
 /// exponent, `s_jk + ln S_jk`, and a huge label distance cannot overflow.
 /// The result is capped at [`LOG_WEIGHT_CEILING`]: a weight of `e^10000` is
 /// already beyond any meaning, and the cap keeps every loss and gradient finite
-/// in f32 (see the README's guarantees).
+/// in f32 (see docs/guarantees.md).
 ///
 /// ```
 /// use conr_core::{Config, pairs::log_pushing_weight};

@@ -42,8 +42,9 @@
 use core::ops::Range;
 
 use crate::config::Aggregation;
+use crate::knob::{Knobs, Value};
 use crate::stats::{RowOutcome, reduction_factor};
-use crate::{Config, Error, Named, Pushing, Scalar, Shape, cast};
+use crate::{Config, Error, Scalar, Shape, cast};
 
 #[cfg(feature = "alloc")]
 mod sequential;
@@ -106,21 +107,10 @@ impl Header {
     }
 }
 
-/// FNV-1a over every field of the config, with floats by their bits. The
-/// config is destructured whole, so that a new knob cannot be left out.
+/// FNV-1a over every knob of the config, by name, with floats by their
+/// bits. The knobs come from the core's table, so that a new knob cannot be
+/// left out.
 fn fingerprint(config: &Config) -> u64 {
-    let Config {
-        threshold,
-        pred_threshold,
-        temperature,
-        pushing: Pushing { kind, scale },
-        label_metric,
-        aggregation,
-        denominator_padding,
-        outer_weight,
-        self_in_positive_count,
-        reduction,
-    } = *config;
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     let mut eat = |x: u64| {
         for byte in x.to_le_bytes() {
@@ -129,22 +119,29 @@ fn fingerprint(config: &Config) -> u64 {
         }
     };
     // Names are stable across builds; discriminants need not be.
-    let mut eat_name = |name: &str| {
-        name.bytes().for_each(|b| eat(u64::from(b)));
+    let name = |text: &str, eat: &mut dyn FnMut(u64)| {
+        text.bytes().for_each(|b| eat(u64::from(b)));
         eat(u64::MAX);
     };
-    eat_name(kind.name());
-    eat_name(label_metric.name());
-    eat_name(aggregation.name());
-    eat_name(reduction.name());
-    eat(threshold.to_bits());
-    // ω̂ in effect: `None` and `Some(ω)` compute the same loss.
-    eat(pred_threshold.unwrap_or(threshold).to_bits());
-    eat(temperature.to_bits());
-    eat(scale.to_bits());
-    eat(u64::from(denominator_padding));
-    eat(u64::from(outer_weight));
-    eat(u64::from(self_in_positive_count));
+    for &knob in Config::NAMES {
+        name(knob, &mut eat);
+        let value = match knob {
+            // ω̂ in effect: `None` and `Some(ω)` compute the same loss.
+            "pred_threshold" => Some(Value::Number(config.effective_pred_threshold())),
+            _ => config.get(knob),
+        };
+        match value {
+            Some(Value::Number(x)) => eat(x.to_bits()),
+            Some(Value::Count(n)) => eat(n as u64),
+            Some(Value::Flag(b)) => eat(u64::from(b)),
+            Some(Value::Name(n)) => name(n, &mut eat),
+            Some(Value::Pushing { kind, scale }) => {
+                name(kind, &mut eat);
+                eat(scale.to_bits());
+            }
+            Some(Value::Unset) | None => eat(u64::MAX - 1),
+        }
+    }
     hash
 }
 

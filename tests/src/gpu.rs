@@ -68,6 +68,26 @@ pub fn chunked_gpu() -> Option<&'static GpuConr> {
 
 pub use conr_wgpu::{DeviceBatch, DeviceResult};
 
+/// A device of its own, without features, on the adapter the shared context
+/// found, with the adapter's limits as `limits` changes them: for tests of
+/// what a plainer or smaller device gives.
+pub fn own_device(
+    limits: impl FnOnce(wgpu::Limits) -> wgpu::Limits,
+) -> (wgpu::Device, wgpu::Queue) {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    }))
+    .expect("the adapter the shared context found");
+    pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: limits(adapter.limits()),
+        ..Default::default()
+    }))
+    .expect("a device of its own")
+}
+
 /// Copies each `(buffer, bytes)` into one readback buffer, one after the
 /// other, submits, waits and reads them as f32.
 pub fn read_buffers(gpu: &GpuConr, sources: &[(&wgpu::Buffer, u64)]) -> Vec<f32> {

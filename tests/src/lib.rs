@@ -7,6 +7,7 @@ pub mod dir;
 pub mod fixtures;
 pub mod fuzzing;
 pub mod gpu;
+pub mod knobs;
 pub mod random;
 pub mod shard_fuzz;
 
@@ -32,6 +33,19 @@ pub fn skipped(family: &'static str, reason: &str) {
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+/// The Rust examples of the guides in docs/, compiled and run as doctests.
+#[cfg(doctest)]
+mod docs {
+    #[doc = include_str!("../../docs/rust.md")]
+    struct Rust;
+    #[doc = include_str!("../../docs/distributed.md")]
+    struct Distributed;
+    #[doc = include_str!("../../docs/companions.md")]
+    struct Companions;
+    #[doc = include_str!("../../docs/gpu.md")]
+    struct Gpu;
+}
+
 #[cfg(test)]
 mod readme {
     /// The fenced blocks of a Markdown text whose info string is `info`.
@@ -43,23 +57,23 @@ mod readme {
             .collect()
     }
 
-    /// The README's candle training loop is not compiled here (conr-tests
-    /// does not depend on candle): it must be, word for word, the one
-    /// conr-candle's README carries and runs as a doctest.
+    /// The Rust guide's candle training loop is not compiled here
+    /// (conr-tests does not depend on candle): it must be, word for word,
+    /// the one conr-candle's README carries and runs as a doctest.
     #[test]
     fn the_candle_loop_is_the_one_conr_candle_runs() {
         let read =
             |path| std::fs::read_to_string(format!("{}/../{path}", env!("CARGO_MANIFEST_DIR")));
-        let top = read("README.md").unwrap();
+        let guide = read("docs/rust.md").unwrap();
         let candle = read("adapters/candle/README.md").unwrap();
-        let ignored: Vec<_> = blocks(&top, "rust,ignore")
+        let ignored: Vec<_> = blocks(&guide, "rust,ignore")
             .into_iter()
             .filter(|b| b.contains("use candle_core::"))
             .collect();
-        assert_eq!(ignored.len(), 1, "one candle block in the README");
+        assert_eq!(ignored.len(), 1, "one candle block in docs/rust.md");
         assert!(
             blocks(&candle, "rust").contains(&ignored[0]),
-            "README.md's candle block differs from adapters/candle/README.md's"
+            "docs/rust.md's candle block differs from adapters/candle/README.md's"
         );
     }
 }

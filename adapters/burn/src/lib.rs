@@ -60,4 +60,4 @@ pub use conr_core::{Config, FloatEngine};
 pub use error::Error;
 #[cfg(feature = "wgpu")]
 pub use in_place::SharedWgpu;
-pub use loss::{ConrLoss, Route, conr_loss};
+pub use loss::{ConrLoss, Route, conr_loss, conr_loss_with};

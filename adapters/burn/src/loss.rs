@@ -154,6 +154,22 @@ pub fn conr_loss<const L: usize>(
     ConrLoss::new(*config)?.forward(features, labels, preds, weights)
 }
 
+/// [`conr_loss`] on any engine, through the host path, as
+/// `conr_candle::conr_loss_with` takes one: the reference, a fast engine
+/// with its own threads, or a shared GPU context.
+pub fn conr_loss_with<const L: usize>(
+    features: Tensor<2>,
+    labels: Tensor<L>,
+    preds: Tensor<L>,
+    weights: Option<Tensor<1>>,
+    config: &Config,
+    engine: &Arc<dyn FloatEngine>,
+) -> Result<Tensor<1>, Error> {
+    ConrLoss::new(*config)?
+        .with_engine(engine.clone())
+        .forward(features, labels, preds, weights)
+}
+
 /// The batch's shape, from tensors whose ranks and sizes agree.
 fn shape_of<const L: usize>(
     features: &Tensor<2>,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use burn::tensor::{DType, Device, Tensor};
 use common::{HostBatch, OnBurn, agree, loss_and_grad, values};
-use conr_burn::{Config, ConrLoss, Error, FloatEngine, conr_loss};
+use conr_burn::{Config, ConrLoss, Error, FloatEngine, conr_loss, conr_loss_with};
 use conr_core::Shape;
 use conr_cpu::{Fast, Reference};
 use conr_tests::budget::{F32_FIXTURE, F64_FIXTURE, F64_VS_F64, F64_VS_FD};
@@ -39,6 +39,31 @@ fn through_burn(
         "the loss keeps the features' float type"
     );
     Ok(loss_and_grad(loss, &t.features))
+}
+
+/// `conr_loss_with` is `ConrLoss` on the engine it is given: the same bits,
+/// loss and gradient, on the reference engine.
+#[test]
+fn conr_loss_with_runs_on_the_given_engine() {
+    let (file, case) = loss_cases()
+        .into_iter()
+        .next()
+        .expect("the fixtures are in place");
+    let b = conr_tests::fixtures::owned_batch(&case);
+    let device = Device::flex();
+    let reference: Arc<dyn FloatEngine> = Arc::new(Reference);
+    let module = through_burn(&device, &b, DType::F64, reference.clone()).unwrap();
+    let t = b.on(&device.clone().autodiff(), DType::F64);
+    let loss = conr_loss_with(
+        t.features.clone(),
+        t.labels,
+        t.preds,
+        t.weights,
+        &b.config,
+        &reference,
+    )
+    .unwrap();
+    assert_eq!(loss_and_grad(loss, &t.features), module, "{file}");
 }
 
 #[test]

@@ -10,7 +10,8 @@ use conr_core::dir::ranksim::{RankSim, RankSimBatch};
 use conr_core::dir::rnc::{RankNContrast, RncBatch};
 use conr_core::{Engine, FloatEngine, Scalar, Shape};
 
-use crate::host_op::{Arg, HostLoss, HostOp, err, host, narrow, on_cpu, widen};
+use crate::error::{core, msg};
+use crate::host_op::{Arg, HostLoss, HostOp, host, narrow, on_cpu, widen};
 
 /// A loss of the features alone, with its labels (constants).
 struct FeatureLoss {
@@ -38,7 +39,7 @@ impl HostLoss for FeatureLoss {
         args: &[Arg<'_, T>],
     ) -> candle_core::Result<(T, Vec<Vec<f64>>)> {
         let &[(features, &[rows, dim])] = args else {
-            return Err(err("the features must be M×D"));
+            return Err(msg("the features must be M×D"));
         };
         let shape = Shape {
             rows,
@@ -48,13 +49,18 @@ impl HostLoss for FeatureLoss {
         let labels = narrow::<T>(&self.labels);
         let (loss, grad) = match &self.kind {
             FeatureKind::RankSim(config) => {
-                let batch = RankSimBatch::new(shape, features, &labels, None).map_err(err)?;
-                let out = engine.rank_sim(&batch, config).map_err(err)?;
+                let batch = RankSimBatch::new(shape, features, &labels, None)
+                    .map_err(core("rank_sim_loss"))?;
+                let out = engine
+                    .rank_sim(&batch, config)
+                    .map_err(core("rank_sim_loss"))?;
                 (out.loss, out.grad_features)
             }
             FeatureKind::Rnc(config) => {
-                let batch = RncBatch::new(shape, features, &labels).map_err(err)?;
-                let out = engine.rank_n_contrast(&batch, config).map_err(err)?;
+                let batch = RncBatch::new(shape, features, &labels).map_err(core("rnc_loss"))?;
+                let out = engine
+                    .rank_n_contrast(&batch, config)
+                    .map_err(core("rnc_loss"))?;
                 (out.loss, out.grad_features)
             }
         };
@@ -155,16 +161,19 @@ impl HostLoss for BalancedMseLoss {
         args: &[Arg<'_, T>],
     ) -> candle_core::Result<(T, Vec<Vec<f64>>)> {
         let &[(preds, _), (&[sigma], _)] = args else {
-            return Err(err("noise_sigma must hold one value"));
+            return Err(msg("noise_sigma must hold one value"));
         };
         let labels = narrow::<T>(&self.labels);
         let rows = labels.len() / self.label_dim.max(1);
-        let batch = BmseBatch::new(rows, self.label_dim, preds, &labels).map_err(err)?;
+        let batch = BmseBatch::new(rows, self.label_dim, preds, &labels)
+            .map_err(core("balanced_mse_loss"))?;
         let config = BalancedMse {
             noise_sigma: sigma.to_f64().unwrap_or(f64::NAN),
             prior: self.prior.prior(),
         };
-        let out = engine.balanced_mse(&batch, &config).map_err(err)?;
+        let out = engine
+            .balanced_mse(&batch, &config)
+            .map_err(core("balanced_mse_loss"))?;
         let grads = vec![widen(&out.grad_preds), widen(&[out.grad_noise_sigma])];
         Ok((out.loss, grads))
     }

@@ -11,9 +11,7 @@ use candle_core::{
 };
 use conr_core::{Engine, FloatEngine, Scalar};
 
-pub(crate) fn err(e: impl std::fmt::Display) -> candle_core::Error {
-    candle_core::Error::Msg(format!("conr: {e}"))
-}
+use crate::error::msg;
 
 /// An argument in `T`: its contiguous values and its dimensions.
 pub(crate) type Arg<'a, T> = (&'a [T], &'a [usize]);
@@ -59,7 +57,7 @@ pub(crate) fn host(t: &Tensor, what: &str) -> candle_core::Result<(Vec<f64>, usi
         [_] => 1,
         [_, w] => *w,
         other => {
-            return Err(err(format!(
+            return Err(msg(format!(
                 "{what} of shape {other:?}: need [n] or [n, L]"
             )));
         }
@@ -75,7 +73,7 @@ pub(crate) fn on_cpu(t: &Tensor) -> candle_core::Result<()> {
     if matches!(t.device(), Device::Cpu) {
         Ok(())
     } else {
-        Err(err(
+        Err(msg(
             "conr's candle ops run on CPU tensors; use conr-wgpu for GPU buffers",
         ))
     }
@@ -96,7 +94,7 @@ impl<L: HostLoss> HostOp<L> {
     ) -> candle_core::Result<(CpuStorage, CandleShape)> {
         let dtype = args[0].0.dtype();
         if args.iter().any(|(s, _)| s.dtype() != dtype) {
-            return Err(err("the differentiated tensors must share one dtype"));
+            return Err(msg("the differentiated tensors must share one dtype"));
         }
         let (loss, grads) = match dtype {
             DType::F32 => {
@@ -107,12 +105,12 @@ impl<L: HostLoss> HostOp<L> {
                 let (loss, grads) = self.run_in::<f64>(&*self.engine, args)?;
                 (CpuStorage::F64(vec![loss]), grads)
             }
-            other => return Err(err(format!("need f32 or f64 tensors, not {other:?}"))),
+            other => return Err(msg(format!("need f32 or f64 tensors, not {other:?}"))),
         };
         *self
             .grads
             .lock()
-            .map_err(|_| err("a previous call panicked"))? = Some(grads);
+            .map_err(|_| msg("a previous call panicked"))? = Some(grads);
         Ok((loss, CandleShape::from(())))
     }
 
@@ -126,7 +124,7 @@ impl<L: HostLoss> HostOp<L> {
             .map(|(storage, layout)| {
                 let (start, end) = layout
                     .contiguous_offsets()
-                    .ok_or_else(|| err("the inputs must be contiguous"))?;
+                    .ok_or_else(|| msg("the inputs must be contiguous"))?;
                 Ok((&storage.as_slice::<T>()?[start..end], layout.dims()))
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
@@ -143,11 +141,11 @@ impl<L: HostLoss> HostOp<L> {
         let grads = self
             .grads
             .lock()
-            .map_err(|_| err("a previous call panicked"))?;
+            .map_err(|_| msg("a previous call panicked"))?;
         let grad = grads
             .as_ref()
             .and_then(|g| g.get(i))
-            .ok_or_else(|| err("backward before forward"))?;
+            .ok_or_else(|| msg("backward before forward"))?;
         let grad = Tensor::from_slice(grad, arg.shape(), arg.device())?.to_dtype(arg.dtype())?;
         Ok(Some(grad.broadcast_mul(grad_res)?))
     }

@@ -12,6 +12,9 @@
 //! The losses ConR is combined with are ops too: [`rank_sim_loss`] and
 //! [`rnc_loss`] (Rank-N-Contrast) differentiable in the features, and
 //! [`balanced_mse_loss`] in the predictions and the noise scale σ.
+//!
+//! A batch conr refuses is a `candle_core::Error` that holds the core's
+//! error: [`core_error`] gives it back, to match on.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -21,9 +24,11 @@
 struct ReadmeDoctests;
 
 mod companions;
+mod error;
 mod host_op;
 mod op;
 
 pub use companions::{balanced_mse_loss, rank_sim_loss, rnc_loss};
 pub use conr_core::{Config, FloatEngine};
+pub use error::{CoreError, core_error};
 pub use op::{conr_loss, conr_loss_with};

@@ -4,7 +4,8 @@ use candle_core::Tensor;
 use conr_core::{Batch, Config, Engine, FloatEngine, Inputs, Scalar, Shape};
 use conr_cpu::Fast;
 
-use crate::host_op::{Arg, HostLoss, HostOp, err, host, narrow, on_cpu, widen};
+use crate::error::{core, msg};
+use crate::host_op::{Arg, HostLoss, HostOp, host, narrow, on_cpu, widen};
 
 /// ConR as a [`HostLoss`] of the features. Labels, predictions and eta are
 /// constants captured by the op.
@@ -27,7 +28,7 @@ impl HostLoss for Conr {
         args: &[Arg<'_, T>],
     ) -> candle_core::Result<(T, Vec<Vec<f64>>)> {
         let &[(features, &[rows, dim])] = args else {
-            return Err(err("the features must be M×D"));
+            return Err(msg("the features must be M×D"));
         };
         let shape = Shape {
             rows,
@@ -42,8 +43,10 @@ impl HostLoss for Conr {
             preds: &preds,
             eta: eta.as_deref(),
         };
-        let batch = Batch::new(shape, inputs).map_err(err)?;
-        let out = engine.compute(&batch, &self.config).map_err(err)?;
+        let batch = Batch::new(shape, inputs).map_err(core("conr_loss"))?;
+        let out = engine
+            .compute(&batch, &self.config)
+            .map_err(core("conr_loss"))?;
         Ok((out.loss, vec![widen(&out.grad_features)]))
     }
 }

@@ -351,7 +351,7 @@ fn bad_inputs_are_errors_not_panics() {
 }
 
 /// Every case of the core's bad-input table through the op, in f64 and f32:
-/// refused with the core's own message.
+/// refused with the core's own error, which `core_error` finds again.
 #[test]
 fn every_bad_case_gives_the_cores_error() {
     let device = Device::Cpu;
@@ -381,12 +381,15 @@ fn every_bad_case_gives_the_cores_error() {
                     .unwrap()
             });
             let got = conr_loss(&features, &labels, &preds, eta.as_ref(), &case.config);
-            let message = got.map(|_| ()).unwrap_err().to_string();
-            assert!(
-                message.contains(&case.error.to_string()),
-                "{} {dtype:?}: {message}",
+            let err = got.map(|_| ()).unwrap_err();
+            // The core's error itself, to match on, and its message in the text.
+            assert_eq!(
+                conr_candle::core_error(&err),
+                Some(&case.error),
+                "{} {dtype:?}: {err}",
                 case.name
             );
+            assert!(err.to_string().contains(&case.error.to_string()));
             ran += 1;
         }
     }

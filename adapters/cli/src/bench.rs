@@ -483,7 +483,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
         };
         let plan = engine_f32.plan(&batch, &config)?;
         rows.push(BenchRow {
-            backend: options.backend.clone(),
+            backend: engine_f32.name().to_string(),
             m,
             d,
             threads,

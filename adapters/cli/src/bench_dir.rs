@@ -1,4 +1,4 @@
-//! `conr bench --loss ranksim|rnc|bmc`: a companion loss on random
+//! `conr bench --loss ranksim|rnc|balanced_mse`: a companion loss on random
 //! AgeDB-like batches, on the chosen engine, timed in the same run as
 //! conr's reference engine (which takes the reference code's algorithm:
 //! Rank-N-Contrast in O(n³), RankSim one row at a time) and as one M×M×D
@@ -27,8 +27,12 @@ pub enum Loss {
     Ranksim,
     /// Rank-N-Contrast, τ = 2, `l1` labels.
     Rnc,
-    /// Balanced MSE (BMC), σ = 1, on the batch's predictions.
-    Bmc,
+    /// Balanced MSE (BMC), σ = 1, on the batch's predictions. The name is
+    /// the one `dir-fixture/1` files and the Python package use; `bmc` is
+    /// taken as well.
+    #[value(name = "balanced_mse", alias = "bmc")]
+    #[serde(rename = "balanced_mse")]
+    BalancedMse,
 }
 
 /// The largest batch the reference engine is timed on: beyond it the
@@ -86,7 +90,7 @@ fn call(engine: &dyn Engine<f32>, loss: Loss, data: &RandomBatch) -> Result<f32>
                 .rank_n_contrast(&batch, &RankNContrast::default())?
                 .loss
         }
-        Loss::Bmc => {
+        Loss::BalancedMse => {
             let batch = BmseBatch::new(shape.rows, 1, &data.preds, &data.labels)?;
             let config = BalancedMse {
                 noise_sigma: 1.0,
@@ -148,7 +152,8 @@ pub fn run(
         let data = RandomBatch::new(m, d, 0x5EED ^ (m as u64) << 20 ^ d as u64, options.labels)?;
         progress(&format!("{loss:?} M={m} D={d}: {}", options.backend));
         let (fwd_bwd_s, peak_bytes) = time(&*engine, loss, &data, options)?;
-        let reference_s = if m <= REFERENCE_MAX_ROWS && options.backend != "reference" {
+        let reference_s = if m <= REFERENCE_MAX_ROWS && Engine::<f32>::name(&*engine) != "reference"
+        {
             progress(&format!("{loss:?} M={m} D={d}: reference"));
             let quick = BenchOptions {
                 reps: options.reps.min(3),
@@ -164,7 +169,7 @@ pub fn run(
         let gemm_s = median(gemm.collect::<Result<_>>()?);
         rows.push(CompanionRow {
             loss,
-            backend: options.backend.clone(),
+            backend: Engine::<f32>::name(&*engine).to_string(),
             m,
             d,
             threads,

@@ -36,6 +36,8 @@ pub fn compute(case: &LossCase, backend: &str, how: Run) -> Result<Report> {
     }
     let config = case.config.to_config()?;
     let engine = conr_engines::engine(backend)?;
+    // Reports name the engine as it names itself, whatever alias was typed.
+    let name = Engine::<f32>::name(&*engine);
     if record {
         let Some(gpu) = Gpu::of(&*engine) else {
             bail!("--record needs --backend gpu");
@@ -49,7 +51,7 @@ pub fn compute(case: &LossCase, backend: &str, how: Run) -> Result<Report> {
         // An f64 case is rounded to f32 once, as the GPU engine does.
         let owned = case.converted::<f32>()?;
         let output = gpu.compute_recorded(&owned.batch(), &config)?;
-        return Ok(Report::new(output.cast(), backend, Precision::F32));
+        return Ok(Report::new(output.cast(), name, Precision::F32));
     }
     let precision = conr_engines::batch_precision(&*engine, precision)?;
     let output = match precision {
@@ -60,7 +62,7 @@ pub fn compute(case: &LossCase, backend: &str, how: Run) -> Result<Report> {
         Precision::F64 => Engine::<f64>::precision(&*engine),
         _ => Engine::<f32>::precision(&*engine),
     };
-    Ok(Report::new(output, backend, computed_in))
+    Ok(Report::new(output, name, computed_in))
 }
 
 /// The case in `T`, on `engine`, widened to f64.

@@ -110,7 +110,7 @@ enum Command {
         #[arg(long, default_value = "f32", value_parser = precision)]
         precision: Precision,
         /// The loss: `conr` (the default), or one it is combined with, `ranksim`, `rnc`
-        /// or `bmc`, timed beside conr's reference engine (the reference code's
+        /// or `balanced_mse` (also `bmc`), timed beside conr's reference engine (the reference code's
         /// algorithm; up to M = 2048) and one M×M×D GEMM.
         #[arg(long, value_enum, default_value_t = Loss::Conr)]
         loss: Loss,

@@ -124,7 +124,10 @@ fn what_only_json_gets_wrong() {
     cli_error(&extra.to_string(), "unknown field `extra`");
     let mut string = base.clone();
     string["config"]["threshold"] = json!("NaN");
-    cli_error(&string.to_string(), "invalid type: string");
+    cli_error(
+        &string.to_string(),
+        "config.threshold: takes a number (found \"NaN\")",
+    );
     let mut metric = base.clone();
     metric["config"]["label_metric"] = json!("cosine");
     cli_error(

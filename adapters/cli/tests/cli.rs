@@ -107,7 +107,9 @@ fn compute_prints_the_contract_fields() {
         ] {
             assert!(out.get(key).is_some(), "missing {key}");
         }
-        assert_eq!(out["backend"], backend);
+        // The engine's own name: `cpu` is an alias of `fast`.
+        let name = if backend == "cpu" { "fast" } else { backend };
+        assert_eq!(out["backend"], name);
         assert_eq!(out["precision"], precision);
         let loss = out["loss"].as_f64().unwrap();
         approx::assert_relative_eq!(loss, 5.237397181559777, max_relative = 1e-4);
@@ -571,21 +573,29 @@ fn bench_with_shards_reports_each_worker() {
     assert_eq!(row["plan"], "band");
 }
 
-/// The README's demo table is the one the program prints for the committed
-/// run (`conr demo --out docs` wrote `docs/report.json`).
+/// The demo tables of the README and of docs/demo.md are the one the
+/// program prints for the committed run (`conr demo --out docs` wrote
+/// `docs/report.json`).
 #[test]
-fn the_readme_shows_the_demo_table_of_the_committed_run() {
+fn the_docs_show_the_demo_table_of_the_committed_run() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
     let report: conr_cli::demo::Report = serde_json::from_str(&read("docs/report.json")).unwrap();
-    let readme = read("README.md");
     let (begin, end) = (
         "<!-- conr demo table: begin -->",
         "<!-- conr demo table: end -->",
     );
-    let start = readme.find(begin).expect("the README marks the table") + begin.len();
-    let stop = readme.find(end).expect("the README marks the table's end");
-    assert_eq!(readme[start..stop].trim(), report.table().trim());
+    for page in ["README.md", "docs/demo.md"] {
+        let text = read(page);
+        let start = text
+            .find(begin)
+            .unwrap_or_else(|| panic!("{page} marks the table"))
+            + begin.len();
+        let stop = text
+            .find(end)
+            .unwrap_or_else(|| panic!("{page} marks the table's end"));
+        assert_eq!(text[start..stop].trim(), report.table().trim(), "{page}");
+    }
     assert_eq!(report.seeds.len(), 5, "the committed run is a default run");
 }
 
@@ -720,9 +730,14 @@ fn companion_cases_give_one_line_errors() {
 
 #[test]
 fn bench_times_the_companion_losses() {
-    for loss in ["ranksim", "rnc", "bmc"] {
+    for (loss, name) in [
+        ("ranksim", "ranksim"),
+        ("rnc", "rnc"),
+        ("balanced_mse", "balanced_mse"),
+        ("bmc", "balanced_mse"),
+    ] {
         let row = bench_once("96x8", &["--loss", loss]);
-        assert_eq!(row["loss"], loss);
+        assert_eq!(row["loss"], name);
         assert_eq!((row["m"].as_u64(), row["d"].as_u64()), (Some(96), Some(8)));
         for key in [
             "fwd_bwd_s",

@@ -75,7 +75,7 @@ where
         ),
     };
     Ok(output.map(|o| MpiReport {
-        report: Report::new(o, backend, computed_in),
+        report: Report::new(o, Engine::<f32>::name(&*engine), computed_in),
         workers: world.size() as usize,
     }))
 }

@@ -31,7 +31,8 @@ fn compute(case: &LossCase, backend: &str, precision: Precision) -> Report {
                 .cast()
         }
     };
-    Report::new(output, backend, precision)
+    // Reports name the engine as it names itself (`cpu` is `fast`).
+    Report::new(output, Engine::<f32>::name(&*engine), precision)
 }
 
 /// Whether `mpirun` runs here; without it the test skips, or fails under
@@ -156,7 +157,7 @@ fn mpi_runs_in_f32_and_on_the_gpu() {
     let got = run_mpi(3, &input, &["--precision", "f32"]).expect("f32 on 3 ranks");
     let f32_want = Report {
         precision: "f32",
-        backend: "cpu".into(),
+        backend: "fast".into(),
         ..want.clone()
     };
     check(&got, &f32_want, 3, &F32_FIXTURE).expect("f32 within the f32 budget");

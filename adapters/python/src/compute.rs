@@ -1,9 +1,8 @@
 //! `conr.compute` and `conr.density_weights` on NumPy arrays.
 
-use conr_core::density::{DensityConfig, Kernel, Reweight};
-use conr_core::{Engine, FloatEngine, Named, Output};
+use conr_core::density::DensityConfig;
+use conr_core::{Engine, FloatEngine, Output};
 use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -115,33 +114,7 @@ pub fn density_weights<'py>(
     labels: &Bound<'py, PyAny>,
     config: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let mut c = DensityConfig::default();
-    for (key, value) in config.into_iter().flat_map(|d| d.iter()) {
-        let key: String = key.extract()?;
-        match key.as_str() {
-            "reweight" => {
-                c.reweight = Reweight::from_name(&value.extract::<String>()?).map_err(to_py)?;
-            }
-            "kernel" => {
-                let name: Option<String> = value.extract()?;
-                c.kernel = name
-                    .map(|n| Kernel::from_name(&n))
-                    .transpose()
-                    .map_err(to_py)?;
-            }
-            "kernel_size" => c.kernel_size = value.extract()?,
-            "sigma" => c.sigma = value.extract()?,
-            "bins" => c.bins = value.extract()?,
-            "bin_width" => c.bin_width = value.extract()?,
-            "min_label" => c.min_label = value.extract()?,
-            other => {
-                return Err(PyTypeError::new_err(format!(
-                    "density_weights() got an unexpected keyword argument '{other}' (the knobs are \
-                     reweight, kernel, kernel_size, sigma, bins, bin_width, min_label)"
-                )));
-            }
-        }
-    }
+    let c = crate::config::with_overrides(DensityConfig::default(), "density_weights", config)?;
     let labels = Floats::read(labels, "labels")?;
     let values = f64::values(&labels);
     let weights = py

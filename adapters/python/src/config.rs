@@ -1,10 +1,14 @@
 //! `conr.Config`: the core's config, built from a preset and keyword
-//! overrides with the core's names, validated at construction.
+//! overrides with the core's names, validated at construction. The knobs,
+//! their kinds and their order come from the core's table
+//! ([`conr_core::knob`]); this file lists none of its own.
 
-use conr_core::{Aggregation, Config, LabelMetric, Named, Preset, Pushing, PushingKind, Reduction};
-use pyo3::exceptions::PyTypeError;
+use conr_core::knob::{Kind, Knobs, Value};
+use conr_core::{Config, Named, Preset};
+use pyo3::exceptions::{PyAttributeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use pyo3::{IntoPyObjectExt, Py, PyAny};
 
 use crate::errors::to_py;
 
@@ -13,137 +17,138 @@ use crate::errors::to_py;
 /// Build one from a preset with keyword overrides, by the core's names:
 /// `Config.paper(temperature=0.1)`, `Config.official_agedb()`,
 /// `Config.official_nyud2(threshold=0.5)`. An unknown keyword is a
-/// `TypeError`; a value out of its domain is a `ValueError`.
+/// `TypeError`; a value out of its domain is a `ValueError`. Each knob reads
+/// back as an attribute; `Config.knobs()` lists them.
 #[pyclass(name = "Config", module = "conr", frozen, eq, from_py_object)]
 #[derive(Clone, PartialEq)]
 pub struct PyConfig {
     pub inner: Config,
 }
 
-/// A knob's value, for `repr` and for JSON.
-enum Value {
-    Float(f64),
-    MaybeFloat(Option<f64>),
-    Pushing(&'static str, f64),
-    Name(&'static str),
-    Bool(bool),
-}
-
-impl Value {
-    /// The value as Python writes it.
-    fn python(&self) -> String {
-        let py_bool = |b: bool| if b { "True" } else { "False" };
-        match self {
-            Value::Float(x) | Value::MaybeFloat(Some(x)) => format!("{x:?}"),
-            Value::MaybeFloat(None) => "None".into(),
-            Value::Pushing(kind, scale) => format!("('{kind}', {scale:?})"),
-            Value::Name(name) => format!("'{name}'"),
-            Value::Bool(b) => py_bool(*b).into(),
-        }
-    }
-
-    /// The value as the `conr-fixture/1` schema writes it.
-    fn json(&self) -> serde_json::Value {
-        match *self {
-            Value::Float(x) => x.into(),
-            Value::MaybeFloat(x) => x.into(),
-            Value::Pushing(kind, scale) => serde_json::json!({"kind": kind, "scale": scale}),
-            Value::Name(name) => name.into(),
-            Value::Bool(b) => b.into(),
-        }
+/// A knob's value as Python writes it (for `repr`).
+fn python_text(value: Value<'_>) -> String {
+    match value {
+        Value::Number(x) => format!("{x:?}"),
+        Value::Count(n) => n.to_string(),
+        Value::Flag(b) => if b { "True" } else { "False" }.into(),
+        Value::Name(name) => format!("'{name}'"),
+        Value::Unset => "None".into(),
+        Value::Pushing { kind, scale } => format!("('{kind}', {scale:?})"),
     }
 }
 
-/// Every knob, by its core name, in the core's order. The config is
-/// destructured whole, so that a new knob cannot be left out.
-fn knobs(config: &Config) -> [(&'static str, Value); 10] {
-    let Config {
-        threshold,
-        pred_threshold,
-        temperature,
-        pushing: Pushing { kind, scale },
-        label_metric,
-        aggregation,
-        denominator_padding,
-        outer_weight,
-        self_in_positive_count,
-        reduction,
-    } = *config;
-    [
-        ("threshold", Value::Float(threshold)),
-        ("pred_threshold", Value::MaybeFloat(pred_threshold)),
-        ("temperature", Value::Float(temperature)),
-        ("pushing", Value::Pushing(kind.name(), scale)),
-        ("label_metric", Value::Name(label_metric.name())),
-        ("aggregation", Value::Name(aggregation.name())),
-        ("denominator_padding", Value::Bool(denominator_padding)),
-        ("outer_weight", Value::Bool(outer_weight)),
-        (
-            "self_in_positive_count",
-            Value::Bool(self_in_positive_count),
-        ),
-        ("reduction", Value::Name(reduction.name())),
-    ]
+/// A knob's value as a Python object (for attributes).
+fn python_object(py: Python<'_>, value: Value<'_>) -> PyResult<Py<PyAny>> {
+    match value {
+        Value::Number(x) => x.into_py_any(py),
+        Value::Count(n) => n.into_py_any(py),
+        Value::Flag(b) => b.into_py_any(py),
+        Value::Name(name) => name.into_py_any(py),
+        Value::Unset => Ok(py.None()),
+        Value::Pushing { kind, scale } => (kind, scale).into_py_any(py),
+    }
 }
 
-fn named<N: Named>(value: &Bound<'_, PyAny>) -> PyResult<N> {
-    let name: String = value.extract()?;
-    N::from_name(&name).map_err(to_py)
+/// A knob's value as the `conr-fixture/1` schema writes it.
+pub fn json(value: Value<'_>) -> serde_json::Value {
+    match value {
+        Value::Number(x) => x.into(),
+        Value::Count(n) => n.into(),
+        Value::Flag(b) => b.into(),
+        Value::Name(name) => name.into(),
+        Value::Unset => serde_json::Value::Null,
+        Value::Pushing { kind, scale } => serde_json::json!({"kind": kind, "scale": scale}),
+    }
 }
 
-/// `pushing`: `(kind, scale)` or `{"kind": kind, "scale": scale}`.
-fn pushing(value: &Bound<'_, PyAny>) -> PyResult<Pushing> {
-    let (kind, scale): (Bound<'_, PyAny>, f64) = if let Ok(dict) = value.cast::<PyDict>() {
-        let item = |key: &str| {
-            dict.get_item(key)?
-                .ok_or_else(|| PyTypeError::new_err(format!("pushing needs a `{key}` entry")))
-        };
-        (item("kind")?, item("scale")?.extract()?)
-    } else if let Ok(pair) = value.cast::<PyTuple>() {
-        pair.extract()?
-    } else {
-        return Err(PyTypeError::new_err(
-            "pushing is a (kind, scale) tuple or a {\"kind\": ..., \"scale\": ...} dict",
-        ));
-    };
-    Ok(Pushing {
-        kind: named::<PushingKind>(&kind)?,
-        scale,
+/// A Python value of a knob of `kind`, read into `text` (a name's owner)
+/// and returned as a [`Value`]; `None` where it is of another type.
+fn read_value<'t>(kind: Kind, value: &Bound<'_, PyAny>, text: &'t mut String) -> Option<Value<'t>> {
+    if value.is_none() && matches!(kind, Kind::OptionalNumber | Kind::OptionalName(_)) {
+        return Some(Value::Unset);
+    }
+    Some(match kind {
+        Kind::Number | Kind::OptionalNumber => Value::Number(value.extract().ok()?),
+        Kind::Count => Value::Count(value.extract().ok()?),
+        Kind::Flag => Value::Flag(value.extract().ok()?),
+        Kind::Name(_) | Kind::OptionalName(_) => {
+            *text = value.extract().ok()?;
+            Value::Name(text)
+        }
+        // `(kind, scale)` or `{"kind": kind, "scale": scale}`.
+        Kind::Pushing(_) => {
+            let (name, scale): (String, f64) = if let Ok(dict) = value.cast::<PyDict>() {
+                let item = |key: &str| dict.get_item(key).ok().flatten();
+                (
+                    item("kind")?.extract().ok()?,
+                    item("scale")?.extract().ok()?,
+                )
+            } else {
+                value.cast::<PyTuple>().ok()?.extract().ok()?
+            };
+            *text = name;
+            Value::Pushing { kind: text, scale }
+        }
     })
 }
 
-impl PyConfig {
-    /// `base` with `overrides` applied, validated.
-    fn with(base: Config, method: &str, overrides: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let mut c = base;
-        for (key, value) in overrides.into_iter().flat_map(|d| d.iter()) {
-            let key: String = key.extract()?;
-            match key.as_str() {
-                "threshold" => c.threshold = value.extract()?,
-                "pred_threshold" => c.pred_threshold = value.extract()?,
-                "temperature" => c.temperature = value.extract()?,
-                "pushing" => c.pushing = pushing(&value)?,
-                "label_metric" => c.label_metric = named::<LabelMetric>(&value)?,
-                "aggregation" => c.aggregation = named::<Aggregation>(&value)?,
-                "denominator_padding" => c.denominator_padding = value.extract()?,
-                "outer_weight" => c.outer_weight = value.extract()?,
-                "self_in_positive_count" => c.self_in_positive_count = value.extract()?,
-                "reduction" => c.reduction = named::<Reduction>(&value)?,
-                other => {
-                    let names: Vec<&str> = knobs(&c).iter().map(|(name, _)| *name).collect();
-                    return Err(PyTypeError::new_err(format!(
-                        "Config.{method}() got an unexpected keyword argument '{other}' (the knobs are {})",
-                        names.join(", ")
-                    )));
-                }
-            }
-        }
-        c.validate().map_err(to_py)?;
-        Ok(Self { inner: c })
+/// What a Python value of `kind` must be, for the `TypeError`.
+fn python_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Number => "a number",
+        Kind::OptionalNumber => "a number or None",
+        Kind::Count => "an int >= 0",
+        Kind::Flag => "a bool",
+        Kind::Name(_) => "a str",
+        Kind::OptionalName(_) => "a str or None",
+        Kind::Pushing(_) => "a (kind, scale) tuple or a {\"kind\": ..., \"scale\": ...} dict",
     }
+}
 
+/// `config` with the keyword arguments `overrides` of `function` set on it,
+/// each read by its knob's kind, then validated. Unknown keywords and values
+/// of the wrong type are `TypeError`s; values out of their domain and
+/// unknown names `ValueError`s.
+pub fn with_overrides<K: Knobs>(
+    mut config: K,
+    function: &str,
+    overrides: Option<&Bound<'_, PyDict>>,
+) -> PyResult<K> {
+    for (key, value) in overrides.into_iter().flat_map(|d| d.iter()) {
+        let key: String = key.extract()?;
+        let Some(knob) = K::knob(&key) else {
+            return Err(PyTypeError::new_err(format!(
+                "{function}() got an unexpected keyword argument '{key}' (the knobs are {})",
+                K::NAMES.join(", ")
+            )));
+        };
+        let mut text = String::new();
+        let Some(v) = read_value(knob.kind, &value, &mut text) else {
+            return Err(PyTypeError::new_err(format!(
+                "{key} must be {}, not {}",
+                python_type(knob.kind),
+                value.get_type().name()?
+            )));
+        };
+        config.set(&key, v).map_err(to_py)?;
+    }
+    config.validate().map_err(to_py)?;
+    Ok(config)
+}
+
+/// Every knob of `K` as `(name, kind, domain, doc)`, for `knobs()`.
+pub fn describe<K: Knobs>() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+    K::KNOBS
+        .iter()
+        .map(|k| (k.name, python_type(k.kind), k.domain, k.doc))
+        .collect()
+}
+
+impl PyConfig {
     fn preset(preset: Preset, overrides: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        Self::with(preset.config(), preset.name(), overrides)
+        let method = format!("Config.{}", preset.name());
+        let inner = with_overrides(preset.config(), &method, overrides)?;
+        Ok(Self { inner })
     }
 }
 
@@ -176,73 +181,31 @@ impl PyConfig {
     /// The same config with some knobs changed.
     #[pyo3(signature = (**overrides))]
     fn replace(&self, overrides: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        Self::with(self.inner, "replace", overrides)
+        let inner = with_overrides(self.inner, "Config.replace", overrides)?;
+        Ok(Self { inner })
     }
 
-    /// ω: labels within this distance are similar.
-    #[getter]
-    fn threshold(&self) -> f64 {
-        self.inner.threshold
+    /// Every knob, in order: `(name, type, domain, what it does)`.
+    #[staticmethod]
+    fn knobs() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+        describe::<Config>()
     }
 
-    /// ω̂: predictions within this distance are confusable (`None`: ω).
-    #[getter]
-    fn pred_threshold(&self) -> Option<f64> {
-        self.inner.pred_threshold
-    }
-
-    /// τ.
-    #[getter]
-    fn temperature(&self) -> f64 {
-        self.inner.temperature
-    }
-
-    /// The pushing weight g(d): `(kind, scale)`.
-    #[getter]
-    fn pushing(&self) -> (&'static str, f64) {
-        (self.inner.pushing.kind.name(), self.inner.pushing.scale)
-    }
-
-    /// `l1`, `l2`, `linf` or `angular`.
-    #[getter]
-    fn label_metric(&self) -> &'static str {
-        self.inner.label_metric.name()
-    }
-
-    /// `mean_of_logs` or `log_of_mean`.
-    #[getter]
-    fn aggregation(&self) -> &'static str {
-        self.inner.aggregation.name()
-    }
-
-    /// Whether `M − |P_j|` is added to each denominator.
-    #[getter]
-    fn denominator_padding(&self) -> bool {
-        self.inner.denominator_padding
-    }
-
-    /// Whether each row loss is multiplied by its eta again.
-    #[getter]
-    fn outer_weight(&self) -> bool {
-        self.inner.outer_weight
-    }
-
-    /// Whether the row itself counts among its positives.
-    #[getter]
-    fn self_in_positive_count(&self) -> bool {
-        self.inner.self_in_positive_count
-    }
-
-    /// `mean`, `mean_anchors` or `sum`.
-    #[getter]
-    fn reduction(&self) -> &'static str {
-        self.inner.reduction.name()
+    /// Each knob reads back as an attribute: `config.threshold`,
+    /// `config.pushing` (a `(kind, scale)` tuple), ...
+    fn __getattr__(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyAny>> {
+        match self.inner.get(name) {
+            Some(value) => python_object(py, value),
+            None => Err(PyAttributeError::new_err(format!(
+                "'Config' object has no attribute '{name}'"
+            ))),
+        }
     }
 
     fn __repr__(&self) -> String {
-        let fields: Vec<String> = knobs(&self.inner)
+        let fields: Vec<String> = Config::NAMES
             .iter()
-            .map(|(name, value)| format!("{name}={}", value.python()))
+            .filter_map(|&name| Some(format!("{name}={}", python_text(self.inner.get(name)?))))
             .collect();
         format!("Config({})", fields.join(", "))
     }
@@ -250,9 +213,9 @@ impl PyConfig {
     /// The config as the `conr-fixture/1` schema's `config` object (the
     /// string the torch op carries).
     fn to_json(&self) -> String {
-        let object: serde_json::Map<String, serde_json::Value> = knobs(&self.inner)
+        let object: serde_json::Map<String, serde_json::Value> = Config::NAMES
             .iter()
-            .map(|(name, value)| (name.to_string(), value.json()))
+            .filter_map(|&name| Some((name.to_string(), json(self.inner.get(name)?))))
             .collect();
         serde_json::Value::Object(object).to_string()
     }

@@ -1,6 +1,7 @@
 """conr on NumPy arrays: the fixtures in f64 and f32 on every engine, the
 config's construction, density weights, bad inputs, threads and fork."""
 
+import json
 import multiprocessing
 import pickle
 import threading
@@ -65,6 +66,27 @@ def test_presets_overrides_and_repr():
     assert a == conr.Config.from_json(a.to_json()) and a != c
     assert pickle.loads(pickle.dumps(a)) == a
     assert a.replace(temperature=0.07) == conr.Config.official_agedb(label_metric="l2", pred_threshold=0.5)
+
+
+def test_the_knobs_are_the_cores_table():
+    # One table in the core gives the keywords, the attributes, the repr and
+    # the JSON: every knob it lists is all four, in its order.
+    knobs = conr.Config.knobs()
+    names = [name for name, _, _, _ in knobs]
+    assert names[:3] == ["threshold", "pred_threshold", "temperature"] and len(names) == 10
+    config = conr.Config.official_nyud2()
+    assert sorted(json.loads(config.to_json())) == sorted(names)
+    text = repr(config)
+    positions = [text.index(f" {name}=" if i else f"({name}=") for i, name in enumerate(names)]
+    assert positions == sorted(positions), text
+    for name, kind, domain, doc in knobs:
+        getattr(config, name)
+        assert kind and doc, name
+    assert dict((k[0], k[2]) for k in knobs)["temperature"] == "[1e-6, 1e6]"
+    with pytest.raises(AttributeError, match="no attribute 'temprature'"):
+        config.temprature
+    with pytest.raises(TypeError, match="threshold must be a number, not str"):
+        conr.Config.paper(threshold="far")
 
 
 def test_bad_configs():

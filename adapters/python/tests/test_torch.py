@@ -148,6 +148,23 @@ def test_bad_inputs_are_clear_errors():
     assert torch.isfinite(conr_loss(f, y, p, w, config=config))
 
 
+def test_weights_may_be_a_number_as_in_the_official_call():
+    # The official ConR(features, targets, preds, w=1, weights=1, ...) takes a
+    # number; 1 is every eta equal to 1, which is also what no weights mean.
+    f, y, p, w = small()
+    config = conr.Config.official_agedb()
+    none = conr_loss(f, y, p, config=config)
+    assert conr_loss(f, y, p, 1, config=config).item() == none.item()
+    assert ConRLoss(config)(f, y, p, 1.0).item() == none.item()
+    full = conr_loss(f, y, p, torch.full((12,), 2.5, dtype=f.dtype), config=config)
+    assert conr_loss(f, y, p, 2.5, config=config).item() == full.item()
+    with pytest.raises(TypeError, match="weights must be a torch.Tensor, a number or None"):
+        conr_loss(f, y, p, True, config=config)
+    # A zero weight, which the official code takes, is refused with its reason.
+    with pytest.raises(ValueError, match="weights row 0 is zero or negative.*ln eta"):
+        conr_loss(f, y, p, 0, config=config)
+
+
 def test_a_training_loop_lowers_the_loss():
     torch.manual_seed(0)
     x = torch.randn(64, 8)

@@ -1,55 +1,33 @@
-//! The `config` objects: ConR's (a preset and overrides) and the density weights'.
+//! The `config` objects: ConR's (a preset and overrides) and the density
+//! weights'. Their keys are the core's knobs ([`conr_core::knob`]): this
+//! file reads a knob's JSON by the kind the core's table gives it, and lists
+//! no knob of its own.
 
-use conr_core::density::{DensityConfig, Kernel, Reweight};
-use conr_core::{Aggregation, Config, LabelMetric, Named, Preset, Pushing, PushingKind, Reduction};
+use conr_core::density::DensityConfig;
+use conr_core::knob::{Kind, Knobs, Value};
+use conr_core::{Config, Named, Preset};
 use serde::Deserialize;
+use serde_json::Value as Json;
 
 use crate::Error;
 
-/// The `config` object of a loss case. Every key is optional; `preset`
-/// (default `paper`) fills the rest.
+/// The `config` object of a loss case: `preset` (`paper`, the default,
+/// `official_agedb` or `official_nyud2`) and any of [`Config`]'s knobs, by
+/// their names, each overriding the preset. An unknown key is an error.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigJson {
-    /// `paper`, `official_agedb` or `official_nyud2`.
-    pub preset: Option<String>,
-    /// ω.
-    pub threshold: Option<f64>,
-    /// ω̂.
-    pub pred_threshold: Option<f64>,
-    /// τ.
-    pub temperature: Option<f64>,
-    /// `{"kind": "exp"|"linear"|"constant", "scale": e}`.
-    pub pushing: Option<PushingJson>,
-    /// `l1`, `l2`, `linf`, `angular`.
-    pub label_metric: Option<String>,
-    /// `mean_of_logs`, `log_of_mean`.
-    pub aggregation: Option<String>,
-    /// Add `M − |P_j|` to the denominator.
-    pub denominator_padding: Option<bool>,
-    /// Multiply row losses by their eta.
-    pub outer_weight: Option<bool>,
-    /// Count the row itself in `n_j`.
-    pub self_in_positive_count: Option<bool>,
-    /// `mean`, `mean_anchors`, `sum`.
-    pub reduction: Option<String>,
-}
+#[serde(transparent)]
+pub struct ConfigJson(pub serde_json::Map<String, Json>);
 
-/// The `pushing` object.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PushingJson {
-    /// `exp`, `linear` or `constant`.
-    pub kind: String,
-    /// The scale e (default 0).
-    #[serde(default)]
-    pub scale: f64,
-}
+/// The density `config` object: any of [`DensityConfig`]'s knobs, by their
+/// names; missing ones take [`DensityConfig::default`]'s values.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct DensityJson(pub serde_json::Map<String, Json>);
 
 /// The value named `value` at `key`, from the core's name table.
-pub(crate) fn named<N: Named>(key: &'static str, value: &str) -> Result<N, Error> {
+pub(crate) fn named<N: Named>(key: &str, value: &str) -> Result<N, Error> {
     N::from_name(value).map_err(|source| Error::Name {
-        key,
+        key: key.to_string(),
         value: value.to_string(),
         source,
     })
@@ -58,89 +36,104 @@ pub(crate) fn named<N: Named>(key: &'static str, value: &str) -> Result<N, Error
 impl ConfigJson {
     /// The core config, validated.
     pub fn to_config(&self) -> Result<Config, Error> {
-        let preset = self.preset.as_deref().unwrap_or("paper");
-        let mut c = named::<Preset>("config.preset", preset)?.config();
-        let ConfigJson {
-            preset: _,
-            threshold,
-            pred_threshold,
-            temperature,
-            pushing,
-            label_metric,
-            aggregation,
-            denominator_padding,
-            outer_weight,
-            self_in_positive_count,
-            reduction,
-        } = self;
-        c.threshold = threshold.unwrap_or(c.threshold);
-        c.pred_threshold = pred_threshold.or(c.pred_threshold);
-        c.temperature = temperature.unwrap_or(c.temperature);
-        if let Some(p) = pushing {
-            c.pushing = Pushing {
-                kind: named::<PushingKind>("config.pushing.kind", &p.kind)?,
-                scale: p.scale,
-            };
-        }
-        if let Some(m) = label_metric {
-            c.label_metric = named::<LabelMetric>("config.label_metric", m)?;
-        }
-        if let Some(a) = aggregation {
-            c.aggregation = named::<Aggregation>("config.aggregation", a)?;
-        }
-        if let Some(r) = reduction {
-            c.reduction = named::<Reduction>("config.reduction", r)?;
-        }
-        c.denominator_padding = denominator_padding.unwrap_or(c.denominator_padding);
-        c.outer_weight = outer_weight.unwrap_or(c.outer_weight);
-        c.self_in_positive_count = self_in_positive_count.unwrap_or(c.self_in_positive_count);
-        c.validate()?;
-        Ok(c)
+        let preset = match self.0.get("preset") {
+            None => "paper",
+            Some(Json::String(name)) => name,
+            Some(_) => return Err(knob_error("preset", "takes a name")),
+        };
+        let mut config = named::<Preset>("config.preset", preset)?.config();
+        let knobs = self.0.iter().filter(|(key, _)| *key != "preset");
+        set_all(&mut config, knobs, &["preset"])?;
+        config.validate()?;
+        Ok(config)
     }
-}
-
-/// The density `config` object; missing keys take [`DensityConfig::default`]'s values.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DensityJson {
-    /// `sqrt_inv` or `inverse`.
-    pub reweight: Option<String>,
-    /// `gaussian`, `triang`, `laplace`, or null.
-    pub kernel: Option<String>,
-    /// The window size.
-    pub kernel_size: Option<usize>,
-    /// The window width.
-    pub sigma: Option<f64>,
-    /// The number of bins.
-    pub bins: Option<usize>,
-    /// The bin width.
-    pub bin_width: Option<f64>,
-    /// The lower edge of bin 0.
-    pub min_label: Option<f64>,
 }
 
 impl DensityJson {
     /// The core density config, validated.
     pub fn to_config(&self) -> Result<DensityConfig, Error> {
-        let d = DensityConfig::default();
-        let reweight = match &self.reweight {
-            Some(r) => named::<Reweight>("config.reweight", r)?,
-            None => d.reweight,
-        };
-        let kernel = match &self.kernel {
-            Some(k) => Some(named::<Kernel>("config.kernel", k)?),
-            None => None,
-        };
-        let config = DensityConfig {
-            reweight,
-            kernel,
-            kernel_size: self.kernel_size.unwrap_or(d.kernel_size),
-            sigma: self.sigma.unwrap_or(d.sigma),
-            bins: self.bins.unwrap_or(d.bins),
-            bin_width: self.bin_width.unwrap_or(d.bin_width),
-            min_label: self.min_label.unwrap_or(d.min_label),
-        };
-        config.validate()?;
+        let mut config = DensityConfig::default();
+        set_all(&mut config, self.0.iter(), &[])?;
+        Knobs::validate(&config)?;
         Ok(config)
     }
+}
+
+fn knob_error(key: &str, why: impl Into<String>) -> Error {
+    Error::Knob {
+        key: format!("config.{key}"),
+        why: why.into(),
+    }
+}
+
+/// Sets every `(key, value)` on `config`, each read by its knob's kind.
+/// `other_keys` are the object's keys that are not knobs (`preset`).
+fn set_all<'a, K: Knobs>(
+    config: &mut K,
+    object: impl Iterator<Item = (&'a String, &'a Json)>,
+    other_keys: &[&str],
+) -> Result<(), Error> {
+    for (key, json) in object {
+        let Some(knob) = K::knob(key) else {
+            let expected: Vec<&str> = other_keys
+                .iter()
+                .copied()
+                .chain(K::NAMES.iter().copied())
+                .collect();
+            return Err(knob_error(
+                key,
+                format!(
+                    "unknown field `{key}`, expected one of {}",
+                    expected.join(", ")
+                ),
+            ));
+        };
+        let value = value_of(knob.kind, json).ok_or_else(|| {
+            knob_error(
+                key,
+                format!("{} (found {json})", conr_core::knob::expects(knob.kind)),
+            )
+        })?;
+        config.set(key, value).map_err(|source| match source {
+            conr_core::Error::UnknownName { .. } => Error::Name {
+                key: format!("config.{key}"),
+                value: name_in(json).unwrap_or_default().to_string(),
+                source,
+            },
+            other => Error::Invalid(other),
+        })?;
+    }
+    Ok(())
+}
+
+/// The name a knob's JSON holds: the string, or a pushing object's kind.
+fn name_in(json: &Json) -> Option<&str> {
+    json.as_str()
+        .or_else(|| json.get("kind").and_then(Json::as_str))
+}
+
+/// `json` as a value of `kind`, or `None` where it is of another kind.
+fn value_of(kind: Kind, json: &Json) -> Option<Value<'_>> {
+    Some(match (kind, json) {
+        (Kind::OptionalNumber | Kind::OptionalName(_), Json::Null) => Value::Unset,
+        (Kind::Number | Kind::OptionalNumber, Json::Number(x)) => Value::Number(x.as_f64()?),
+        (Kind::Count, Json::Number(n)) => Value::Count(usize::try_from(n.as_u64()?).ok()?),
+        (Kind::Flag, Json::Bool(b)) => Value::Flag(*b),
+        (Kind::Name(_) | Kind::OptionalName(_), Json::String(name)) => Value::Name(name),
+        // `{"kind": "exp", "scale": e}`; the scale defaults to 0.
+        (Kind::Pushing(_), Json::Object(object)) => {
+            if object.keys().any(|k| k != "kind" && k != "scale") {
+                return None;
+            }
+            let scale = match object.get("scale") {
+                None => 0.0,
+                Some(scale) => scale.as_f64()?,
+            };
+            Value::Pushing {
+                kind: object.get("kind")?.as_str()?,
+                scale,
+            }
+        }
+        _ => return None,
+    })
 }

@@ -88,7 +88,7 @@ impl DirCase {
             "balanced_mse" => Self::BalancedMse(serde_json::from_str(text).map_err(json)?),
             other => {
                 return Err(Error::Name {
-                    key: "loss",
+                    key: "loss".into(),
                     value: other.to_string(),
                     source: conr_core::Error::UnknownName {
                         field: "loss",
@@ -421,7 +421,7 @@ impl BmseCase {
             },
             other => {
                 return Err(Error::Name {
-                    key: "variant",
+                    key: "variant".into(),
                     value: other.to_string(),
                     source: conr_core::Error::UnknownName {
                         field: "variant",

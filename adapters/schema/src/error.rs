@@ -22,11 +22,19 @@ pub enum Error {
     /// A name in the config is not one of the known ones.
     Name {
         /// The key, as written in the file (`config.label_metric`).
-        key: &'static str,
+        key: String,
         /// The name found there.
         value: String,
         /// The core's error, with the names it may be.
         source: conr_core::Error,
+    },
+    /// A key of a `config` object is not a knob, or its value is not of
+    /// the knob's kind.
+    Knob {
+        /// The key, as written in the file (`config.temprature`).
+        key: String,
+        /// What is wrong with it.
+        why: String,
     },
     /// The case's values break one of the core's rules.
     Invalid(conr_core::Error),
@@ -47,6 +55,7 @@ impl fmt::Display for Error {
                 ),
                 other => write!(f, "{key}: {value:?}: {other}"),
             },
+            Error::Knob { key, why } => write!(f, "{key}: {why}"),
             Error::Invalid(e) => write!(f, "{e}"),
         }
     }
@@ -58,6 +67,7 @@ impl std::error::Error for Error {
             Error::Read { source, .. } => Some(source),
             Error::Json { source, .. } => Some(source),
             Error::Name { source, .. } => Some(source),
+            Error::Knob { .. } => None,
             Error::Invalid(e) => Some(e),
         }
     }

@@ -22,7 +22,7 @@ mod error;
 mod report;
 
 pub use case::{LossCase, WeightsCase, read_json};
-pub use config::{ConfigJson, DensityJson, PushingJson};
+pub use config::{ConfigJson, DensityJson};
 pub use dir::{
     BmseCase, BmseJson, DIR_SCHEMA, DirCase, DirReport, GmmJson, Input, LOSSES, RankSimCase,
     RankSimJson, RncCase, RncJson, convert,

@@ -1,6 +1,7 @@
 //! A batch held in device buffers of its own, as a framework would hold it,
 //! with room for every output of [`GpuConr::record`]: the record path from
-//! host data, for the CLI, the benchmarks and the tests.
+//! host data, for the CLI, the benchmarks and the tests (the `hooks`
+//! feature).
 
 use std::ops::Range;
 
@@ -8,7 +9,7 @@ use conr_core::{Batch, Config, Error, Output, PlanReport, Shape};
 use wgpu::BufferUsages as U;
 use wgpu::util::DeviceExt;
 
-use crate::{GpuBuffers, GpuConr, Status};
+use crate::{GpuBuffers, GpuConr, Status, read_back};
 
 /// A batch uploaded into buffers of its own, with buffers for the loss, the
 /// gradient, the status word, the counts and the tile count.
@@ -60,7 +61,10 @@ impl DeviceResult {
 
 impl DeviceBatch {
     /// Uploads the inputs. They may hold any values: the record path checks
-    /// them on the device ([`DeviceResult::status`]).
+    /// them on the device ([`DeviceResult::status`]). A buffer larger than
+    /// the device allows is [`Error::TooLarge`], before any is created; the
+    /// buffers are created inside error scopes, so that a device that runs
+    /// out of memory gives [`Error::OutOfMemory`], never a panic.
     pub fn new(
         gpu: &GpuConr,
         shape: Shape,
@@ -68,8 +72,29 @@ impl DeviceBatch {
         labels: &[f32],
         preds: &[f32],
         eta: Option<&[f32]>,
-    ) -> Self {
+    ) -> Result<Self, Error> {
         let device = gpu.device();
+        // A row of counts for each row the labels hold (the shape may be a
+        // bad one, which `record` refuses).
+        let rows_held = labels.len().checked_div(shape.label_dim).unwrap_or(0);
+        let limit = device.limits().max_buffer_size;
+        let sizes = [
+            ("the features buffer", features.len()),
+            ("the labels buffer", labels.len()),
+            ("the predictions buffer", preds.len()),
+            ("the eta buffer", eta.map_or(0, <[f32]>::len)),
+            ("the counts buffer", rows_held.saturating_mul(2)),
+        ];
+        for (what, words) in sizes {
+            let needed = (words as u64).saturating_mul(4);
+            if needed > limit {
+                return Err(Error::TooLarge {
+                    what,
+                    needed,
+                    limit,
+                });
+            }
+        }
         // At least one word each, so that empty inputs still bind.
         let init = |label, data: &[u8], usage| {
             let data = if data.is_empty() { &[0u8; 4][..] } else { data };
@@ -82,10 +107,7 @@ impl DeviceBatch {
         let floats = bytemuck::cast_slice::<f32, u8>;
         // Filled with a value no call leaves, so that a stale output shows.
         let stale = vec![7.0f32; features.len()];
-        // A row of counts for each row the labels hold (the shape may be a
-        // bad one, which `record` refuses).
-        let rows_held = labels.len().checked_div(shape.label_dim).unwrap_or(0);
-        Self {
+        gpu.scoped(|| Self {
             shape,
             features: init("conr batch features", floats(features), U::STORAGE),
             labels: init("conr batch labels", floats(labels), U::COPY_SRC),
@@ -102,11 +124,11 @@ impl DeviceBatch {
                 U::STORAGE | U::COPY_SRC,
             ),
             words: init("conr batch words", &[0u8; 12], U::COPY_DST | U::COPY_SRC),
-        }
+        })
     }
 
-    /// Uploads a host batch.
-    pub fn upload(gpu: &GpuConr, batch: &Batch<'_, f32>) -> Self {
+    /// Uploads a host batch: see [`DeviceBatch::new`].
+    pub fn upload(gpu: &GpuConr, batch: &Batch<'_, f32>) -> Result<Self, Error> {
         Self::new(
             gpu,
             batch.shape(),
@@ -177,49 +199,6 @@ impl DeviceBatch {
     }
 }
 
-/// Copies each `(buffer, bytes)` into one readback buffer, one after the
-/// other, submits, waits and reads the words.
-pub fn read_back(gpu: &GpuConr, sources: &[(&wgpu::Buffer, u64)]) -> Result<Vec<u32>, Error> {
-    let device = gpu.device();
-    let size: u64 = sources.iter().map(|(_, bytes)| bytes).sum();
-    // A buffer without COPY_SRC, or a range past its end, is an error here.
-    let read = gpu.scoped(|| {
-        let read = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("conr readback"),
-            size: size.max(4),
-            usage: U::MAP_READ | U::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = device.create_command_encoder(&Default::default());
-        let mut at = 0;
-        for &(buffer, bytes) in sources {
-            encoder.copy_buffer_to_buffer(buffer, 0, &read, at, bytes);
-            at += bytes;
-        }
-        gpu.queue().submit([encoder.finish()]);
-        read
-    })?;
-    let (sender, receiver) = std::sync::mpsc::channel();
-    read.map_async(wgpu::MapMode::Read, .., move |r| {
-        let _ = sender.send(r);
-    });
-    device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::Device(format!("waiting for the readback: {e}")))?;
-    receiver
-        .recv()
-        .map_err(|_| Error::Device("the readback never mapped".into()))?
-        .map_err(|e| Error::Device(format!("mapping the readback: {e}")))?;
-    let words = {
-        let view = read
-            .get_mapped_range(..)
-            .map_err(|e| Error::Device(format!("reading results back: {e}")))?;
-        bytemuck::cast_slice(&view).to_vec()
-    };
-    read.unmap();
-    Ok(words)
-}
-
 /// The band plan the device builds for [`GpuConr::record`], read back: for
 /// each side (positives, then negatives), the rows in sorted order and each
 /// 64-row block's run of sorted columns, as
@@ -246,7 +225,7 @@ impl GpuConr {
         config: &Config,
     ) -> Result<Option<DevicePlan>, Error> {
         batch.check(config)?;
-        let on_device = DeviceBatch::upload(self, batch);
+        let on_device = DeviceBatch::upload(self, batch)?;
         let buffers = on_device.buffers();
         let (mut plan, uniforms) = self.prepare_record(batch.shape(), &buffers, config)?;
         if !plan.device_plan {
@@ -306,7 +285,7 @@ impl GpuConr {
         batch: &Batch<'_, f32>,
         config: &Config,
     ) -> Result<(Output<f32>, PlanReport), Error> {
-        let on_device = DeviceBatch::upload(self, batch);
+        let on_device = DeviceBatch::upload(self, batch)?;
         let result = on_device.run(self, config)?;
         let report = self.record_report(batch.shape(), config, result.tiles)?;
         Ok((result.output()?, report))

@@ -202,6 +202,67 @@ mod tests {
     use super::*;
     use std::mem::{offset_of, size_of};
 
+    /// The value of the shader's `u32` or `f32` constant `name`, as naga
+    /// parses it.
+    fn shader_constant(module: &naga::Module, name: &str) -> f64 {
+        let constant = module
+            .constants
+            .iter()
+            .map(|(_, c)| c)
+            .find(|c| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("the shader has no `{name}`"));
+        match module.global_expressions[constant.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => f64::from(v),
+            naga::Expression::Literal(naga::Literal::F32(v)) => f64::from(v),
+            ref other => panic!("`{name}` is {other:?}"),
+        }
+    }
+
+    /// Every constant the host and the shader share, the flag bits of
+    /// [`Uniforms::flags`] included, has one value on both sides.
+    #[test]
+    fn the_shader_constants_are_the_hosts() {
+        let module = naga::front::wgsl::parse_str(&crate::f32_shader()).unwrap();
+        let shared = [
+            ("FLAG_PADDING", f64::from(FLAG_PADDING)),
+            ("FLAG_OUTER_WEIGHT", f64::from(FLAG_OUTER_WEIGHT)),
+            ("FLAG_SELF_COUNT", f64::from(FLAG_SELF_COUNT)),
+            ("FLAG_ACCUMULATE", f64::from(FLAG_ACCUMULATE)),
+            ("FLAG_ETA", f64::from(FLAG_ETA)),
+            ("FLAG_BAND_POSITIVES", f64::from(FLAG_BAND_POSITIVES)),
+            ("FLAG_BAND_NEGATIVES", f64::from(FLAG_BAND_NEGATIVES)),
+            ("FLAG_BANDED", f64::from(FLAG_BANDED)),
+            ("TILE", f64::from(crate::TILE)),
+            ("SIDE", f64::from(crate::TILE_WORKGROUP[0])),
+            ("LINEAR", f64::from(crate::LINEAR_WORKGROUP)),
+            ("REDUCE", f64::from(crate::REDUCE_WORKGROUP)),
+            ("MAX_ETA", conr_core::MAX_ETA),
+            ("F32_MAX", f64::from(f32::MAX)),
+            ("EPSILON", conr_core::normalize::EPSILON),
+            ("LOG_WEIGHT_CEILING", conr_core::pairs::LOG_WEIGHT_CEILING),
+        ];
+        // Compared in f32, the shader's precision.
+        for (name, host) in shared {
+            assert_eq!(shader_constant(&module, name) as f32, host as f32, "{name}");
+        }
+        // Each flag is its own bit.
+        let flags = [
+            FLAG_PADDING,
+            FLAG_OUTER_WEIGHT,
+            FLAG_SELF_COUNT,
+            FLAG_ACCUMULATE,
+            FLAG_ETA,
+            FLAG_BAND_POSITIVES,
+            FLAG_BAND_NEGATIVES,
+            FLAG_BANDED,
+        ];
+        let all = flags.iter().fold(0, |seen, &flag| {
+            assert!(flag.is_power_of_two() && seen & flag == 0, "{flag}");
+            seen | flag
+        });
+        assert_eq!(all.count_ones() as usize, flags.len());
+    }
+
     /// The fields of a mirror with their Rust offsets.
     macro_rules! fields {
         ($ty:ty { $($field:ident),+ $(,)? }) => {

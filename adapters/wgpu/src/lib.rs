@@ -51,6 +51,7 @@ struct ReadmeDoctests;
 
 mod buffers;
 mod chunking;
+#[cfg(feature = "hooks")]
 mod device_batch;
 mod engine;
 mod host;
@@ -60,6 +61,7 @@ mod layout;
 mod mixed;
 mod plan;
 mod profile;
+mod readback;
 mod record;
 mod status;
 mod workspace;
@@ -69,10 +71,12 @@ use std::sync::{Arc, Mutex};
 
 pub use buffers::GpuBuffers;
 pub use conr_core::{Error, Precision};
-pub use device_batch::{DeviceBatch, DevicePlan, DeviceResult, read_back};
+#[cfg(feature = "hooks")]
+pub use device_batch::{DeviceBatch, DevicePlan, DeviceResult};
 pub use info::{AdapterSummary, adapters};
 pub use mixed::{features_for, mixed_support};
 pub use profile::{KernelTime, PROFILE_FEATURES, Profile};
+pub use readback::read_back;
 pub use status::Status;
 
 use conr_core::band::TilePlan;
@@ -352,8 +356,9 @@ impl GpuConr {
     }
 
     /// Lowers the largest storage binding conr uses (bytes), so that batches
-    /// split into more row chunks. For tests of the chunked path; the device's
-    /// own limit always applies too.
+    /// split into more row chunks. For tests of the chunked path (the
+    /// `hooks` feature); the device's own limit always applies too.
+    #[cfg(feature = "hooks")]
     pub fn with_max_binding_bytes(mut self, bytes: u64) -> Self {
         self.max_binding = self.max_binding.min(bytes);
         self

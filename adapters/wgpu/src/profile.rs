@@ -246,8 +246,7 @@ impl GpuConr {
     /// Timestamps after every dispatch cost a little device time of their
     /// own, so a profiled call is a little slower than one that is not.
     /// Calls from other threads on this `GpuConr` in the meantime are counted
-    /// too. [`GpuConr::record`] and [`DeviceBatch`](crate::DeviceBatch)
-    /// calls, which the caller submits, are not. An [`Error::Unsupported`]
+    /// too. [`GpuConr::record`]'s calls, which the caller submits, are not. An [`Error::Unsupported`]
     /// where the device lacks [`PROFILE_FEATURES`] (a device from
     /// [`GpuConr::from_device`] needs them requested), or inside another
     /// `profiled` on the same `GpuConr`.

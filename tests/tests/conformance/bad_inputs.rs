@@ -91,7 +91,8 @@ fn the_record_path_refuses_every_case() {
     every_case(|case| {
         let [f, y, p, w] = case.converted::<f32>();
         let eta = case.eta.as_ref().map(|_| w.as_slice());
-        let on_device = DeviceBatch::new(gpu, case.shape, &f, &y, &p, eta);
+        let on_device =
+            DeviceBatch::new(gpu, case.shape, &f, &y, &p, eta).expect("the inputs fit the device");
         let run = on_device.run(gpu, &case.config);
         seen.insert(variant(&case.error));
         match case.check() {
@@ -123,6 +124,7 @@ fn the_record_path_refuses_every_case() {
     let case = valid();
     let [f, y, p, w] = case.converted::<f32>();
     let got = DeviceBatch::new(gpu, case.shape, &f, &y, &p, Some(&w))
+        .expect("the inputs fit the device")
         .run(gpu, &case.config)
         .unwrap();
     assert_eq!(got.status.error(), None);

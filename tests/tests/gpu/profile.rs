@@ -179,18 +179,7 @@ fn a_device_without_timestamps_is_refused() {
         skipped("gpu::profile", "the adapter has no timestamp queries");
         return;
     }
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference: wgpu::PowerPreference::HighPerformance,
-        ..Default::default()
-    }))
-    .expect("the adapter the shared context found");
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_limits: adapter.limits(),
-        ..Default::default()
-    }))
-    .expect("a device without features");
+    let (device, queue) = conr_tests::gpu::own_device(|limits| limits);
     let plain = GpuConr::from_device(device, queue).unwrap();
     assert!(!plain.can_profile());
     let err = plain.profiled(|| ()).unwrap_err();

@@ -70,6 +70,7 @@ impl HostData {
             &self.preds,
             Some(&self.eta),
         )
+        .expect("the batch fits the device")
     }
 
     fn reference(&self, config: &Config) -> Output<f64> {
@@ -290,4 +291,48 @@ fn impossible_shapes_and_small_buffers_are_refused() {
         label_dim: 1,
     };
     assert_refused(gpu, wider, small.buffers(), "features");
+}
+
+/// A batch larger than the device's largest buffer is an `Err` before any
+/// buffer exists, never wgpu's uncaptured-error panic, and the context
+/// keeps working: on a device whose buffers are held to 64 KiB.
+#[test]
+fn an_oversized_device_batch_is_an_error() {
+    if gpu().is_none() {
+        return;
+    }
+    let limit = 1u64 << 16;
+    let (device, queue) = conr_tests::gpu::own_device(|limits| wgpu::Limits {
+        max_buffer_size: limit,
+        ..limits
+    });
+    let small = GpuConr::from_device(device, queue).unwrap();
+    // 128 rows of 256 features: 128 KiB of features.
+    let big = HostData::new(128, 256, 1);
+    let err = DeviceBatch::new(
+        &small,
+        big.shape,
+        &big.features,
+        &big.labels,
+        &big.preds,
+        Some(&big.eta),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        Error::TooLarge {
+            what: "the features buffer",
+            needed: 128 * 256 * 4,
+            limit,
+        }
+    );
+    let fits = HostData::new(64, 8, 1);
+    let config = Config::official_agedb();
+    let got = fits.on_device(&small).run(&small, &config).unwrap();
+    agree(
+        &widen(got.output().unwrap()),
+        &fits.reference(&config),
+        config.temperature,
+    )
+    .unwrap();
 }

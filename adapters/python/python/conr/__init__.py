@@ -68,13 +68,12 @@ class Config:
 
     Build one from a preset with keyword overrides, by the core's names:
     ``Config.paper(temperature=0.1)``, ``Config.official_agedb()`` (the
-    official AgeDB-DIR code's loss), ``Config.official_nyud2()``. The knobs
-    are ``threshold``, ``pred_threshold``, ``temperature``, ``pushing`` (a
-    ``(kind, scale)`` tuple or a ``{"kind", "scale"}`` dict),
-    ``label_metric``, ``aggregation``, ``denominator_padding``,
-    ``outer_weight``, ``self_in_positive_count`` and ``reduction``. An
-    unknown keyword is a ``TypeError``; a value out of its domain a
-    ``ValueError``. Each knob reads back as an attribute.
+    official AgeDB-DIR code's loss), ``Config.official_nyud2()``.
+    ``Config.knobs()`` lists the knobs: ``(name, type, domain, what it
+    does)``, from the core's one table (``pushing`` is a ``(kind, scale)``
+    tuple or a ``{"kind", "scale"}`` dict). An unknown keyword is a
+    ``TypeError``; a value out of its domain a ``ValueError``. Each knob
+    reads back as an attribute.
     """
 
     __slots__ = ("_native", "_json")
@@ -101,6 +100,11 @@ class Config:
     def official_nyud2(cls, **overrides):
         """The official NYUD2-DIR code's loss."""
         return cls(_native.Config.official_nyud2(**overrides))
+
+    @staticmethod
+    def knobs():
+        """Every knob, in order: ``(name, type, domain, what it does)``."""
+        return _native.Config.knobs()
 
     @classmethod
     def from_json(cls, text):

@@ -27,7 +27,7 @@ differentiable all-gather is used.
 """
 
 import functools
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -160,12 +160,24 @@ class _Attach(torch.autograd.Function):
         return torch.ops.conr.scale(grad, grad_loss), None, None
 
 
+def _weights_tensor(weights, features):
+    """``weights`` as the op takes them: a tensor, None, or a Python number
+    given to every row (the official code's default is ``weights=1``)."""
+    if isinstance(weights, (int, float)) and not isinstance(weights, bool):
+        if not isinstance(features, Tensor) or features.dim() != 2:
+            return weights  # _check reports the features
+        return torch.full(
+            (features.shape[0],), float(weights), dtype=features.dtype, device=features.device
+        )
+    return weights
+
+
 def _check(features, labels, preds, weights, config, engine):
     for name, t in (("features", features), ("labels", labels), ("preds", preds)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, not {type(t).__name__}")
     if weights is not None and not isinstance(weights, Tensor):
-        raise TypeError(f"weights must be a torch.Tensor or None, not {type(weights).__name__}")
+        raise TypeError(f"weights must be a torch.Tensor, a number or None, not {type(weights).__name__}")
     if not isinstance(config, Config):
         raise TypeError(f"config must be a conr.Config, not {type(config).__name__}")
     if not isinstance(engine, str):
@@ -233,7 +245,7 @@ def conr_loss(
     features: Tensor,
     labels: Tensor,
     preds: Tensor,
-    weights: Optional[Tensor] = None,
+    weights: Union[Tensor, float, None] = None,
     *,
     config: Config,
     engine: str = "fast",
@@ -243,12 +255,14 @@ def conr_loss(
     dtype and device, differentiable in ``features``.
 
     ``labels`` and ``preds`` are (M,), (M, 1) or (M, L); ``weights`` (the
-    pushing powers eta) are (M,) or (M, 1). ``engine`` is ``"fast"``,
+    pushing powers eta) are (M,) or (M, 1), or one number for every row, as
+    the official code's ``weights=1``. ``engine`` is ``"fast"``,
     ``"reference"`` or ``"gpu"``. With ``group`` (a process group, or
     ``torch.distributed.group.WORLD``) it is the loss of the global batch
     across the group's ranks (see the module's docs for the gradient
     convention).
     """
+    weights = _weights_tensor(weights, features)
     _check(features, labels, preds, weights, config, engine)
     if group is not None:
         return _distributed(features, labels, preds, weights, config, engine, group)
