@@ -114,18 +114,27 @@ pub(crate) trait KnobValue: Sized {
     fn from_value(value: Value<'_>) -> Option<Result<Self, Error>>;
 }
 
-impl KnobValue for f64 {
-    const KIND: Kind = Kind::Number;
-    fn to_value(&self) -> Value<'static> {
-        Value::Number(*self)
-    }
-    fn from_value(value: Value<'_>) -> Option<Result<Self, Error>> {
-        match value {
-            Value::Number(x) => Some(Ok(x)),
-            _ => None,
+/// [`KnobValue`] for a plain field type: the value variant it reads and writes.
+macro_rules! plain_knob {
+    ($ty:ty, $kind:ident, $variant:ident) => {
+        impl KnobValue for $ty {
+            const KIND: Kind = Kind::$kind;
+            fn to_value(&self) -> Value<'static> {
+                Value::$variant(*self)
+            }
+            fn from_value(value: Value<'_>) -> Option<Result<Self, Error>> {
+                match value {
+                    Value::$variant(x) => Some(Ok(x)),
+                    _ => None,
+                }
+            }
         }
-    }
+    };
 }
+
+plain_knob!(f64, Number, Number);
+plain_knob!(usize, Count, Count);
+plain_knob!(bool, Flag, Flag);
 
 impl KnobValue for Option<f64> {
     const KIND: Kind = Kind::OptionalNumber;
@@ -136,32 +145,6 @@ impl KnobValue for Option<f64> {
         match value {
             Value::Number(x) => Some(Ok(Some(x))),
             Value::Unset => Some(Ok(None)),
-            _ => None,
-        }
-    }
-}
-
-impl KnobValue for usize {
-    const KIND: Kind = Kind::Count;
-    fn to_value(&self) -> Value<'static> {
-        Value::Count(*self)
-    }
-    fn from_value(value: Value<'_>) -> Option<Result<Self, Error>> {
-        match value {
-            Value::Count(n) => Some(Ok(n)),
-            _ => None,
-        }
-    }
-}
-
-impl KnobValue for bool {
-    const KIND: Kind = Kind::Flag;
-    fn to_value(&self) -> Value<'static> {
-        Value::Flag(*self)
-    }
-    fn from_value(value: Value<'_>) -> Option<Result<Self, Error>> {
-        match value {
-            Value::Flag(b) => Some(Ok(b)),
             _ => None,
         }
     }

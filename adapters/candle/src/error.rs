@@ -27,7 +27,7 @@ pub struct CoreError(pub conr_core::Error);
 // candle prints the wrapped error with `{:?}`: it reads as the message.
 impl fmt::Debug for CoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "conr: {}", self.0)
+        fmt::Display::fmt(self, f)
     }
 }
 
