@@ -1,6 +1,8 @@
+// requires: layout.wgsl pairs.wgsl
+//
 // The band plan built on the device, for calls whose labels never reach the
 // host (GpuConr::record): conr_core::band::BandPlan::new's order, and
-// BandPlan::columns for every 64-row block, compiled appended to conr.wgsl.
+// BandPlan::columns for every 64-row block.
 //
 // Both sides at once: dispatches are (x, 2), and `wid.y` is the side (0: the
 // positives, sorted by the first label coordinate; 1: the negatives, by the

@@ -1,9 +1,14 @@
+// requires: layout.wgsl pairs.wgsl stats.wgsl rules.wgsl normalize.wgsl
+enable f16;
+enable wgpu_cooperative_matrix;
+
 // ConR's tiles on tensor cores: f16 tile inputs, f32 accumulation, f32 statistics.
 //
-// This file is appended to conr.wgsl (after `enable f16; enable
-// wgpu_cooperative_matrix;`), so it reuses every function there: classify,
-// stats_push, finish, coefficient. Only the two logit-tile kernels and the
-// last step of the backward pass change:
+// The pair classification, the row statistics and the last step of the
+// backward pass are the f32 kernels' own (pairs.wgsl, stats.wgsl,
+// normalize.wgsl); normalize, finish_rows and reduce_loss are the f32
+// module's kernels. Only the logit tiles and the sum of the column ranges
+// change:
 //
 //   normalize → to_half → row_stats_mixed → merge_splits → finish_rows
 //             → reduce_loss → backward_mixed → normalize_backward_mixed
@@ -320,8 +325,8 @@ fn summed_dz(row: u32, i: u32) -> f32 {
     return sum;
 }
 
-// ∂L/∂z = factor/τ · summed_dz, then conr_core::normalize::normalize_backward
-// into the caller's gradient (M×D, unpadded).
+// ∂L/∂z = factor/τ · summed_dz into the caller's gradient (M×D, unpadded),
+// then conr_core::normalize::normalize_backward there.
 @compute @workgroup_size(64)
 fn normalize_backward_mixed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.x;
@@ -330,23 +335,8 @@ fn normalize_backward_mixed(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let scale = totals.factor * uniforms.inv_temperature;
     let base = row * uniforms.dim;
-    let length = lengths[row];
-    if (!values_obey_rules()) {
-        for (var i = 0u; i < uniforms.dim; i++) {
-            dz[base + i] = nan();
-        }
-    } else if (length > EPSILON) {
-        var radial = 0.0;
-        for (var i = 0u; i < uniforms.dim; i++) {
-            radial += z_rows[base + i] * (scale * summed_dz(row, i));
-        }
-        let inv = 1.0 / length;
-        for (var i = 0u; i < uniforms.dim; i++) {
-            dz[base + i] = (scale * summed_dz(row, i) - z_rows[base + i] * radial) * inv;
-        }
-    } else {
-        for (var i = 0u; i < uniforms.dim; i++) {
-            dz[base + i] = scale * summed_dz(row, i) / EPSILON;
-        }
+    for (var i = 0u; i < uniforms.dim; i++) {
+        dz[base + i] = scale * summed_dz(row, i);
     }
+    normalize_backward_row(base, lengths[row]);
 }

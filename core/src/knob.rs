@@ -47,7 +47,7 @@ pub enum Value<'a> {
     /// For [`Kind::Number`] and [`Kind::OptionalNumber`].
     Number(f64),
     /// For [`Kind::Count`].
-    Count(usize),
+    Count(u64),
     /// For [`Kind::Flag`].
     Flag(bool),
     /// For [`Kind::Name`] and [`Kind::OptionalName`].
@@ -133,8 +133,23 @@ macro_rules! plain_knob {
 }
 
 plain_knob!(f64, Number, Number);
-plain_knob!(usize, Count, Count);
+plain_knob!(u64, Count, Count);
 plain_knob!(bool, Flag, Flag);
+
+impl KnobValue for usize {
+    const KIND: Kind = Kind::Count;
+    fn to_value(&self) -> Value<'static> {
+        // usize is at most 64 bits wide on every target Rust supports.
+        Value::Count(*self as u64)
+    }
+    fn from_value(value: Value<'_>) -> Option<Result<Self, Error>> {
+        match value {
+            // A count past this target's address space is of no use to any knob.
+            Value::Count(n) => usize::try_from(n).ok().map(Ok),
+            _ => None,
+        }
+    }
+}
 
 impl KnobValue for Option<f64> {
     const KIND: Kind = Kind::OptionalNumber;

@@ -123,16 +123,16 @@ fn fingerprint(config: &Config) -> u64 {
         text.bytes().for_each(|b| eat(u64::from(b)));
         eat(u64::MAX);
     };
+    // ω̂ in effect: `None` and `Some(ω)` compute the same loss.
+    let config = Config {
+        pred_threshold: Some(config.effective_pred_threshold()),
+        ..*config
+    };
     for &knob in Config::NAMES {
         name(knob, &mut eat);
-        let value = match knob {
-            // ω̂ in effect: `None` and `Some(ω)` compute the same loss.
-            "pred_threshold" => Some(Value::Number(config.effective_pred_threshold())),
-            _ => config.get(knob),
-        };
-        match value {
+        match config.get(knob) {
             Some(Value::Number(x)) => eat(x.to_bits()),
-            Some(Value::Count(n)) => eat(n as u64),
+            Some(Value::Count(n)) => eat(n),
             Some(Value::Flag(b)) => eat(u64::from(b)),
             Some(Value::Name(n)) => name(n, &mut eat),
             Some(Value::Pushing { kind, scale }) => {

@@ -3,6 +3,8 @@
 //! core lacks, or miss one it has.
 
 use conr_core::density::DensityConfig;
+use conr_core::dir::ranksim::RankSim;
+use conr_core::dir::rnc::RankNContrast;
 use conr_core::knob::{Kind, Knobs, Value};
 use conr_core::{Config, Named, Preset};
 
@@ -79,10 +81,18 @@ pub fn markdown() -> String {
     );
     out += &format!("|{}\n", " --- |".repeat(4 + presets.len()));
     out += &rows(&configs);
-    out += "\n## Label-density weights: `DensityConfig`\n\n";
+    out += &defaults::<DensityConfig>("Label-density weights: `DensityConfig`");
+    out += &defaults::<RankSim>("RankSim: `RankSim`");
+    out += &defaults::<RankNContrast>("Rank-N-Contrast: `RankNContrast`");
+    out
+}
+
+/// The section of a config whose one column of values is its default.
+fn defaults<K: Knobs + Default>(title: &str) -> String {
+    let mut out = format!("\n## {title}\n\n");
     out += "| knob | takes | domain | default | what it does |\n";
     out += "| --- | --- | --- | --- | --- |\n";
-    out += &rows(&[DensityConfig::default()]);
+    out += &rows(&[K::default()]);
     out
 }
 

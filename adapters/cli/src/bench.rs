@@ -358,7 +358,7 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
         bail!("--reps must be at least 1");
     }
     // One engine for the whole run: the pool or the GPU context is built once.
-    let engine = conr_engines::engine_with(
+    let chosen = conr_engines::choose(
         &options.backend,
         &conr_engines::Options {
             threads: options.threads,
@@ -366,9 +366,9 @@ pub fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec
             mixed: options.mixed,
         },
     )?;
-    let engine_f32: &dyn Engine<f32> = &*engine;
+    let engine_f32: &dyn Engine<f32> = &*chosen.engine;
     // The GPU context, for what only it has: recording on device buffers.
-    let gpu = Gpu::of(&*engine);
+    let gpu = Gpu::of(&chosen);
     let precision = engine_f32.precision().name();
     if options.profile && gpu.is_none() {
         bail!("--profile times the gpu engine's kernels (--backend gpu)");

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use conr_core::shard::{compute_sharded, even_slices};
-use conr_core::{Config, Engine, Output, Precision, Scalar};
+use conr_core::{Config, Engine, FloatEngine, Output, Precision, Scalar};
 use conr_cpu::density_weights;
 use conr_schema::{LossCase, Report, WeightsCase};
 use serde::Serialize;
@@ -35,11 +35,12 @@ pub fn compute(case: &LossCase, backend: &str, how: Run) -> Result<Report> {
         bail!("--shards must be at least 1");
     }
     let config = case.config.to_config()?;
-    let engine = conr_engines::engine(backend)?;
+    let chosen = conr_engines::choose(backend, &Default::default())?;
+    let engine: &dyn FloatEngine = &*chosen.engine;
     // Reports name the engine as it names itself, whatever alias was typed.
-    let name = Engine::<f32>::name(&*engine);
+    let name = Engine::<f32>::name(engine);
     if record {
-        let Some(gpu) = Gpu::of(&*engine) else {
+        let Some(gpu) = Gpu::of(&chosen) else {
             bail!("--record needs --backend gpu");
         };
         if shards.is_some() {
@@ -53,14 +54,14 @@ pub fn compute(case: &LossCase, backend: &str, how: Run) -> Result<Report> {
         let output = gpu.compute_recorded(&owned.batch(), &config)?;
         return Ok(Report::new(output.cast(), name, Precision::F32));
     }
-    let precision = conr_engines::batch_precision(&*engine, precision)?;
+    let precision = conr_engines::batch_precision(engine, precision)?;
     let output = match precision {
-        Precision::F64 => run::<f64>(&*engine, case, &config, shards)?,
-        _ => run::<f32>(&*engine, case, &config, shards)?,
+        Precision::F64 => run::<f64>(engine, case, &config, shards)?,
+        _ => run::<f32>(engine, case, &config, shards)?,
     };
     let computed_in = match precision {
-        Precision::F64 => Engine::<f64>::precision(&*engine),
-        _ => Engine::<f32>::precision(&*engine),
+        Precision::F64 => Engine::<f64>::precision(engine),
+        _ => Engine::<f32>::precision(engine),
     };
     Ok(Report::new(output, name, computed_in))
 }

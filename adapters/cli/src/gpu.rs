@@ -16,11 +16,11 @@ const NO_GPU: &str = "this conr was built without the GPU engine (the `gpu` feat
 
 #[cfg(feature = "gpu")]
 mod on {
-    use std::any::Any;
     use std::time::Instant;
 
     use anyhow::Result;
-    use conr_core::{Batch, Config, FloatEngine, Output, PlanReport};
+    use conr_core::{Batch, Config, Output, PlanReport};
+    use conr_engines::Chosen;
     use conr_wgpu::{GpuBuffers, GpuConr};
 
     use crate::bench::{BenchOptions, KernelRow, ProfileRow, RandomBatch, median};
@@ -30,9 +30,9 @@ mod on {
     pub struct Gpu<'a>(&'a GpuConr);
 
     impl<'a> Gpu<'a> {
-        /// The GPU engine, if `engine` is one.
-        pub fn of(engine: &'a dyn FloatEngine) -> Option<Self> {
-            (engine as &dyn Any).downcast_ref::<GpuConr>().map(Gpu)
+        /// The GPU engine, if it is the one chosen.
+        pub fn of(chosen: &'a Chosen) -> Option<Self> {
+            chosen.gpu.as_deref().map(Gpu)
         }
 
         /// The adapter's name.
@@ -191,7 +191,8 @@ mod off {
     use std::marker::PhantomData;
 
     use anyhow::{Result, bail};
-    use conr_core::{Batch, Config, FloatEngine, Output, PlanReport};
+    use conr_core::{Batch, Config, Output, PlanReport};
+    use conr_engines::Chosen;
 
     use super::NO_GPU;
     use crate::bench::{BenchOptions, ProfileRow, RandomBatch};
@@ -202,7 +203,7 @@ mod off {
 
     impl<'a> Gpu<'a> {
         /// None: no engine is the GPU engine in this build.
-        pub fn of(_engine: &'a dyn FloatEngine) -> Option<Self> {
+        pub fn of(_chosen: &'a Chosen) -> Option<Self> {
             None
         }
 

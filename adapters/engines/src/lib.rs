@@ -82,6 +82,24 @@ pub fn engine(name: &str) -> Result<Arc<dyn FloatEngine>, Error> {
 
 /// The engine called `name`, built with `options`.
 pub fn engine_with(name: &str, options: &Options) -> Result<Arc<dyn FloatEngine>, Error> {
+    Ok(choose(name, options)?.engine)
+}
+
+/// An engine chosen by name: the handle every consumer computes with, and,
+/// where the GPU engine is the one chosen, the same engine by its own type,
+/// for what only it has (recording on device buffers, kernel profiles),
+/// so that no caller downcasts the handle.
+#[derive(Clone)]
+pub struct Chosen {
+    /// The engine.
+    pub engine: Arc<dyn FloatEngine>,
+    /// The same engine as the GPU engine, where it is that one.
+    #[cfg(feature = "gpu")]
+    pub gpu: Option<Arc<conr_wgpu::GpuConr>>,
+}
+
+/// The engine called `name`, built with `options`, as a [`Chosen`].
+pub fn choose(name: &str, options: &Options) -> Result<Chosen, Error> {
     let kind = Kind::from_name(name)?;
     if options.mixed && kind != Kind::Gpu {
         return Err(Error::Unsupported {
@@ -89,7 +107,7 @@ pub fn engine_with(name: &str, options: &Options) -> Result<Arc<dyn FloatEngine>
             why: format!("only the gpu engine computes in mixed precision, not `{name}`"),
         });
     }
-    Ok(match kind {
+    let engine: Arc<dyn FloatEngine> = match kind {
         Kind::Reference => Arc::new(Reference),
         Kind::Fast => {
             let fast = match options.threads {
@@ -98,22 +116,30 @@ pub fn engine_with(name: &str, options: &Options) -> Result<Arc<dyn FloatEngine>
             };
             Arc::new(fast.with_plan(options.plan))
         }
-        Kind::Gpu => gpu(options)?,
+        Kind::Gpu => return gpu(options),
+    };
+    Ok(Chosen {
+        engine,
+        #[cfg(feature = "gpu")]
+        gpu: None,
     })
 }
 
 #[cfg(feature = "gpu")]
-fn gpu(options: &Options) -> Result<Arc<dyn FloatEngine>, Error> {
+fn gpu(options: &Options) -> Result<Chosen, Error> {
     let precision = match options.mixed {
         true => conr_core::Precision::Mixed,
         false => conr_core::Precision::F32,
     };
-    let gpu = conr_wgpu::GpuConr::with_precision(precision)?.with_plan(options.plan);
-    Ok(Arc::new(gpu))
+    let gpu = Arc::new(conr_wgpu::GpuConr::with_precision(precision)?.with_plan(options.plan));
+    Ok(Chosen {
+        engine: gpu.clone(),
+        gpu: Some(gpu),
+    })
 }
 
 #[cfg(not(feature = "gpu"))]
-fn gpu(_: &Options) -> Result<Arc<dyn FloatEngine>, Error> {
+fn gpu(_: &Options) -> Result<Chosen, Error> {
     Err(Error::Unsupported {
         what: "the gpu engine",
         why: "conr-engines was built without its `gpu` feature".into(),

@@ -3,14 +3,16 @@
 //! `conr.compute`, the GIL released while they run.
 
 use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch, Prior, PriorKind};
-use conr_core::dir::ranksim::{RankSim, RankSimBatch, Subsample};
-use conr_core::dir::rnc::{FeatureDistance, RankNContrast, RncBatch};
-use conr_core::{Engine, LabelMetric, Named, Shape};
+use conr_core::dir::ranksim::{RankSim, RankSimBatch};
+use conr_core::dir::rnc::{RankNContrast, RncBatch};
+use conr_core::{Engine, Named, Shape};
 use numpy::{IntoPyArray, PyArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::arrays::{Floats, FromFloats};
+use crate::config::{knob_dict, with_overrides};
 use crate::engines;
 use crate::errors::to_py;
 
@@ -171,34 +173,23 @@ fn feature_loss(
 /// RankSim (Gong et al., ICML 2022) on a batch of NumPy arrays.
 ///
 /// `features` is (M, D), float32 or float64, and sets the precision;
-/// `labels` is (M,) or (M, L). `interpolation_lambda` is λ of the blackbox
-/// rank gradient; `label_metric` is `"l1"`, `"l2"` or `"linf"`; `subsample`
-/// is `"one_per_label"` (the reference's subset, chosen by `seed`) or
-/// `"every"`; `rows` gives the subset's rows instead.
+/// `labels` is (M,) or (M, L). The knobs are RankSim's, by keyword
+/// (`conr.companion_knobs("ranksim")` lists them with their defaults):
+/// `interpolation_lambda` is λ of the blackbox rank gradient,
+/// `label_metric` `"l1"`, `"l2"` or `"linf"`, `subsample`
+/// `"one_per_label"` (the reference's subset, chosen by `seed`) or
+/// `"every"`. `rows` gives the subset's rows instead.
 #[pyfunction]
-#[pyo3(signature = (
-    features, labels, *, interpolation_lambda=2.0, label_metric="l1",
-    subsample="one_per_label", seed=0, rows=None, engine="fast"
-))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (features, labels, *, rows=None, engine="fast", **knobs))]
 pub fn rank_sim<'py>(
     py: Python<'py>,
     features: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
-    interpolation_lambda: f64,
-    label_metric: &str,
-    subsample: &str,
-    seed: u64,
     rows: Option<Vec<usize>>,
     engine: &str,
+    knobs: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<PyRankSimOutput> {
-    let config = RankSim {
-        lambda: interpolation_lambda,
-        label_metric: name::<LabelMetric>(label_metric)?,
-        subsample: name::<Subsample>(subsample)?,
-        seed,
-    };
-    config.validate().map_err(to_py)?;
+    let config = with_overrides(RankSim::default(), "rank_sim", knobs)?;
     let loss = FeatureLoss::RankSim(&config, rows.as_deref());
     let (loss, grad_features, rows) = feature_loss(py, features, labels, engine, &loss)?;
     Ok(PyRankSimOutput {
@@ -211,31 +202,51 @@ pub fn rank_sim<'py>(
 /// Rank-N-Contrast (Zha et al., NeurIPS 2023) on a batch of NumPy arrays.
 ///
 /// `features` is (n, D), any rows (the reference's two views are its 2·bs
-/// rows, view 0's then view 1's); `labels` is (n,) or (n, L).
-/// `temperature` is τ; `label_metric` is `"l1"` (summed over label
+/// rows, view 0's then view 1's); `labels` is (n,) or (n, L). The knobs
+/// are Rank-N-Contrast's, by keyword (`conr.companion_knobs("rnc")`):
+/// `temperature` is τ, `label_metric` `"l1"` (summed over label
 /// dimensions, as in the reference), `"l2"` or `"linf"`.
 #[pyfunction]
-#[pyo3(signature = (features, labels, *, temperature=2.0, label_metric="l1", engine="fast"))]
+#[pyo3(signature = (features, labels, *, engine="fast", **knobs))]
 pub fn rank_n_contrast<'py>(
     py: Python<'py>,
     features: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
-    temperature: f64,
-    label_metric: &str,
     engine: &str,
+    knobs: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<PyRncOutput> {
-    let config = RankNContrast {
-        temperature,
-        label_metric: name::<LabelMetric>(label_metric)?,
-        feature_distance: FeatureDistance::L2,
-    };
-    config.validate().map_err(to_py)?;
+    let config = with_overrides(RankNContrast::default(), "rank_n_contrast", knobs)?;
     let loss = FeatureLoss::Rnc(&config);
     let (loss, grad_features, _) = feature_loss(py, features, labels, engine, &loss)?;
     Ok(PyRncOutput {
         loss,
         grad_features,
     })
+}
+
+/// Every knob of a companion loss, `"ranksim"` or `"rnc"`, by its Python
+/// name: its default, or the value `overrides` gives it, validated. Errors
+/// name `caller` as the function called. The torch companions pass these
+/// values to their ops.
+#[pyfunction]
+#[pyo3(signature = (loss, caller=None, **overrides))]
+pub fn companion_knobs<'py>(
+    py: Python<'py>,
+    loss: &str,
+    caller: Option<&str>,
+    overrides: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let caller = caller.unwrap_or("companion_knobs");
+    match loss {
+        "ranksim" => knob_dict(py, &with_overrides(RankSim::default(), caller, overrides)?),
+        "rnc" => knob_dict(
+            py,
+            &with_overrides(RankNContrast::default(), caller, overrides)?,
+        ),
+        other => Err(PyValueError::new_err(format!(
+            "loss must be 'ranksim' or 'rnc', not {other:?}"
+        ))),
+    }
 }
 
 /// Balanced MSE (Ren et al., CVPR 2022) on NumPy arrays.

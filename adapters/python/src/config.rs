@@ -38,7 +38,7 @@ fn python_text(value: Value<'_>) -> String {
 }
 
 /// A knob's value as a Python object (for attributes).
-fn python_object(py: Python<'_>, value: Value<'_>) -> PyResult<Py<PyAny>> {
+pub(crate) fn python_object(py: Python<'_>, value: Value<'_>) -> PyResult<Py<PyAny>> {
     match value {
         Value::Number(x) => x.into_py_any(py),
         Value::Count(n) => n.into_py_any(py),
@@ -116,10 +116,11 @@ pub fn with_overrides<K: Knobs>(
 ) -> PyResult<K> {
     for (key, value) in overrides.into_iter().flat_map(|d| d.iter()) {
         let key: String = key.extract()?;
-        let Some(knob) = K::knob(&key) else {
+        let Some(knob) = K::knob(knob_name(&key)) else {
+            let names: Vec<&str> = K::NAMES.iter().map(|n| python_name(n)).collect();
             return Err(PyTypeError::new_err(format!(
                 "{function}() got an unexpected keyword argument '{key}' (the knobs are {})",
-                K::NAMES.join(", ")
+                names.join(", ")
             )));
         };
         let mut text = String::new();
@@ -130,7 +131,7 @@ pub fn with_overrides<K: Knobs>(
                 value.get_type().name()?
             )));
         };
-        config.set(&key, v).map_err(to_py)?;
+        config.set(knob.name, v).map_err(to_py)?;
     }
     config.validate().map_err(to_py)?;
     Ok(config)
@@ -140,8 +141,40 @@ pub fn with_overrides<K: Knobs>(
 pub fn describe<K: Knobs>() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
     K::KNOBS
         .iter()
-        .map(|k| (k.name, python_type(k.kind), k.domain, k.doc))
+        .map(|k| (python_name(k.name), python_type(k.kind), k.domain, k.doc))
         .collect()
+}
+
+/// Every knob of `config` by its Python name, with its value.
+pub fn knob_dict<'py, K: Knobs>(py: Python<'py>, config: &K) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for &name in K::NAMES {
+        if let Some(value) = config.get(name) {
+            dict.set_item(python_name(name), python_object(py, value)?)?;
+        }
+    }
+    Ok(dict)
+}
+
+/// The knobs whose own name Python cannot take as a keyword, with the name
+/// Python spells them by: RankSim's `lambda` is the RankSim reference's
+/// `interpolation_lambda`.
+const PYTHON_NAMES: [(&str, &str); 1] = [("lambda", "interpolation_lambda")];
+
+/// A knob's name as Python spells it.
+pub fn python_name(knob: &'static str) -> &'static str {
+    PYTHON_NAMES
+        .iter()
+        .find(|(name, _)| *name == knob)
+        .map_or(knob, |&(_, python)| python)
+}
+
+/// The knob a Python keyword names.
+fn knob_name(keyword: &str) -> &str {
+    PYTHON_NAMES
+        .iter()
+        .find(|(_, python)| *python == keyword)
+        .map_or(keyword, |&(name, _)| name)
 }
 
 impl PyConfig {

@@ -48,6 +48,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(companions::rank_sim, m)?)?;
     m.add_function(wrap_pyfunction!(companions::rank_n_contrast, m)?)?;
     m.add_function(wrap_pyfunction!(companions::balanced_mse, m)?)?;
+    m.add_function(wrap_pyfunction!(companions::companion_knobs, m)?)?;
     m.add_function(wrap_pyfunction!(shard::forward_rows, m)?)?;
     m.add_function(wrap_pyfunction!(shard::backward_rows, m)?)?;
     m.add_function(wrap_pyfunction!(shard::py_message_len, m)?)?;

@@ -221,3 +221,31 @@ def test_bad_inputs_are_clear_errors():
         ct.rnc_loss(features.to("meta"), labels)
     # And the ops still work afterwards.
     assert torch.isfinite(ct.rnc_loss(features, labels))
+
+
+def test_companion_knobs_are_the_cores_table():
+    # The defaults come from the core (RankSim::default, RankNContrast::default).
+    assert conr.companion_knobs("ranksim") == {
+        "interpolation_lambda": 2.0,
+        "label_metric": "l1",
+        "subsample": "one_per_label",
+        "seed": 0,
+    }
+    assert conr.companion_knobs("rnc", temperature=0.5) == {
+        "temperature": 0.5,
+        "label_metric": "l1",
+        "feature_distance": "l2",
+    }
+    # Every entry point reads the same table, with its own name in errors.
+    with pytest.raises(TypeError, match=r"rank_sim_loss\(\) got an unexpected keyword argument 'lamda'"):
+        ct.rank_sim_loss(*random_batch(), lamda=1.0)
+    with pytest.raises(TypeError, match="interpolation_lambda, label_metric, subsample, seed"):
+        ct.RankSimLoss(lamda=1.0)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        conr.rank_sim(*(t.numpy() for t in random_batch()), seed="0")
+    with pytest.raises(ValueError, match="temperature"):
+        ct.RnCLoss(temperature=0.0)
+    with pytest.raises(ValueError, match="feature_distance"):
+        ct.RnCLoss(feature_sim="cosine")
+    assert ct.RnCLoss(label_diff="l2").knobs["label_metric"] == "l2"
+    assert ct.RankSimLoss(interpolation_lambda=0.5).knobs["interpolation_lambda"] == 0.5

@@ -52,11 +52,19 @@ impl ConfigJson {
 impl DensityJson {
     /// The core density config, validated.
     pub fn to_config(&self) -> Result<DensityConfig, Error> {
-        let mut config = DensityConfig::default();
-        set_all(&mut config, self.0.iter(), &[])?;
-        Knobs::validate(&config)?;
-        Ok(config)
+        knobs_from(&self.0)
     }
+}
+
+/// The config of a JSON object of knobs: the default, with each key set on
+/// it by its knob's kind, then validated.
+pub(crate) fn knobs_from<K: Knobs + Default>(
+    object: &serde_json::Map<String, Json>,
+) -> Result<K, Error> {
+    let mut config = K::default();
+    set_all(&mut config, object.iter(), &[])?;
+    Knobs::validate(&config)?;
+    Ok(config)
 }
 
 fn knob_error(key: &str, why: impl Into<String>) -> Error {
@@ -117,7 +125,7 @@ fn value_of(kind: Kind, json: &Json) -> Option<Value<'_>> {
     Some(match (kind, json) {
         (Kind::OptionalNumber | Kind::OptionalName(_), Json::Null) => Value::Unset,
         (Kind::Number | Kind::OptionalNumber, Json::Number(x)) => Value::Number(x.as_f64()?),
-        (Kind::Count, Json::Number(n)) => Value::Count(usize::try_from(n.as_u64()?).ok()?),
+        (Kind::Count, Json::Number(n)) => Value::Count(n.as_u64()?),
         (Kind::Flag, Json::Bool(b)) => Value::Flag(*b),
         (Kind::Name(_) | Kind::OptionalName(_), Json::String(name)) => Value::Name(name),
         // `{"kind": "exp", "scale": e}`; the scale defaults to 0.

@@ -3,16 +3,16 @@
 //! object `conr compute` prints for it.
 
 use conr_core::dir::balanced_mse::{BalancedMse, BmseBatch, Prior};
-use conr_core::dir::ranksim::{RankSim, RankSimBatch, Subsample};
-use conr_core::dir::rnc::{FeatureDistance, RankNContrast, RncBatch};
+use conr_core::dir::ranksim::{RankSim, RankSimBatch};
+use conr_core::dir::rnc::{RankNContrast, RncBatch};
 use conr_core::dir::{BalancedMseOutput, RankSimOutput, RncOutput};
-use conr_core::{LabelMetric, Named, Precision, Shape};
+use conr_core::{Named, Precision, Shape};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
 
 use crate::Error;
-use crate::config::named;
+use crate::config::knobs_from;
 
 /// An input file of `conr compute`: a ConR case or a companion case.
 #[derive(Debug, Clone)]
@@ -185,44 +185,16 @@ pub struct RankSimCase {
     pub official: Option<Value>,
 }
 
-/// RankSim's `config` object; missing keys take [`RankSim::default`]'s values.
+/// RankSim's `config` object: any of [`RankSim`]'s knobs, by their names;
+/// missing ones take [`RankSim::default`]'s values.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RankSimJson {
-    /// λ.
-    pub lambda: Option<f64>,
-    /// `l1`, `l2`, `linf`.
-    pub label_metric: Option<String>,
-    /// `one_per_label` or `every`.
-    pub subsample: Option<String>,
-    /// The seed of `one_per_label`.
-    pub seed: Option<u64>,
-}
+#[serde(transparent)]
+pub struct RankSimJson(pub serde_json::Map<String, Value>);
 
 impl RankSimCase {
     /// The config, validated.
     pub fn config(&self) -> Result<RankSim, Error> {
-        let d = RankSim::default();
-        let RankSimJson {
-            lambda,
-            label_metric,
-            subsample,
-            seed,
-        } = &self.config;
-        let config = RankSim {
-            lambda: lambda.unwrap_or(d.lambda),
-            label_metric: match label_metric {
-                Some(m) => named::<LabelMetric>("config.label_metric", m)?,
-                None => d.label_metric,
-            },
-            subsample: match subsample {
-                Some(s) => named::<Subsample>("config.subsample", s)?,
-                None => d.subsample,
-            },
-            seed: seed.unwrap_or(d.seed),
-        };
-        config.validate()?;
-        Ok(config)
+        knobs_from(&self.config.0)
     }
 
     /// The shape.
@@ -275,40 +247,17 @@ pub struct RncCase {
     pub expected: Option<Value>,
 }
 
-/// Rank-N-Contrast's `config` object; missing keys take the reference's defaults.
+/// Rank-N-Contrast's `config` object: any of [`RankNContrast`]'s knobs, by
+/// their names; missing ones take the reference's defaults
+/// ([`RankNContrast::default`]).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RncJson {
-    /// τ.
-    pub temperature: Option<f64>,
-    /// `l1`, `l2`, `linf`.
-    pub label_metric: Option<String>,
-    /// `l2`.
-    pub feature_distance: Option<String>,
-}
+#[serde(transparent)]
+pub struct RncJson(pub serde_json::Map<String, Value>);
 
 impl RncCase {
     /// The config, validated.
     pub fn config(&self) -> Result<RankNContrast, Error> {
-        let d = RankNContrast::default();
-        let RncJson {
-            temperature,
-            label_metric,
-            feature_distance,
-        } = &self.config;
-        let config = RankNContrast {
-            temperature: temperature.unwrap_or(d.temperature),
-            label_metric: match label_metric {
-                Some(m) => named::<LabelMetric>("config.label_metric", m)?,
-                None => d.label_metric,
-            },
-            feature_distance: match feature_distance {
-                Some(f) => named::<FeatureDistance>("config.feature_distance", f)?,
-                None => d.feature_distance,
-            },
-        };
-        config.validate()?;
-        Ok(config)
+        knobs_from(&self.config.0)
     }
 
     /// The shape.

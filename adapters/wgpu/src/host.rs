@@ -103,6 +103,8 @@ impl GpuConr {
         result
     }
 
+    /// One call on host slices, under the lock: the buffers, the uploads,
+    /// the recorded passes, the results read back.
     fn run_locked(
         &self,
         cache: &mut Cache,
@@ -112,14 +114,7 @@ impl GpuConr {
         phase: &Phase<'_>,
         started: Instant,
     ) -> Result<Readback, Error> {
-        self.workspace(cache, plan)?;
-        if cache.host.is_none() {
-            cache.host = Some(self.scoped(|| HostBuffers::new(&self.device, plan.chunking))?);
-        }
-        let profiling = self.profiling()?.is_some();
-        if profiling && cache.timer.is_none() {
-            cache.timer = Some(self.scoped(|| Timer::new(&self.device))?);
-        }
+        let profiling = self.prepare(cache, plan)?;
         let Cache {
             workspace,
             host,
@@ -132,9 +127,6 @@ impl GpuConr {
             (true, Some(timer)) => Some(Stamps::new(timer, started)),
             _ => None,
         };
-        let mut recorded_s = 0.0;
-        let chunking = plan.chunking;
-        let rows = chunking.rows;
         if let (true, Some(band)) = (plan.band, &ws.band) {
             self.write_band(band, batch, params)?;
         }
@@ -144,98 +136,159 @@ impl GpuConr {
             host.bound_eta = has_eta;
             host.bound_band = plan.band;
         }
-        let pipelines = self.pipelines()?;
-        let uniforms = plan.uniforms(Uniforms::new(params, batch.shape(), has_eta));
-        let steps = &plan.steps;
-        self.scoped(|| {
-            // Under the lock and submitted at once below: no other call's
-            // commands come between these writes and this submission.
-            for (buffer, block) in ws.uniforms.iter().zip(&uniforms) {
-                self.queue
-                    .write_buffer(buffer, 0, bytemuck::bytes_of(block));
-            }
-            let d = chunking.dim;
-            for (a, buffer) in host.features.iter().enumerate() {
-                let (start, count) = chunking.chunk(a);
-                let data = &batch.features()[start * d..(start + count) * d];
-                self.queue
-                    .write_buffer(buffer, 0, bytemuck::cast_slice(data));
-            }
-            self.queue
-                .write_buffer(&host.labels, 0, bytemuck::cast_slice(batch.labels()));
-            self.queue
-                .write_buffer(&host.preds, 0, bytemuck::cast_slice(batch.preds()));
-            if let Some(w) = batch.etas() {
-                self.queue
-                    .write_buffer(&host.eta, 0, bytemuck::cast_slice(w));
-            }
-            if let Phase::Backward(_, outcomes) = phase {
-                // Every row's outcome, and the factor and anchor count of the
-                // whole batch, where the forward kernels would have left them.
-                let words: Vec<DeviceOutcome> = outcomes.iter().map(DeviceOutcome::of).collect();
-                let totals = Totals {
-                    loss: 0.0,
-                    factor: shard::reduction::<f32>(&params.config, outcomes),
-                    anchors: outcomes.iter().filter(|o| o.anchor).count() as u32,
-                    _pad: 0,
-                };
-                self.queue
-                    .write_buffer(&ws.outcomes, 0, bytemuck::cast_slice(&words));
-                self.queue
-                    .write_buffer(&ws.totals, 0, bytemuck::bytes_of(&totals));
-            }
-            fn whole(b: &wgpu::Buffer) -> BufferBinding<'_> {
-                b.as_entire_buffer_binding()
-            }
-            let sources = Sources {
-                features: host.features.iter().map(whole).collect(),
-                grad: host.grad.iter().map(whole).collect(),
-                labels: whole(&host.labels),
-                preds: whole(&host.preds),
-                eta: batch.etas().map(|_| whole(&host.eta)),
-                counts: None,
-            };
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("conr compute"),
-                });
-            // A row phase records fewer dispatches than the cached bind groups serve.
-            let mut fresh = Vec::new();
-            let groups = match phase {
-                Phase::Whole => &mut host.bind_groups,
-                _ => &mut fresh,
-            };
-            record_passes(
-                pipelines,
-                &self.device,
-                &mut encoder,
-                ws,
-                plan,
-                &sources,
-                &ws.uniforms,
-                groups,
-                stamps.as_mut(),
-            )?;
-            if steps.backward {
-                for (grad, readback) in host.grad.iter().zip(&host.grad_readback) {
-                    encoder.copy_buffer_to_buffer(grad, 0, readback, 0, grad.size());
-                }
-            }
-            if steps.forward {
-                let stats = bytes_of::<DeviceStats>(rows);
-                let totals = bytes_of::<Totals>(1);
-                encoder.copy_buffer_to_buffer(&ws.stats, 0, &host.stats_readback, 0, stats);
-                encoder.copy_buffer_to_buffer(&ws.totals, 0, &host.stats_readback, stats, totals);
-            }
-            if let Some(stamps) = &stamps {
-                recorded_s = stamps.finish(&mut encoder);
-            }
-            self.queue.submit([encoder.finish()]);
-            Ok(())
+        let recorded_s = self.scoped(|| {
+            // Under the lock and submitted at once: no other call's commands
+            // come between these writes and this submission.
+            self.upload(ws, host, batch, params, plan, phase);
+            self.submit(ws, host, batch, plan, phase, stamps.as_mut())
         })??;
         let submitted = Instant::now();
+        self.read_results(
+            host,
+            timer.as_ref(),
+            plan,
+            stamps.as_ref(),
+            recorded_s,
+            submitted,
+        )
+    }
 
+    /// The workspace, the host buffers and (when profiling) the timer, each
+    /// built if the cache lacks it; whether this call is profiled.
+    fn prepare(&self, cache: &mut Cache, plan: &CallPlan) -> Result<bool, Error> {
+        self.workspace(cache, plan)?;
+        if cache.host.is_none() {
+            cache.host = Some(self.scoped(|| HostBuffers::new(&self.device, plan.chunking))?);
+        }
+        let profiling = self.profiling()?.is_some();
+        if profiling && cache.timer.is_none() {
+            cache.timer = Some(self.scoped(|| Timer::new(&self.device))?);
+        }
+        Ok(profiling)
+    }
+
+    /// Writes the call's uniforms and inputs; for a backward phase, every
+    /// row's outcome and the batch's factor and anchor count, where the
+    /// forward kernels would have left them.
+    fn upload(
+        &self,
+        ws: &Workspace,
+        host: &HostBuffers,
+        batch: &Batch<'_, f32>,
+        params: &Params<f32>,
+        plan: &CallPlan,
+        phase: &Phase<'_>,
+    ) {
+        let has_eta = batch.etas().is_some();
+        let uniforms = plan.uniforms(Uniforms::new(params, batch.shape(), has_eta));
+        for (buffer, block) in ws.uniforms.iter().zip(&uniforms) {
+            self.queue
+                .write_buffer(buffer, 0, bytemuck::bytes_of(block));
+        }
+        let chunking = plan.chunking;
+        let d = chunking.dim;
+        for (a, buffer) in host.features.iter().enumerate() {
+            let (start, count) = chunking.chunk(a);
+            let data = &batch.features()[start * d..(start + count) * d];
+            self.queue
+                .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+        }
+        self.queue
+            .write_buffer(&host.labels, 0, bytemuck::cast_slice(batch.labels()));
+        self.queue
+            .write_buffer(&host.preds, 0, bytemuck::cast_slice(batch.preds()));
+        if let Some(w) = batch.etas() {
+            self.queue
+                .write_buffer(&host.eta, 0, bytemuck::cast_slice(w));
+        }
+        if let Phase::Backward(_, outcomes) = phase {
+            let words: Vec<DeviceOutcome> = outcomes.iter().map(DeviceOutcome::of).collect();
+            let totals = Totals {
+                loss: 0.0,
+                factor: shard::reduction::<f32>(&params.config, outcomes),
+                anchors: outcomes.iter().filter(|o| o.anchor).count() as u32,
+                _pad: 0,
+            };
+            self.queue
+                .write_buffer(&ws.outcomes, 0, bytemuck::cast_slice(&words));
+            self.queue
+                .write_buffer(&ws.totals, 0, bytemuck::bytes_of(&totals));
+        }
+    }
+
+    /// Records the call's passes and the copies into the readback buffers,
+    /// and submits them; the seconds spent recording, when profiled.
+    fn submit(
+        &self,
+        ws: &Workspace,
+        host: &mut HostBuffers,
+        batch: &Batch<'_, f32>,
+        plan: &CallPlan,
+        phase: &Phase<'_>,
+        mut stamps: Option<&mut Stamps>,
+    ) -> Result<f64, Error> {
+        fn whole(b: &wgpu::Buffer) -> BufferBinding<'_> {
+            b.as_entire_buffer_binding()
+        }
+        let sources = Sources {
+            features: host.features.iter().map(whole).collect(),
+            grad: host.grad.iter().map(whole).collect(),
+            labels: whole(&host.labels),
+            preds: whole(&host.preds),
+            eta: batch.etas().map(|_| whole(&host.eta)),
+            counts: None,
+        };
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("conr compute"),
+            });
+        // A row phase records fewer dispatches than the cached bind groups serve.
+        let mut fresh = Vec::new();
+        let groups = match phase {
+            Phase::Whole => &mut host.bind_groups,
+            _ => &mut fresh,
+        };
+        record_passes(
+            self.pipelines()?,
+            &self.device,
+            &mut encoder,
+            ws,
+            plan,
+            &sources,
+            &ws.uniforms,
+            groups,
+            stamps.as_deref_mut(),
+        )?;
+        if plan.steps.backward {
+            for (grad, readback) in host.grad.iter().zip(&host.grad_readback) {
+                encoder.copy_buffer_to_buffer(grad, 0, readback, 0, grad.size());
+            }
+        }
+        if plan.steps.forward {
+            let stats = bytes_of::<DeviceStats>(plan.chunking.rows);
+            let totals = bytes_of::<Totals>(1);
+            encoder.copy_buffer_to_buffer(&ws.stats, 0, &host.stats_readback, 0, stats);
+            encoder.copy_buffer_to_buffer(&ws.totals, 0, &host.stats_readback, stats, totals);
+        }
+        let recorded_s = stamps.map_or(0.0, |stamps| stamps.finish(&mut encoder));
+        self.queue.submit([encoder.finish()]);
+        Ok(recorded_s)
+    }
+
+    /// Waits for the call, maps its readback buffers and copies the results
+    /// out; adds the call's timings to the profile when it is profiled.
+    fn read_results(
+        &self,
+        host: &HostBuffers,
+        timer: Option<&Timer>,
+        plan: &CallPlan,
+        stamps: Option<&Stamps>,
+        recorded_s: f64,
+        submitted: Instant,
+    ) -> Result<Readback, Error> {
+        let steps = &plan.steps;
+        let timer = timer.filter(|_| stamps.is_some());
         let mut readbacks: Vec<&wgpu::Buffer> = Vec::new();
         if steps.backward {
             readbacks.extend(&host.grad_readback);
@@ -243,26 +296,10 @@ impl GpuConr {
         if steps.forward {
             readbacks.push(&host.stats_readback);
         }
-        if let (Some(_), Some(timer)) = (&stamps, timer.as_ref()) {
+        if let Some(timer) = timer {
             readbacks.push(&timer.readback);
         }
-        let (sender, receiver) = mpsc::channel();
-        for buffer in &readbacks {
-            let sender = sender.clone();
-            buffer.map_async(wgpu::MapMode::Read, .., move |r| {
-                let _ = sender.send(r);
-            });
-        }
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(format!("waiting for the GPU: {e}")))?;
-        self.check_lost()?;
-        for _ in 0..readbacks.len() {
-            let result = receiver
-                .recv()
-                .map_err(|e| Error::Device(format!("reading results back: {e}")))?;
-            result.map_err(|e| Error::Device(format!("reading results back: {e}")))?;
-        }
+        self.map_all(&readbacks)?;
         let mapped_at = Instant::now();
         let mapped = |buffer: &wgpu::Buffer| {
             buffer
@@ -280,7 +317,7 @@ impl GpuConr {
             },
         };
         if steps.backward {
-            read.grad.reserve(rows * chunking.dim);
+            read.grad.reserve(plan.chunking.rows * plan.chunking.dim);
             for buffer in &host.grad_readback {
                 read.grad
                     .extend_from_slice(bytemuck::cast_slice::<u8, f32>(&mapped(buffer)?));
@@ -288,11 +325,12 @@ impl GpuConr {
         }
         if steps.forward {
             let view = mapped(&host.stats_readback)?;
+            let rows = plan.chunking.rows;
             let (stats, totals) = view.split_at(bytes_of::<DeviceStats>(rows) as usize);
             read.stats = bytemuck::pod_collect_to_vec(stats);
             read.totals = bytemuck::pod_read_unaligned(totals);
         }
-        if let (Some(stamps), Some(timer)) = (&stamps, timer.as_ref()) {
+        if let (Some(stamps), Some(timer)) = (stamps, timer) {
             let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&mapped(&timer.readback)?);
             let host = [
                 recorded_s,
@@ -308,5 +346,27 @@ impl GpuConr {
             buffer.unmap();
         }
         Ok(read)
+    }
+
+    /// Maps every buffer of `buffers` for reading and waits until all are.
+    fn map_all(&self, buffers: &[&wgpu::Buffer]) -> Result<(), Error> {
+        let (sender, receiver) = mpsc::channel();
+        for buffer in buffers {
+            let sender = sender.clone();
+            buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = sender.send(r);
+            });
+        }
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(format!("waiting for the GPU: {e}")))?;
+        self.check_lost()?;
+        for _ in buffers {
+            let result = receiver
+                .recv()
+                .map_err(|e| Error::Device(format!("reading results back: {e}")))?;
+            result.map_err(|e| Error::Device(format!("reading results back: {e}")))?;
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! The compute pipelines, each with the bindings it uses: the one list the
 //! bind groups are built from and the device's limits are checked against.
 
-use crate::{f32_shader, mixed_shader};
+use crate::shaders;
 use conr_core::Precision;
 
 /// Every binding of the shaders, by its number in `@binding(n)`.
@@ -112,8 +112,8 @@ pub(crate) const F32_KERNELS: [(&str, &[Binding]); 8] = [
     ("export_counts", &[B::Uniforms, B::Stats, B::Counts]),
 ];
 
-/// The kernels that build the band plan on the device (`band_plan.wgsl`,
-/// compiled with `conr.wgsl`), in dispatch order.
+/// The kernels that build the band plan on the device (`band_plan.wgsl`), in
+/// dispatch order.
 pub(crate) const PLAN_KERNELS: [(&str, &[Binding]); 5] = [
     (
         "plan_keys_init",
@@ -144,7 +144,7 @@ pub(crate) const PLAN_KERNELS: [(&str, &[Binding]); 5] = [
     ),
 ];
 
-/// The mixed-precision kernels (`conr_mixed.wgsl`, compiled with `conr.wgsl`).
+/// The mixed-precision kernels (`conr_mixed.wgsl`).
 pub(crate) const MIXED_KERNELS: [(&str, &[Binding]); 5] = [
     ("to_half", &[B::Uniforms, B::ZRows, B::Z16, B::BandOrder]),
     (
@@ -258,10 +258,13 @@ impl Pipelines {
                 name,
             }
         };
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("conr.wgsl + band_plan.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(f32_shader().into()),
-        });
+        let compile = |name: &'static str| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(shaders::module(name).into()),
+            })
+        };
+        let module = compile(shaders::F32);
         let [
             check_values,
             normalize,
@@ -272,6 +275,7 @@ impl Pipelines {
             normalize_backward,
             export_counts,
         ] = F32_KERNELS.map(|k| kernel(&module, k));
+        let module = compile(shaders::BAND_PLAN);
         let [keys_init, sort_block, sort_step, runs, positions] =
             PLAN_KERNELS.map(|k| kernel(&module, k));
         let plan = PlanKernels {
@@ -282,10 +286,7 @@ impl Pipelines {
             positions,
         };
         let mixed = (precision == Precision::Mixed).then(|| {
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some("conr.wgsl + conr_mixed.wgsl"),
-                source: wgpu::ShaderSource::Wgsl(mixed_shader().into()),
-            });
+            let module = compile(shaders::MIXED);
             let [
                 to_half,
                 row_stats,
@@ -321,43 +322,46 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    /// The bindings each entry point really uses (naga's analysis of the
-    /// shader) are exactly the ones its list names: the bind groups bind
+    /// The bindings each entry point really uses (naga's analysis of its
+    /// module) are exactly the ones its list names: the bind groups bind
     /// what the kernel reads, and the limit check counts what it binds.
     #[test]
     fn binding_lists_are_what_the_kernels_use() {
-        let source = mixed_shader();
-        let module = naga::front::wgsl::parse_str(&source).expect("the mixed module parses");
-        let info = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::SHADER_FLOAT16
-                | naga::valid::Capabilities::COOPERATIVE_MATRIX,
-        )
-        .validate(&module)
-        .expect("the mixed module validates");
-        let lists: Vec<(&str, &[Binding])> = F32_KERNELS
-            .into_iter()
-            .chain(PLAN_KERNELS)
-            .chain(MIXED_KERNELS)
-            .collect();
-        assert_eq!(
-            lists.len(),
-            module.entry_points.len(),
-            "every entry point is listed"
-        );
-        for (index, entry) in module.entry_points.iter().enumerate() {
-            let (_, bindings) = lists
-                .iter()
-                .find(|(name, _)| *name == entry.name)
-                .unwrap_or_else(|| panic!("{} has a binding list", entry.name));
-            let used: BTreeSet<u32> = module
-                .global_variables
-                .iter()
-                .filter(|(handle, _)| !info.get_entry_point(index)[*handle].is_empty())
-                .filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding))
-                .collect();
-            let listed: BTreeSet<u32> = bindings.iter().map(|&b| b as u32).collect();
-            assert_eq!(used, listed, "{}", entry.name);
+        type Lists = &'static [(&'static str, &'static [Binding])];
+        let modules: [(&str, Lists); 3] = [
+            (shaders::F32, &F32_KERNELS),
+            (shaders::BAND_PLAN, &PLAN_KERNELS),
+            (shaders::MIXED, &MIXED_KERNELS),
+        ];
+        for (file, lists) in modules {
+            let source = shaders::module(file);
+            let module = naga::front::wgsl::parse_str(&source).expect(file);
+            let info = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::SHADER_FLOAT16
+                    | naga::valid::Capabilities::COOPERATIVE_MATRIX,
+            )
+            .validate(&module)
+            .expect(file);
+            assert_eq!(
+                lists.len(),
+                module.entry_points.len(),
+                "every entry point of {file} is listed"
+            );
+            for (index, entry) in module.entry_points.iter().enumerate() {
+                let (_, bindings) = lists
+                    .iter()
+                    .find(|(name, _)| *name == entry.name)
+                    .unwrap_or_else(|| panic!("{} has a binding list", entry.name));
+                let used: BTreeSet<u32> = module
+                    .global_variables
+                    .iter()
+                    .filter(|(handle, _)| !info.get_entry_point(index)[*handle].is_empty())
+                    .filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding))
+                    .collect();
+                let listed: BTreeSet<u32> = bindings.iter().map(|&b| b as u32).collect();
+                assert_eq!(used, listed, "{}", entry.name);
+            }
         }
         // backward binds ten storage buffers, normalize_backward_mixed seven.
         assert_eq!(storage_buffers_needed(Precision::F32), 10);

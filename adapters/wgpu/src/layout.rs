@@ -1,5 +1,5 @@
 //! The structs the shaders share with the host, as `#[repr(C)]` Pod mirrors
-//! of their WGSL declarations in `shaders/conr.wgsl` and
+//! of their WGSL declarations in `shaders/layout.wgsl` and
 //! `shaders/band_plan.wgsl` (a naga test below holds every size and offset to
 //! the shader's).
 
@@ -202,6 +202,11 @@ mod tests {
     use super::*;
     use std::mem::{offset_of, size_of};
 
+    /// Where the shaders declare their shared constants and structs.
+    fn layout() -> &'static str {
+        crate::shaders::source("layout.wgsl").unwrap()
+    }
+
     /// The value of the shader's `u32` or `f32` constant `name`, as naga
     /// parses it.
     fn shader_constant(module: &naga::Module, name: &str) -> f64 {
@@ -222,7 +227,7 @@ mod tests {
     /// [`Uniforms::flags`] included, has one value on both sides.
     #[test]
     fn the_shader_constants_are_the_hosts() {
-        let module = naga::front::wgsl::parse_str(&crate::f32_shader()).unwrap();
+        let module = naga::front::wgsl::parse_str(layout()).unwrap();
         let shared = [
             ("FLAG_PADDING", f64::from(FLAG_PADDING)),
             ("FLAG_OUTER_WEIGHT", f64::from(FLAG_OUTER_WEIGHT)),
@@ -274,7 +279,9 @@ mod tests {
     /// them out, equal the Rust mirror's, member by member and by name.
     #[test]
     fn mirrors_match_the_shader_layout() {
-        let module = naga::front::wgsl::parse_str(&crate::f32_shader()).expect("the shader parses");
+        // The band plan's module: layout.wgsl's structs and its own PlanStep.
+        let source = crate::shaders::module(crate::shaders::BAND_PLAN);
+        let module = naga::front::wgsl::parse_str(&source).expect("the shader parses");
         let mirrors = [
             (
                 "PlanStep",
@@ -387,7 +394,7 @@ mod tests {
         ] {
             let value = code(LabelMetric::from_name(name).unwrap());
             let line = format!("const {constant}: u32 = {value}u;");
-            assert!(crate::SHADER.contains(&line), "{line}");
+            assert!(layout().contains(&line), "{line}");
         }
         let lines = [
             format!("const PUSH_EXP: u32 = {}u;", code(PushingKind::Exp)),
@@ -403,7 +410,7 @@ mod tests {
             ),
         ];
         for line in lines {
-            assert!(crate::SHADER.contains(&line), "{line}");
+            assert!(layout().contains(&line), "{line}");
         }
     }
 }

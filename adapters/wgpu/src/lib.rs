@@ -1,6 +1,6 @@
 //! # conr-wgpu
 //!
-//! ConR on any GPU through wgpu: WGSL compute shaders (`shaders/conr.wgsl`)
+//! ConR on any GPU through wgpu: WGSL compute shaders (`shaders/`, see [`shaders`])
 //! that mirror `conr-core` function by function in f32, and are held to the
 //! CPU reference by property tests.
 //!
@@ -63,6 +63,7 @@ mod plan;
 mod profile;
 mod readback;
 mod record;
+pub mod shaders;
 mod status;
 mod workspace;
 
@@ -83,28 +84,6 @@ use conr_core::band::TilePlan;
 use kernels::Pipelines;
 use workspace::{HostBuffers, Workspace};
 
-/// The WGSL source of every f32 loss kernel.
-pub const SHADER: &str = include_str!("../shaders/conr.wgsl");
-/// The WGSL source of the kernels that build the band plan on the device,
-/// compiled appended to [`SHADER`] (see [`f32_shader`]).
-pub const BAND_PLAN_SHADER: &str = include_str!("../shaders/band_plan.wgsl");
-/// The WGSL source of the mixed-precision kernels, compiled appended to
-/// [`SHADER`] (see [`mixed_shader`]).
-pub const MIXED_SHADER: &str = include_str!("../shaders/conr_mixed.wgsl");
-
-/// The whole module of the f32 path: [`SHADER`], then [`BAND_PLAN_SHADER`].
-pub fn f32_shader() -> String {
-    format!("{SHADER}\n{BAND_PLAN_SHADER}")
-}
-
-/// The whole module of the mixed-precision path: the f16 and
-/// cooperative-matrix extensions, [`f32_shader`], then [`MIXED_SHADER`].
-pub fn mixed_shader() -> String {
-    format!(
-        "enable f16;\nenable wgpu_cooperative_matrix;\n{}\n{MIXED_SHADER}",
-        f32_shader()
-    )
-}
 /// Rows (and columns) of a logit tile in the tiled kernels.
 pub const TILE: u32 = 64;
 /// The workgroup size of the tiled kernels (16×16 threads, 4×4 logits each).
@@ -495,29 +474,28 @@ mod shader_tests {
         }
     }
 
-    /// The f32 shader and the mixed module parse and validate with naga (no
-    /// GPU needed), the mixed one with the f16 and cooperative-matrix
-    /// capabilities only, and the workgroup sizes equal the Rust constants.
+    /// Every file of `shaders/` parses and validates with naga (no GPU
+    /// needed) as the module [`shaders::module`] makes of it: the file and
+    /// the files it names, nothing else. The mixed module needs the f16 and
+    /// cooperative-matrix capabilities and no other; every entry point's
+    /// workgroup size equals the Rust constant.
     #[test]
     fn shaders_validate_and_match_the_rust_constants() {
         use naga::valid::Capabilities as Caps;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shaders");
-        let mut files = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().and_then(|e| e.to_str()) == Some("wgsl") {
-                files += 1;
-            }
+        for (name, _) in shaders::FILES {
+            let caps = if name == shaders::MIXED {
+                Caps::SHADER_FLOAT16 | Caps::COOPERATIVE_MATRIX
+            } else {
+                Caps::default()
+            };
+            let (module, _) = validate(name, &shaders::module(name), caps);
+            check_workgroups(&module);
         }
-        assert_eq!(files, 3, "conr.wgsl, band_plan.wgsl and conr_mixed.wgsl");
-        let (plain, _) = validate("conr.wgsl + band_plan.wgsl", &f32_shader(), Caps::default());
-        check_workgroups(&plain);
         let (mixed, info) = validate(
-            "conr.wgsl + conr_mixed.wgsl",
-            &mixed_shader(),
+            shaders::MIXED,
+            &shaders::module(shaders::MIXED),
             Caps::SHADER_FLOAT16 | Caps::COOPERATIVE_MATRIX,
         );
-        check_workgroups(&mixed);
         for name in [
             "to_half",
             "row_stats_mixed",
@@ -540,26 +518,18 @@ mod shader_tests {
                 .validate(&mixed)
                 .is_err()
         );
-        assert_eq!(
-            SHADER,
-            std::fs::read_to_string(dir.join("conr.wgsl")).unwrap()
-        );
-        assert_eq!(
-            BAND_PLAN_SHADER,
-            std::fs::read_to_string(dir.join("band_plan.wgsl")).unwrap()
-        );
         // The tile the shader uses must be the Rust one.
-        assert!(SHADER.contains(&format!("const TILE: u32 = {TILE}u;")));
         assert_eq!(TILE_WORKGROUP[0] * 4, TILE);
         // The sort's sizes, and the host's slack, are the Rust ones.
+        let band_plan = shaders::source(shaders::BAND_PLAN).unwrap();
         for line in [
             format!("const PLAN_SORT: u32 = {SORT_WORKGROUP}u;"),
             format!("const PLAN_BLOCK: u32 = {SORT_BLOCK}u;"),
         ] {
-            assert!(BAND_PLAN_SHADER.contains(&line), "{line}");
+            assert!(band_plan.contains(&line), "{line}");
         }
         let slack = conr_core::band::SLACK_ULPS as f32 * f32::EPSILON;
         assert_eq!(slack, 7.629_394_5e-6);
-        assert!(BAND_PLAN_SHADER.contains("const PLAN_SLACK: f32 = 7.62939453125e-6;"));
+        assert!(band_plan.contains("const PLAN_SLACK: f32 = 7.62939453125e-6;"));
     }
 }

@@ -5,10 +5,10 @@
 use conr_core::Error;
 use wgpu::{BindingResource, BufferBinding};
 
-use crate::kernels::{Binding, Kernel, Pipelines};
+use crate::kernels::{Binding, Kernel, MixedKernels, Pipelines};
 use crate::plan::CallPlan;
 use crate::profile::Stamps;
-use crate::workspace::Workspace;
+use crate::workspace::{BandBuffers, Workspace};
 use crate::{LINEAR_WORKGROUP, TILE};
 
 /// The call's input and output buffers: the caller's, or the host API's.
@@ -173,35 +173,12 @@ pub(crate) fn record_passes(
     src: &Sources<'_>,
     uniforms: &[wgpu::Buffer],
     groups: &mut Vec<wgpu::BindGroup>,
-    mut stamps: Option<&mut Stamps<'_>>,
+    stamps: Option<&mut Stamps<'_>>,
 ) -> Result<(), Error> {
-    let bindings = Bindings {
-        ws,
-        plan,
-        src,
-        uniforms,
-    };
-    let chunking = plan.chunking;
-    let chunks = chunking.chunks();
     if let Some(stamps) = &stamps {
         stamps.begin(encoder);
     }
-    for g in &src.grad {
-        encoder.clear_buffer(g.buffer, g.offset, g.size.map(|s| s.get()));
-    }
-    if let Some(m) = &ws.mixed {
-        encoder.clear_buffer(&m.dz32, 0, None);
-    }
-    encoder.clear_buffer(&ws.status, 0, None);
-    let device_band = match (&ws.band, plan.device_plan) {
-        (Some(band), true) => {
-            encoder.clear_buffer(&band.tiles, 0, None);
-            Some(band)
-        }
-        (None, true) => return Err(Error::Device("a device plan without band buffers".into())),
-        (_, false) => None,
-    };
-
+    let device_band = clear_outputs(encoder, ws, plan, src)?;
     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
         label: Some("conr"),
         timestamp_writes: None,
@@ -209,97 +186,138 @@ pub(crate) fn record_passes(
     if let Some(stamps) = &stamps {
         stamps.begin_pass(&mut pass);
     }
-    let mut index = 0;
-    let mut dispatch = |kernel: &Kernel, at: At, x: usize, y: usize| -> Result<(), Error> {
-        if index == groups.len() {
-            groups.push(bindings.bind_group(device, kernel, at)?);
-        }
-        pass.set_pipeline(&kernel.pipeline);
-        pass.set_bind_group(0, &groups[index], &[]);
-        pass.dispatch_workgroups(x as u32, y as u32, 1);
-        if let Some(stamps) = stamps.as_deref_mut() {
-            stamps.dispatched(&mut pass, kernel.name, (x * y) as u64)?;
-        }
-        index += 1;
-        Ok(())
+    let mut d = Dispatcher {
+        pass,
+        device,
+        bindings: Bindings {
+            ws,
+            plan,
+            src,
+            uniforms,
+        },
+        groups,
+        stamps,
+        index: 0,
     };
-    let linear = |rows: usize| rows.div_ceil(LINEAR_WORKGROUP as usize);
-    let tiles = |rows: usize| rows.div_ceil(TILE as usize);
-    let once = (0, 0, Pass::Dense);
-    let own_chunk = |a: usize| (a, a, Pass::Dense);
+    let chunking = plan.chunking;
     // The values first: the last kernels turn the outputs to NaN if a rule broke.
-    for a in 0..chunks {
-        dispatch(
-            &pipelines.check_values,
-            own_chunk(a),
-            linear(chunking.chunk(a).1),
-            1,
-        )?;
+    for a in 0..chunking.chunks() {
+        let rows = chunking.chunk(a).1;
+        d.dispatch(&pipelines.check_values, own_chunk(a), linear(rows), 1)?;
     }
     if let Some(band) = device_band {
-        // Both sides at once (y = 2): keys, the bitonic sort, the runs.
-        let kernels = &pipelines.plan;
-        let padded = band.padded;
-        let sort_block = crate::SORT_BLOCK as usize;
-        dispatch(&kernels.keys_init, (0, 0, Pass::Plan(0)), linear(padded), 2)?;
-        for (i, step) in band.sort.iter().enumerate() {
-            let at = (0, 0, Pass::Plan(i));
-            if step.k == 0 || step.j == 0 {
-                dispatch(&kernels.sort_block, at, padded / sort_block, 2)?;
-            } else {
-                dispatch(&kernels.sort_step, at, padded / sort_block, 2)?;
-            }
-        }
-        dispatch(
-            &kernels.runs,
-            (0, 0, Pass::Plan(0)),
-            linear(tiles(chunking.rows)),
-            2,
-        )?;
+        record_band_plan(&mut d, pipelines, band, chunking.rows)?;
     }
     // A call for the plan alone (GpuConr::device_plan).
     if !plan.steps.forward && !plan.steps.backward {
         return Ok(());
     }
-    if let Some(mixed) = &pipelines.mixed {
-        // One chunk (Chunking::mixed), both phases (the row phases run in
-        // f32): the padded f16 features, the forward pass per (row tile,
-        // column range), the ranges merged, then the backward pass into one
-        // padded f32 block per range. With the band, the features, the tile
-        // passes and their blocks are per side, each in its sorted order.
-        let rows = chunking.rows;
-        let sides: &[Pass] = if plan.band {
-            &[Pass::Positives, Pass::Negatives]
-        } else {
-            &[Pass::Dense]
-        };
-        dispatch(&pipelines.normalize, once, linear(rows), 1)?;
-        if let (true, Some(band)) = (plan.band, &ws.band) {
-            let at = (0, 0, Pass::Plan(0));
-            dispatch(&pipelines.plan.positions, at, linear(band.padded), 2)?;
-        }
-        for &side in sides {
-            let at = (0, 0, side);
-            dispatch(&mixed.to_half, at, linear(chunking.padded_rows()), 1)?;
-        }
-        for &side in sides {
-            let at = (0, 0, side);
-            dispatch(&mixed.row_stats, at, tiles(rows), chunking.splits)?;
-        }
-        dispatch(&mixed.merge_splits, once, linear(rows), 1)?;
-        dispatch(&pipelines.finish_rows, once, linear(rows), 1)?;
-        dispatch(&pipelines.reduce_loss, once, 1, 1)?;
-        for &side in sides {
-            let at = (0, 0, side);
-            dispatch(&mixed.backward, at, tiles(rows), chunking.splits)?;
-        }
-        dispatch(&mixed.normalize_backward, once, linear(rows), 1)?;
-        if src.counts.is_some() {
-            dispatch(&pipelines.export_counts, once, linear(rows), 1)?;
-        }
-        return Ok(());
+    match &pipelines.mixed {
+        Some(mixed) => record_mixed(&mut d, pipelines, mixed),
+        None => record_f32(&mut d, pipelines),
     }
-    // The tile dispatches: every chunk pair, or the two sides of the band.
+}
+
+/// Clears what the kernels accumulate into: the gradient, the mixed
+/// kernels' partial ∂L/∂z, the status word, and the device plan's tile
+/// count; the band buffers when the plan is built on the device.
+fn clear_outputs<'w>(
+    encoder: &mut wgpu::CommandEncoder,
+    ws: &'w Workspace,
+    plan: &CallPlan,
+    src: &Sources<'_>,
+) -> Result<Option<&'w BandBuffers>, Error> {
+    for g in &src.grad {
+        encoder.clear_buffer(g.buffer, g.offset, g.size.map(|s| s.get()));
+    }
+    if let Some(m) = &ws.mixed {
+        encoder.clear_buffer(&m.dz32, 0, None);
+    }
+    encoder.clear_buffer(&ws.status, 0, None);
+    match (&ws.band, plan.device_plan) {
+        (Some(band), true) => {
+            encoder.clear_buffer(&band.tiles, 0, None);
+            Ok(Some(band))
+        }
+        (None, true) => Err(Error::Device("a device plan without band buffers".into())),
+        (_, false) => Ok(None),
+    }
+}
+
+/// The band plan built on the device, both sides at once (y = 2): the
+/// keys, the bitonic sort, each row tile's run of columns.
+fn record_band_plan(
+    d: &mut Dispatcher<'_, '_>,
+    pipelines: &Pipelines,
+    band: &BandBuffers,
+    rows: usize,
+) -> Result<(), Error> {
+    let kernels = &pipelines.plan;
+    let padded = band.padded;
+    let blocks = padded / crate::SORT_BLOCK as usize;
+    d.dispatch(&kernels.keys_init, (0, 0, Pass::Plan(0)), linear(padded), 2)?;
+    for (i, step) in band.sort.iter().enumerate() {
+        let at = (0, 0, Pass::Plan(i));
+        if step.k == 0 || step.j == 0 {
+            d.dispatch(&kernels.sort_block, at, blocks, 2)?;
+        } else {
+            d.dispatch(&kernels.sort_step, at, blocks, 2)?;
+        }
+    }
+    d.dispatch(&kernels.runs, (0, 0, Pass::Plan(0)), linear(tiles(rows)), 2)
+}
+
+/// The mixed-precision passes. One chunk (Chunking::mixed), both phases (the
+/// row phases run in f32): the padded f16 features, the forward pass per
+/// (row tile, column range), the ranges merged, then the backward pass into
+/// one padded f32 block per range. With the band, the features, the tile
+/// passes and their blocks are per side, each in its sorted order.
+fn record_mixed(
+    d: &mut Dispatcher<'_, '_>,
+    pipelines: &Pipelines,
+    mixed: &MixedKernels,
+) -> Result<(), Error> {
+    let (plan, ws) = (d.bindings.plan, d.bindings.ws);
+    let chunking = plan.chunking;
+    let rows = chunking.rows;
+    let sides: &[Pass] = if plan.band {
+        &[Pass::Positives, Pass::Negatives]
+    } else {
+        &[Pass::Dense]
+    };
+    d.dispatch(&pipelines.normalize, ONCE, linear(rows), 1)?;
+    if let (true, Some(band)) = (plan.band, &ws.band) {
+        let at = (0, 0, Pass::Plan(0));
+        d.dispatch(&pipelines.plan.positions, at, linear(band.padded), 2)?;
+    }
+    for &side in sides {
+        let half_rows = linear(chunking.padded_rows());
+        d.dispatch(&mixed.to_half, (0, 0, side), half_rows, 1)?;
+    }
+    for &side in sides {
+        let at = (0, 0, side);
+        d.dispatch(&mixed.row_stats, at, tiles(rows), chunking.splits)?;
+    }
+    d.dispatch(&mixed.merge_splits, ONCE, linear(rows), 1)?;
+    d.dispatch(&pipelines.finish_rows, ONCE, linear(rows), 1)?;
+    d.dispatch(&pipelines.reduce_loss, ONCE, 1, 1)?;
+    for &side in sides {
+        let at = (0, 0, side);
+        d.dispatch(&mixed.backward, at, tiles(rows), chunking.splits)?;
+    }
+    d.dispatch(&mixed.normalize_backward, ONCE, linear(rows), 1)?;
+    if d.bindings.src.counts.is_some() {
+        d.dispatch(&pipelines.export_counts, ONCE, linear(rows), 1)?;
+    }
+    Ok(())
+}
+
+/// The f32 passes of the plan's steps: every chunk pair's tiles, or the two
+/// sides of the band.
+fn record_f32(d: &mut Dispatcher<'_, '_>, pipelines: &Pipelines) -> Result<(), Error> {
+    let plan = d.bindings.plan;
+    let chunking = plan.chunking;
+    let chunks = chunking.chunks();
     let tile_passes: Vec<At> = if plan.band {
         vec![(0, 0, Pass::Positives), (0, 0, Pass::Negatives)]
     } else {
@@ -308,12 +326,8 @@ pub(crate) fn record_passes(
             .collect()
     };
     for a in 0..chunks {
-        dispatch(
-            &pipelines.normalize,
-            own_chunk(a),
-            linear(chunking.chunk(a).1),
-            1,
-        )?;
+        let rows = chunking.chunk(a).1;
+        d.dispatch(&pipelines.normalize, own_chunk(a), linear(rows), 1)?;
     }
     // The row tiles of the owned rows of chunk a.
     let owned_tiles = |a: usize| {
@@ -323,29 +337,72 @@ pub(crate) fn record_passes(
     let steps = &plan.steps;
     if steps.forward {
         for &at in &tile_passes {
-            dispatch(&pipelines.row_stats, at, owned_tiles(at.0), 1)?;
+            d.dispatch(&pipelines.row_stats, at, owned_tiles(at.0), 1)?;
         }
     }
     if !steps.backward {
         return Ok(());
     }
     if steps.forward {
-        dispatch(&pipelines.finish_rows, once, linear(chunking.rows), 1)?;
-        dispatch(&pipelines.reduce_loss, once, 1, 1)?;
+        d.dispatch(&pipelines.finish_rows, ONCE, linear(chunking.rows), 1)?;
+        d.dispatch(&pipelines.reduce_loss, ONCE, 1, 1)?;
     }
     for &at in &tile_passes {
-        dispatch(&pipelines.backward, at, owned_tiles(at.0), 1)?;
+        d.dispatch(&pipelines.backward, at, owned_tiles(at.0), 1)?;
     }
     for a in 0..chunks {
-        dispatch(
-            &pipelines.normalize_backward,
-            own_chunk(a),
-            linear(chunking.chunk(a).1),
-            1,
-        )?;
+        let rows = chunking.chunk(a).1;
+        d.dispatch(&pipelines.normalize_backward, own_chunk(a), linear(rows), 1)?;
     }
-    if src.counts.is_some() {
-        dispatch(&pipelines.export_counts, once, linear(chunking.rows), 1)?;
+    if d.bindings.src.counts.is_some() {
+        d.dispatch(&pipelines.export_counts, ONCE, linear(chunking.rows), 1)?;
     }
     Ok(())
+}
+
+/// The one compute pass of a call, and what each dispatch needs: its bind
+/// group (cached in `groups`, one per dispatch in order) and, when
+/// profiled, a timestamp after it.
+struct Dispatcher<'r, 't> {
+    pass: wgpu::ComputePass<'r>,
+    device: &'r wgpu::Device,
+    bindings: Bindings<'r, 'r>,
+    groups: &'r mut Vec<wgpu::BindGroup>,
+    stamps: Option<&'r mut Stamps<'t>>,
+    index: usize,
+}
+
+impl Dispatcher<'_, '_> {
+    fn dispatch(&mut self, kernel: &Kernel, at: At, x: usize, y: usize) -> Result<(), Error> {
+        if self.index == self.groups.len() {
+            let group = self.bindings.bind_group(self.device, kernel, at)?;
+            self.groups.push(group);
+        }
+        self.pass.set_pipeline(&kernel.pipeline);
+        self.pass.set_bind_group(0, &self.groups[self.index], &[]);
+        self.pass.dispatch_workgroups(x as u32, y as u32, 1);
+        if let Some(stamps) = self.stamps.as_deref_mut() {
+            stamps.dispatched(&mut self.pass, kernel.name, (x * y) as u64)?;
+        }
+        self.index += 1;
+        Ok(())
+    }
+}
+
+/// A kernel's dispatch over the whole batch at once.
+const ONCE: At = (0, 0, Pass::Dense);
+
+/// A dispatch over chunk `a`'s own rows.
+fn own_chunk(a: usize) -> At {
+    (a, a, Pass::Dense)
+}
+
+/// Workgroups of the one-dimensional kernels for `rows` threads.
+fn linear(rows: usize) -> usize {
+    rows.div_ceil(LINEAR_WORKGROUP as usize)
+}
+
+/// Row tiles of `rows` rows.
+fn tiles(rows: usize) -> usize {
+    rows.div_ceil(TILE as usize)
 }

@@ -79,6 +79,22 @@ impl Default for RankSim {
     }
 }
 
+// RankSim's knobs: the one list the schema, Python and the docs read.
+crate::knob::knobs!(
+    RankSim,
+    "RankSim knob",
+    [
+        (
+            lambda: f64,
+            "(0, 1e6]",
+            "λ, the interpolation strength of the blackbox rank gradient (Python: `interpolation_lambda`)"
+        ),
+        (label_metric: LabelMetric, "l1, l2, linf", "the label distance; the label similarity is its negative"),
+        (subsample: Subsample, "", "which rows form the subset: one per distinct label, or every row"),
+        (seed: u64, "", "the seed of `one_per_label`'s choice"),
+    ]
+);
+
 impl RankSim {
     /// The config's own domain: λ in (0, 1e6], the label metric one of
     /// `l1`, `l2`, `linf`.

@@ -67,6 +67,17 @@ impl Default for RankNContrast {
     }
 }
 
+// Rank-N-Contrast's knobs: the one list the schema, Python and the docs read.
+crate::knob::knobs!(
+    RankNContrast,
+    "Rank-N-Contrast knob",
+    [
+        (temperature: f64, "[1e-6, 1e6]", "τ, the temperature"),
+        (label_metric: LabelMetric, "l1, l2, linf", "the label distance that ranks the pairs"),
+        (feature_distance: FeatureDistance, "", "the feature distance; the similarity is its negative"),
+    ]
+);
+
 impl RankNContrast {
     /// The config's own domain.
     pub fn validate(&self) -> Result<(), Error> {

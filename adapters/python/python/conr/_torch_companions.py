@@ -172,48 +172,53 @@ def _bmse_backward(ctx, grad_loss, _g1, _g2):
 _balanced_mse_op.register_autograd(_bmse_backward, setup_context=_bmse_context)
 
 
-def rank_sim_loss(
-    features: Tensor,
-    labels: Tensor,
-    *,
-    interpolation_lambda: float = 2.0,
-    label_metric: str = "l1",
-    subsample: str = "one_per_label",
-    seed: int = 0,
-    engine: str = "fast",
-) -> Tensor:
+# Every knob of each companion loss with its default, from the core's tables,
+# read once here: a call under torch.compile merges its keywords over these
+# in Python, which dynamo traces (the op checks the values when it runs).
+_DEFAULTS = {loss: _native.companion_knobs(loss) for loss in ("ranksim", "rnc")}
+
+
+def _knobs(loss: str, caller: str, given: dict) -> dict:
+    """Every knob of ``loss``, ``given`` over the defaults; checked here, with
+    the core's errors naming ``caller``, outside torch.compile."""
+    if torch.compiler.is_compiling():
+        return {**_DEFAULTS[loss], **given}
+    return _native.companion_knobs(loss, caller, **given)
+
+
+def rank_sim_loss(features: Tensor, labels: Tensor, *, engine: str = "fast", **knobs) -> Tensor:
     """RankSim's loss (Gong et al., ICML 2022) of ``features`` (M, D) against
     ``labels`` (M,) or (M, L), differentiable in the features.
 
-    The reference keeps one row per distinct label, at random; here the
-    choice comes from ``seed`` (``subsample="every"`` takes every row). The
-    loss is the sum over the subset's rows, as in the reference; λ is
-    ``interpolation_lambda``.
+    The knobs are RankSim's, by keyword, with the core's defaults
+    (``conr.companion_knobs("ranksim")``): ``interpolation_lambda`` (λ),
+    ``label_metric``, ``subsample``, ``seed``. The reference keeps one row
+    per distinct label, at random; here the choice comes from ``seed``
+    (``subsample="every"`` takes every row). The loss is the sum over the
+    subset's rows, as in the reference.
     """
+    k = _knobs("ranksim", "rank_sim_loss", knobs)
     _tensors(features=features, labels=labels)
     if features.dim() != 2:
         raise ValueError(f"features must have shape (M, D), not {tuple(features.shape)}")
     loss, _ = torch.ops.conr.rank_sim(
-        features, labels, float(interpolation_lambda), label_metric, subsample, int(seed), engine
+        features, labels, float(k["interpolation_lambda"]), k["label_metric"], k["subsample"], int(k["seed"]), engine
     )
     return loss
 
 
-def rnc_loss(
-    features: Tensor,
-    labels: Tensor,
-    *,
-    temperature: float = 2.0,
-    label_metric: str = "l1",
-    engine: str = "fast",
-) -> Tensor:
+def rnc_loss(features: Tensor, labels: Tensor, *, engine: str = "fast", **knobs) -> Tensor:
     """Rank-N-Contrast's loss (Zha et al., NeurIPS 2023) of any rows:
-    ``features`` (n, D), ``labels`` (n,) or (n, L). See :class:`RnCLoss` for
-    the reference's two-view layout."""
+    ``features`` (n, D), ``labels`` (n,) or (n, L). The knobs are
+    Rank-N-Contrast's, by keyword, with the core's defaults
+    (``conr.companion_knobs("rnc")``): ``temperature`` (τ), ``label_metric``,
+    ``feature_distance``. See :class:`RnCLoss` for the reference's two-view
+    layout."""
+    k = _knobs("rnc", "rnc_loss", knobs)
     _tensors(features=features, labels=labels)
     if features.dim() != 2:
         raise ValueError(f"features must have shape (n, D), not {tuple(features.shape)}")
-    loss, _ = torch.ops.conr.rnc(features, labels, float(temperature), label_metric, engine)
+    loss, _ = torch.ops.conr.rnc(features, labels, float(k["temperature"]), k["label_metric"], engine)
     return loss
 
 
@@ -257,35 +262,34 @@ def balanced_mse_loss(
 
 
 class RankSimLoss(torch.nn.Module):
-    """RankSim as a module: ``RankSimLoss(interpolation_lambda=2.0, ...)``, then
-    ``loss = module(features, labels)``. Multiply by the regularizer's weight
-    γ yourself, as the reference's training loop does."""
+    """RankSim as a module: ``RankSimLoss(interpolation_lambda=2.0, ...)``, any
+    of RankSim's knobs by keyword (checked here, once), then ``loss =
+    module(features, labels)``. Multiply by the regularizer's weight γ
+    yourself, as the reference's training loop does."""
 
-    def __init__(self, interpolation_lambda=2.0, label_metric="l1", subsample="one_per_label", seed=0, engine="fast"):
+    def __init__(self, *, engine="fast", **knobs):
         super().__init__()
-        self.options = dict(
-            interpolation_lambda=interpolation_lambda,
-            label_metric=label_metric,
-            subsample=subsample,
-            seed=seed,
-            engine=engine,
-        )
+        self.knobs = _native.companion_knobs("ranksim", "RankSimLoss", **knobs)
+        self.engine = engine
 
     def forward(self, features, labels):
-        return rank_sim_loss(features, labels, **self.options)
+        return rank_sim_loss(features, labels, engine=self.engine, **self.knobs)
 
 
 class RnCLoss(torch.nn.Module):
     """Rank-N-Contrast with the reference's layout: ``features`` [bs, 2, D]
     (two views) and ``labels`` [bs, L]; the rows are view 0's, then view
-    1's, as the reference concatenates them."""
+    1's, as the reference concatenates them.
 
-    def __init__(self, temperature=2.0, label_diff="l1", feature_sim="l2", engine="fast"):
+    It takes the reference module's arguments: ``temperature`` (τ),
+    ``label_diff`` (the knob ``label_metric``) and ``feature_sim`` (the knob
+    ``feature_distance``), each defaulting to the core's value."""
+
+    def __init__(self, temperature=None, label_diff=None, feature_sim=None, engine="fast"):
         super().__init__()
-        if feature_sim != "l2":
-            raise ValueError(f"feature_sim must be 'l2', not {feature_sim!r}")
-        self.temperature = temperature
-        self.label_diff = label_diff
+        given = dict(temperature=temperature, label_metric=label_diff, feature_distance=feature_sim)
+        overrides = {knob: value for knob, value in given.items() if value is not None}
+        self.knobs = _native.companion_knobs("rnc", "RnCLoss", **overrides)
         self.engine = engine
 
     def forward(self, features, labels):
@@ -294,7 +298,7 @@ class RnCLoss(torch.nn.Module):
             raise ValueError(f"features must have shape (bs, views, D), not {tuple(features.shape)}")
         rows = torch.cat(features.unbind(1), dim=0)
         labels = labels.reshape(labels.shape[0], -1).repeat(features.shape[1], 1)
-        return rnc_loss(rows, labels, temperature=self.temperature, label_metric=self.label_diff, engine=self.engine)
+        return rnc_loss(rows, labels, engine=self.engine, **self.knobs)
 
 
 class BalancedMSELoss(torch.nn.Module):
