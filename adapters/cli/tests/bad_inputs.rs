@@ -6,26 +6,11 @@
 
 use std::process::{Command, Output as ProcessOutput};
 
-use conr_core::{Config, Engine, Inputs, LabelMetric, Named, Shape};
+use conr_core::{Config, Engine, Inputs, LabelMetric, Shape};
 use conr_cpu::{Fast, Reference};
+use conr_schema::ConfigJson;
 use conr_tests::bad::{BadCase, cases, valid};
 use serde_json::{Value, json};
-
-/// The config as the schema's `config` object, every knob written out.
-fn config_json(c: &Config) -> Value {
-    json!({
-        "threshold": c.threshold,
-        "pred_threshold": c.pred_threshold,
-        "temperature": c.temperature,
-        "pushing": {"kind": c.pushing.kind.name(), "scale": c.pushing.scale},
-        "label_metric": c.label_metric.name(),
-        "aggregation": c.aggregation.name(),
-        "denominator_padding": c.denominator_padding,
-        "outer_weight": c.outer_weight,
-        "self_in_positive_count": c.self_in_positive_count,
-        "reduction": c.reduction.name(),
-    })
-}
 
 /// The case as a `conr compute` input, where JSON can write its numbers.
 fn case_json(case: &BadCase) -> Option<Value> {
@@ -43,7 +28,7 @@ fn case_json(case: &BadCase) -> Option<Value> {
     }
     let mut value = json!({
         "n": case.shape.rows, "d": case.shape.dim, "label_dim": case.shape.label_dim,
-        "config": config_json(config),
+        "config": Value::Object(ConfigJson::of(config).0),
         "features": case.features, "labels": case.labels, "preds": case.preds,
     });
     if let Some(eta) = &case.eta {

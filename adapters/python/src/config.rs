@@ -49,18 +49,6 @@ pub(crate) fn python_object(py: Python<'_>, value: Value<'_>) -> PyResult<Py<PyA
     }
 }
 
-/// A knob's value as the `conr-fixture/1` schema writes it.
-pub fn json(value: Value<'_>) -> serde_json::Value {
-    match value {
-        Value::Number(x) => x.into(),
-        Value::Count(n) => n.into(),
-        Value::Flag(b) => b.into(),
-        Value::Name(name) => name.into(),
-        Value::Unset => serde_json::Value::Null,
-        Value::Pushing { kind, scale } => serde_json::json!({"kind": kind, "scale": scale}),
-    }
-}
-
 /// A Python value of a knob of `kind`, read into `text` (a name's owner)
 /// and returned as a [`Value`]; `None` where it is of another type.
 fn read_value<'t>(kind: Kind, value: &Bound<'_, PyAny>, text: &'t mut String) -> Option<Value<'t>> {
@@ -246,11 +234,7 @@ impl PyConfig {
     /// The config as the `conr-fixture/1` schema's `config` object (the
     /// string the torch op carries).
     fn to_json(&self) -> String {
-        let object: serde_json::Map<String, serde_json::Value> = Config::NAMES
-            .iter()
-            .filter_map(|&name| Some((name.to_string(), json(self.inner.get(name)?))))
-            .collect();
-        serde_json::Value::Object(object).to_string()
+        serde_json::Value::Object(conr_schema::ConfigJson::of(&self.inner).0).to_string()
     }
 
     /// A config from [`PyConfig::to_json`]'s text, or any `config` object of

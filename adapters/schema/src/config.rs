@@ -34,6 +34,12 @@ pub(crate) fn named<N: Named>(key: &str, value: &str) -> Result<N, Error> {
 }
 
 impl ConfigJson {
+    /// `config` as a `config` object: every knob, by the core's table (the
+    /// object [`ConfigJson::to_config`] reads back as `config`).
+    pub fn of(config: &Config) -> Self {
+        Self(knobs_json(config))
+    }
+
     /// The core config, validated.
     pub fn to_config(&self) -> Result<Config, Error> {
         let preset = match self.0.get("preset") {
@@ -53,6 +59,26 @@ impl DensityJson {
     /// The core density config, validated.
     pub fn to_config(&self) -> Result<DensityConfig, Error> {
         knobs_from(&self.0)
+    }
+}
+
+/// Every knob of `config` as a JSON object, by the config's table.
+pub(crate) fn knobs_json<K: Knobs>(config: &K) -> serde_json::Map<String, Json> {
+    K::NAMES
+        .iter()
+        .filter_map(|&name| Some((name.to_string(), json_of(config.get(name)?))))
+        .collect()
+}
+
+/// A knob's value as the schema writes it.
+fn json_of(value: Value<'_>) -> Json {
+    match value {
+        Value::Number(x) => x.into(),
+        Value::Count(n) => n.into(),
+        Value::Flag(b) => b.into(),
+        Value::Name(name) => name.into(),
+        Value::Unset => Json::Null,
+        Value::Pushing { kind, scale } => serde_json::json!({"kind": kind, "scale": scale}),
     }
 }
 
