@@ -209,11 +209,14 @@ pub fn kernel_window(
 
 /// scipy's `gaussian_filter1d(impulse, sigma)` with truncate 4.0 and mode
 /// `reflect` (`d c b a | a b c d | d c b a`), for an impulse at `half` of a
-/// signal of length `2·half + 1`.
-fn gaussian_of_impulse(sigma: f64, half: usize, out: &mut [f64]) {
+/// signal of length `2·half + 1`, in f64 as scipy computes it: the weights
+/// `exp(−0.5/σ² · t²)` over `|t| <= ⌊4σ + 0.5⌋` divided by their sum, and each
+/// output the sum of the weights that the reflections carry onto the impulse.
+pub(crate) fn gaussian_of_impulse(sigma: f64, half: usize, out: &mut [f64]) {
     let n = out.len() as i64;
     let radius = (4.0 * sigma + 0.5) as i64;
-    let phi = |x: i64| libm::exp(-0.5 * (x * x) as f64 / (sigma * sigma));
+    let scale = -0.5 / (sigma * sigma);
+    let phi = |x: i64| libm::exp(scale * (x * x) as f64);
     let total: f64 = (-radius..=radius).map(phi).sum();
     let reflect = |p: i64| {
         let q = p.rem_euclid(2 * n);

@@ -219,6 +219,18 @@ pub trait Engine<T: Scalar>: Send + Sync + Any + core::fmt::Debug {
         let _ = (batch, config);
         Err(unsupported(self.name(), "Balanced MSE"))
     }
+
+    /// One statistics pass of FDS ([`crate::fds::moments`]): adds the
+    /// pass's per-group values over `rows` into `out`. The core's serial loop
+    /// unless the engine has a faster one.
+    fn fds_pass(
+        &self,
+        rows: &crate::fds::moments::Rows<'_, T>,
+        pass: crate::fds::moments::Pass<'_>,
+        out: &mut [f64],
+    ) -> Result<(), Error> {
+        crate::fds::moments::accumulate(rows, pass, out)
+    }
 }
 
 fn unsupported(engine: &str, loss: &'static str) -> Error {

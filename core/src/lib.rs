@@ -26,6 +26,8 @@
 //! - [`math`]: exp, ln, sqrt and atan2, from the `libm` crate in every build;
 //! - [`shard`]: one global batch across workers, exactly (the messages they exchange);
 //! - [`density`]: label-density weights (inverse, square-root inverse, LDS smoothing);
+//! - [`fds`]: feature distribution smoothing (FDS), the statistics LDS + FDS
+//!   keeps per label bucket, and the calibration it smooths features with;
 //! - [`dir`]: the losses ConR is combined with, RankSim, Rank-N-Contrast and
 //!   Balanced MSE, each with its config, batch and row math;
 //! - with the `alloc` feature (on by default): `Output`, what every engine
@@ -75,6 +77,7 @@ pub mod dir;
 #[cfg(feature = "alloc")]
 pub mod engine;
 mod error;
+pub mod fds;
 pub mod knob;
 pub mod math;
 pub mod metric;

@@ -4,6 +4,7 @@
 pub mod bad;
 pub mod budget;
 pub mod dir;
+pub mod fds;
 pub mod fixtures;
 pub mod fuzzing;
 pub mod gpu;

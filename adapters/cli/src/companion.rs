@@ -15,3 +15,29 @@ pub fn compute(case: &DirCase, backend: &str, precision: Option<Precision>) -> R
         _ => case.run::<f32>(&*engine)?,
     })
 }
+
+/// Replays one FDS case (`fds-fixture/1`), the statistics passes on the
+/// engine called `backend`, in `precision` (default as for the losses).
+pub fn compute_fds(
+    case: &conr_schema::FdsCase,
+    backend: &str,
+    precision: Option<Precision>,
+) -> Result<conr_schema::FdsReport> {
+    let engine = conr_engines::engine(backend)?;
+    let precision = conr_engines::batch_precision(&*engine, precision)?;
+    let steps = match precision {
+        Precision::F64 => case.replay::<f64>(Some(&*engine))?,
+        _ => case.replay::<f32>(Some(&*engine))?,
+    };
+    Ok(conr_schema::FdsReport {
+        loss: "fds".into(),
+        backend: conr_core::Engine::<f32>::name(&*engine).into(),
+        precision: if precision == Precision::F64 {
+            "f64"
+        } else {
+            "f32"
+        }
+        .into(),
+        steps,
+    })
+}

@@ -43,12 +43,16 @@ enum Command {
     /// Prints {"loss", "grad_features", "anchors", "positives", "negatives", "backend", "precision"}.
     /// For a dir-fixture/1 case (RankSim, Rank-N-Contrast or Balanced MSE), prints
     /// {"loss", "grad_features"} or {"loss", "grad_preds", "grad_noise_sigma"}, with
-    /// "backend" and "precision" (and RankSim's "sampled_rows").
+    /// "backend" and "precision" (and RankSim's "sampled_rows"). For an fds-fixture/1
+    /// case (FDS over a training run), prints {"loss": "fds", "steps": [...]}: per step,
+    /// "after" (every buffer, by the reference's names, and "epoch_buffer") and, where the
+    /// step smooths a batch, "smooth" {"out", "grad_features"}.
     Compute {
         /// A JSON file in the conr-fixture/1 schema: n, d, label_dim, config, features,
         /// labels, preds and optional weights; or in the dir-fixture/1 schema, whose
-        /// `loss` (`ranksim`, `rnc`, `balanced_mse`) selects the loss. An `expected`
-        /// field is ignored.
+        /// `loss` (`ranksim`, `rnc`, `balanced_mse`) selects the loss; or in the
+        /// fds-fixture/1 schema (feature_dim, config, steps). An `expected` field, and an
+        /// FDS step's expected buffers and outputs, are ignored.
         #[arg(long, short)]
         input: PathBuf,
         /// The engine: `reference` (plain loops, the oracle), `cpu` (the fast engine,
@@ -242,6 +246,13 @@ fn run(cli: Cli) -> Result<String> {
                         anyhow::bail!("--shards and --record take ConR cases (conr-fixture/1)");
                     }
                     let report = companion::compute(&case, &backend, precision)?;
+                    return Ok(serde_json::to_string(&report)?);
+                }
+                Input::Fds(case) => {
+                    if shards.is_some() || record {
+                        anyhow::bail!("--shards and --record take ConR cases (conr-fixture/1)");
+                    }
+                    let report = companion::compute_fds(&case, &backend, precision)?;
                     return Ok(serde_json::to_string(&report)?);
                 }
             };

@@ -39,6 +39,7 @@ struct ReadmeDoctests;
 mod density;
 mod dir;
 mod fast;
+mod fds;
 mod matmul;
 mod reference;
 mod simd;

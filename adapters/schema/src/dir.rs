@@ -21,6 +21,8 @@ pub enum Input {
     Conr(Box<crate::LossCase>),
     /// A `dir-fixture/1` case.
     Dir(Box<DirCase>),
+    /// An `fds-fixture/1` case.
+    Fds(Box<crate::FdsCase>),
 }
 
 impl Input {
@@ -32,6 +34,13 @@ impl Input {
             path: path.to_path_buf(),
             source,
         })?;
+        if crate::FdsCase::is_fds(&value) {
+            let case = serde_json::from_value(value).map_err(|source| Error::Json {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            return Ok(Self::Fds(Box::new(case)));
+        }
         if DirCase::is_dir(&value) {
             return Ok(Self::Dir(Box::new(DirCase::parse(&text, path)?)));
         }

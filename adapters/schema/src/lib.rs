@@ -1,7 +1,8 @@
 //! # conr-schema
 //!
 //! The `conr-fixture/1` JSON schema of ConR's inputs, the `dir-fixture/1`
-//! schema of the losses ConR is combined with, and the objects
+//! schema of the losses ConR is combined with, the `fds-fixture/1` schema of
+//! FDS's calls over a training run, and the objects
 //! `conr compute` prints: what the command line, the data-parallel runner,
 //! the conformance fixtures and the fuzz targets read and write. Unknown
 //! keys are errors, so a typo in a config key never silently falls back to
@@ -19,6 +20,7 @@ mod case;
 mod config;
 mod dir;
 mod error;
+mod fds;
 mod report;
 
 pub use case::{LossCase, WeightsCase, read_json};
@@ -28,4 +30,7 @@ pub use dir::{
     RankSimJson, RncCase, RncJson, convert,
 };
 pub use error::Error;
+pub use fds::{
+    FDS_SCHEMA, FdsCase, FdsReport, FdsStep, FdsStepReport, SmoothCall, SmoothReport, UpdateCall,
+};
 pub use report::Report;

@@ -8,6 +8,8 @@ mod dir_engines;
 mod dir_fixtures;
 mod dir_properties;
 mod engines;
+mod fds_fixtures;
+mod fds_properties;
 mod fixtures;
 mod fuzz_smoke;
 mod kept_pairs;

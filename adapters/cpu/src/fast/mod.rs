@@ -166,6 +166,15 @@ impl<T: Scalar> Engine<T> for Fast {
         self.install(|| crate::dir::fast::balanced_mse(batch, config))
     }
 
+    fn fds_pass(
+        &self,
+        rows: &conr_core::fds::moments::Rows<'_, T>,
+        pass: conr_core::fds::moments::Pass<'_>,
+        out: &mut [f64],
+    ) -> Result<(), Error> {
+        self.install(|| crate::fds::pass(rows, pass, out))
+    }
+
     /// Both phases in one trip to the pool: a trip costs 7 to 28 µs here
     /// (more when the pool's threads have gone to sleep), and the worker and
     /// its two phases would each take one.
