@@ -26,6 +26,8 @@
 //! - [`math`]: exp, ln, sqrt and atan2, from the `libm` crate in every build;
 //! - [`shard`]: one global batch across workers, exactly (the messages they exchange);
 //! - [`density`]: label-density weights (inverse, square-root inverse, LDS smoothing);
+//! - with `alloc`, [`evaluation`]: the DIR evaluation (MSE, MAE and geometric
+//!   mean over all samples and the many-, medium- and few-shot regions);
 //! - [`fds`]: feature distribution smoothing (FDS), the statistics LDS + FDS
 //!   keeps per label bucket, and the calibration it smooths features with;
 //! - [`dir`]: the losses ConR is combined with, RankSim, Rank-N-Contrast and
@@ -77,6 +79,8 @@ pub mod dir;
 #[cfg(feature = "alloc")]
 pub mod engine;
 mod error;
+#[cfg(feature = "alloc")]
+pub mod evaluation;
 pub mod fds;
 pub mod knob;
 pub mod math;

@@ -13,7 +13,7 @@ use conr_cli::bench_dir::{self, Loss};
 use conr_cli::demo::{self, DemoOptions};
 use conr_cli::{companion, compute, gpu};
 use conr_core::{Named, Precision};
-use conr_schema::{Input, WeightsCase, read_json};
+use conr_schema::{Input, MetricsCase, WeightsCase, read_json};
 
 /// `--backend`: an engine's name (conr_engines).
 fn backend_names() -> PossibleValuesParser {
@@ -183,6 +183,19 @@ enum Command {
     Weights {
         /// A JSON file with `labels` and a `config` of reweight, kernel, kernel_size,
         /// sigma, bins, bin_width and min_label.
+        #[arg(long, short)]
+        input: PathBuf,
+    },
+    /// The DIR evaluation: MSE, MAE and geometric mean of the absolute errors over all test
+    /// samples and the many-, medium- and few-shot regions (by training samples per label),
+    /// as the LDS/FDS reference's shot_metrics computes them, and per label.
+    ///
+    /// Prints {"all", "many", "medium", "few": {"count", "mse", "mae", "gmean"}, "per_label":
+    /// [{"label", "train_count", "region", "count", "mse", "mae", "gmean"}]}; an empty
+    /// region's values are null.
+    Metrics {
+        /// A JSON file with `preds`, `labels` and `train_labels`, and optionally `many`
+        /// (100), `few` (20) and `bin_width` (bin real-valued labels as ⌊y / bin_width⌋).
         #[arg(long, short)]
         input: PathBuf,
     },
@@ -406,6 +419,10 @@ fn run(cli: Cli) -> Result<String> {
         Command::Weights { input } => {
             let case: WeightsCase = read_json(&input)?;
             Ok(serde_json::to_string(&compute::weights(&case)?)?)
+        }
+        Command::Metrics { input } => {
+            let case: MetricsCase = read_json(&input)?;
+            Ok(serde_json::to_string(&case.run()?)?)
         }
     }
 }

@@ -754,3 +754,79 @@ fn bench_times_the_companion_losses() {
         }
     }
 }
+
+#[test]
+fn compute_replays_the_fds_fixtures() {
+    for (name, case) in conr_tests::fds::cases() {
+        let path = conr_tests::fds::dir().join(&name);
+        for (backend, precision, tol) in [
+            ("cpu", "f64", conr_tests::fds::F64_TOL),
+            ("reference", "f64", conr_tests::fds::F64_TOL),
+            ("cpu", "f32", conr_tests::fds::F32_TOL),
+        ] {
+            let out = json(&conr(&[
+                "compute",
+                "--input",
+                path.to_str().unwrap(),
+                "--backend",
+                backend,
+                "--precision",
+                precision,
+            ]));
+            let report: conr_schema::FdsReport = serde_json::from_value(out).unwrap();
+            assert_eq!((report.loss.as_str(), report.precision.as_str()), ("fds", precision));
+            conr_tests::fds::check(&case, &report.steps, tol)
+                .unwrap_or_else(|e| panic!("{name} on {backend} in {precision}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn fds_cases_give_one_line_errors() {
+    let case = serde_json::json!({
+        "schema": "fds-fixture/1", "feature_dim": 2, "config": {"ks": 4}, "steps": []
+    });
+    assert_one_line_error(&run_on_text("compute", &case.to_string()), "ks");
+    let ragged = serde_json::json!({
+        "schema": "fds-fixture/1", "feature_dim": 2, "config": {"bucket_num": 5, "bucket_start": 0},
+        "steps": [{"epoch": 0, "update": {"features": [1.0, 2.0, 3.0], "labels": [1.0, 2.0]}}]
+    });
+    assert_one_line_error(&run_on_text("compute", &ragged.to_string()), "features");
+}
+
+#[test]
+fn metrics_reports_every_region_and_label() {
+    // Training counts: label 1 × 3 (many, > 2), label 2 × 1 (medium), label 3 × 0 (few, < 1).
+    let case = serde_json::json!({
+        "preds": [1.5, 0.5, 2.0, 0.0], "labels": [1.0, 1.0, 2.0, 3.0],
+        "train_labels": [1.0, 1.9, 1.2, 2.0], "many": 2, "few": 1
+    });
+    let out = json(&run_on_text("metrics", &case.to_string()));
+    assert_eq!(out["many"]["count"], 2);
+    assert_eq!(out["many"]["mae"], 0.5);
+    assert_eq!(out["many"]["mse"], 0.25);
+    assert_eq!(out["many"]["gmean"], 0.5);
+    assert_eq!(out["medium"]["count"], 1);
+    assert_eq!(out["medium"]["gmean"], 0.0);
+    assert_eq!(out["few"]["mse"], 9.0);
+    assert_eq!(out["all"]["count"], 4);
+    assert_eq!(out["all"]["mae"], (0.5 + 0.5 + 0.0 + 3.0) / 4.0);
+    let labels: Vec<f64> = out["per_label"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["label"].as_f64().unwrap())
+        .collect();
+    assert_eq!(labels, [1.0, 2.0, 3.0]);
+    assert_eq!(out["per_label"][2]["region"], "few");
+    assert_eq!(out["per_label"][0]["train_count"], 3);
+
+    // One few-shot label (1 training sample < 20): the other regions are
+    // empty, with null values.
+    let case = serde_json::json!({"preds": [1.0], "labels": [1.0], "train_labels": [1.0]});
+    let out = json(&run_on_text("metrics", &case.to_string()));
+    assert_eq!((&out["few"]["count"], &out["many"]["count"]), (&1.into(), &0.into()));
+    assert!(out["medium"]["mae"].is_null() && out["many"]["gmean"].is_null());
+    let typo = serde_json::json!({"preds": [1.0], "labels": [1.0], "train": [1.0]});
+    assert_one_line_error(&run_on_text("metrics", &typo.to_string()), "unknown field `train`");
+}

@@ -11,6 +11,8 @@ mod compute;
 mod config;
 mod engines;
 mod errors;
+mod fds;
+mod metrics;
 mod shard;
 
 use pyo3::prelude::*;
@@ -49,6 +51,15 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(companions::rank_n_contrast, m)?)?;
     m.add_function(wrap_pyfunction!(companions::balanced_mse, m)?)?;
     m.add_function(wrap_pyfunction!(companions::companion_knobs, m)?)?;
+    m.add_function(wrap_pyfunction!(fds::fds_window, m)?)?;
+    m.add_function(wrap_pyfunction!(fds::fds_due, m)?)?;
+    m.add_function(wrap_pyfunction!(fds::fds_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(fds::fds_sums, m)?)?;
+    m.add_function(wrap_pyfunction!(fds::fds_squares, m)?)?;
+    m.add_function(wrap_pyfunction!(fds::fds_apply, m)?)?;
+    m.add_function(wrap_pyfunction!(fds::fds_smooth_buckets, m)?)?;
+    m.add_function(wrap_pyfunction!(fds::fds_smooth, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::shot_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(shard::forward_rows, m)?)?;
     m.add_function(wrap_pyfunction!(shard::backward_rows, m)?)?;
     m.add_function(wrap_pyfunction!(shard::py_message_len, m)?)?;

@@ -21,6 +21,7 @@ mod config;
 mod dir;
 mod error;
 mod fds;
+mod metrics;
 mod report;
 
 pub use case::{LossCase, WeightsCase, read_json};
@@ -33,4 +34,5 @@ pub use error::Error;
 pub use fds::{
     FDS_SCHEMA, FdsCase, FdsReport, FdsStep, FdsStepReport, SmoothCall, SmoothReport, UpdateCall,
 };
+pub use metrics::{LabelJson, MetricsCase, MetricsJson, MetricsReport};
 pub use report::Report;

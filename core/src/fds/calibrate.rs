@@ -35,10 +35,10 @@ pub struct Calibration<'a, T> {
 /// Smooths `features` (`rows × dim`) whose rows are in the groups `of_row`
 /// of `keys` ([`super::groups`]): writes the smoothed features into `out` and
 /// `∂out/∂features` (elementwise) into `scale`. Features must be finite.
-pub fn smooth<T: Scalar>(
+pub fn smooth<T: Scalar, K: Scalar>(
     config: &Fds,
     stats: &Calibration<'_, T>,
-    keys: &[T],
+    keys: &[K],
     of_row: &[u32],
     features: &[T],
     out: &mut [T],

@@ -38,11 +38,11 @@ pub struct Statistics<'a, T> {
 }
 
 /// The groups' statistics from one statistics pass: for each of the groups
-/// keyed `keys` (ascending), its count, mean and variance (`groups × dim`).
+/// keyed `keys` (ascending, in any float type), its count, mean and variance (`groups × dim`).
 #[derive(Debug, Clone, Copy)]
-pub struct GroupMoments<'a, T> {
+pub struct GroupMoments<'a, K> {
     /// The group keys ([`super::groups::keys`]).
-    pub keys: &'a [T],
+    pub keys: &'a [K],
     /// Each group's sample count.
     pub counts: &'a [f64],
     /// Each group's mean.
@@ -57,11 +57,11 @@ impl<T: Scalar> Statistics<'_, T> {
     /// and variance into the bucket's by the factor `f` (the momentum, or
     /// `1 − k / seen` without one; 0 at `start_update`):
     /// `μ ← (1 − f)·mean + f·μ`, `σ² ← (1 − f)·var + f·σ²`.
-    pub fn update(
+    pub fn update<K: Scalar>(
         &mut self,
         config: &Fds,
         epoch: u64,
-        groups: &GroupMoments<'_, T>,
+        groups: &GroupMoments<'_, K>,
     ) -> Result<(), Error> {
         config.validate()?;
         let buckets = config.buckets();

@@ -62,6 +62,7 @@ __all__ = [
     "rank_n_contrast",
     "rank_sim",
     "set_num_threads",
+    "shot_metrics",
 ]
 
 
@@ -178,6 +179,36 @@ def backward_rows(features, labels, preds, weights=None, *, config, engine="fast
         engine=engine,
         rows=rows,
         messages=messages,
+    )
+
+
+def shot_metrics(preds, labels, train_labels, *, many=100, few=20, bin_width=None):
+    """The DIR evaluation, as the LDS/FDS reference's ``shot_metrics``
+    computes it: MSE, MAE and the geometric mean of the absolute errors
+    (``gmean``, 0 when any error is 0) over every test sample (``"all"``)
+    and over the many-, medium- and few-shot labels, by training samples
+    per label (more than ``many``; fewer than ``few``; the rest).
+
+    ``preds`` and ``labels`` hold one value per test sample and
+    ``train_labels`` the training set's labels (NumPy arrays, torch tensors
+    or sequences). Labels are compared as the reference compares them
+    (training labels truncated to integers, test labels by exact value),
+    or, with ``bin_width``, each as its bin ``floor(y / bin_width)``.
+
+    Returns ``{"all", "many", "medium", "few": {"count", "mse", "mae",
+    "gmean"}, "per_label": [{"label", "train_count", "region", "count",
+    "mse", "mae", "gmean"}, ...]}``; a region without test samples has
+    ``count`` 0 and ``None`` values.
+    """
+    import numpy as np
+
+    def values(x):
+        if hasattr(x, "detach"):
+            x = x.detach().cpu().numpy()
+        return np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(-1))
+
+    return _native.shot_metrics(
+        values(preds), values(labels), values(train_labels), many=float(many), few=float(few), bin_width=bin_width
     )
 
 

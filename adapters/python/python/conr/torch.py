@@ -41,6 +41,7 @@ import torch.distributed as dist  # noqa: E402
 from torch import Tensor
 
 from . import Config, _native
+from ._fds import FDS  # noqa: E402
 from ._torch_companions import (  # noqa: E402
     BalancedMSELoss,
     RankSimLoss,
@@ -53,6 +54,7 @@ from ._torch_companions import (  # noqa: E402
 __all__ = [
     "BalancedMSELoss",
     "ConRLoss",
+    "FDS",
     "RankSimLoss",
     "RnCLoss",
     "balanced_mse_loss",

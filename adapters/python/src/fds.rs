@@ -1,0 +1,343 @@
+//! FDS's steps on NumPy arrays, for `conr.torch.FDS` (which holds the
+//! buffers, as torch tensors, and runs the reference's epoch protocol over
+//! these): the window, when each step applies, the statistics pass in its
+//! two halves (so that ranks can add up each half), the running update in
+//! place, the bucket smoothing, and the smoothing of a batch with its scale.
+
+use conr_core::fds::groups::{NO_GROUP, assign, keys, keys_len};
+use conr_core::fds::moments::{self, Pass, Rows};
+use conr_core::fds::update::{GroupMoments, Statistics, last_epoch_due, running_due, smoothing_due};
+use conr_core::fds::{Fds, calibrate, window};
+use conr_core::{Engine, Error};
+use numpy::{
+    IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadwriteArrayDyn,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::arrays::{Floats, FromFloats};
+use crate::config::with_overrides;
+use crate::engines;
+use crate::errors::to_py;
+
+fn config(knobs: Option<&Bound<'_, PyDict>>) -> PyResult<Fds> {
+    let c = with_overrides(Fds::default(), "FDS", knobs)?;
+    c.validate().map_err(to_py)?;
+    Ok(c)
+}
+
+/// (rows, dim) of a 2-D array.
+fn matrix(floats: &Floats<'_>, what: &str) -> PyResult<(usize, usize)> {
+    match *floats.shape() {
+        [n, d] => Ok((n, d)),
+        ref other => Err(PyValueError::new_err(format!(
+            "{what} must have shape (N, D), not {other:?}"
+        ))),
+    }
+}
+
+/// The smoothing window, float64, summing to 1 (the official behaviour's
+/// values are float32's, as the reference holds them).
+#[pyfunction]
+#[pyo3(signature = (**knobs))]
+pub fn fds_window<'py>(
+    py: Python<'py>,
+    knobs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let c = config(knobs)?;
+    let mut w = vec![0.0; c.ks];
+    window::window(&c, &mut w).map_err(to_py)?;
+    Ok(w.into_pyarray(py))
+}
+
+/// Which steps apply at `epoch`, given the epoch counter: (the last-epoch
+/// update, the running update, the smoothing).
+#[pyfunction]
+#[pyo3(signature = (epoch, counter, **knobs))]
+pub fn fds_due(epoch: u64, counter: u64, knobs: Option<&Bound<'_, PyDict>>) -> PyResult<(bool, bool, bool)> {
+    let c = config(knobs)?;
+    Ok((
+        last_epoch_due(epoch, counter),
+        running_due(epoch, counter),
+        smoothing_due(&c, epoch),
+    ))
+}
+
+/// The ascending keys of the groups the labels of the whole epoch form
+/// (every rank's labels, across ranks).
+#[pyfunction]
+#[pyo3(signature = (labels, **knobs))]
+pub fn fds_keys<'py>(
+    py: Python<'py>,
+    labels: PyReadonlyArray1<'py, f64>,
+    knobs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let c = config(knobs)?;
+    let labels = labels.as_slice()?;
+    let mut k = vec![0.0; keys_len(&c, labels.len())];
+    let n = keys(&c, labels, &mut k).map_err(to_py)?;
+    k.truncate(n);
+    Ok(k.into_pyarray(py))
+}
+
+/// The groups of `labels` among `keys`.
+fn groups(c: &Fds, keys: &[f64], labels: &[f64]) -> PyResult<Vec<u32>> {
+    let mut of_row = vec![NO_GROUP; labels.len()];
+    assign(c, keys, labels, &mut of_row).map_err(to_py)?;
+    Ok(of_row)
+}
+
+/// One statistics pass of `features` (N, D) on the engine `engine`.
+fn pass(
+    py: Python<'_>,
+    c: &Fds,
+    (features, labels, keys): (&Floats<'_>, &[f64], &[f64]),
+    engine: &str,
+    pass: Pass<'_>,
+) -> PyResult<Vec<f64>> {
+    let (n, dim) = matrix(features, "features")?;
+    if n != labels.len() {
+        return Err(PyValueError::new_err(format!(
+            "features has {n} rows but labels has {}",
+            labels.len()
+        )));
+    }
+    let of_row = groups(c, keys, labels)?;
+    let engine = engines::engine(py, engine)?;
+    fn run<T: FromFloats>(
+        py: Python<'_>,
+        engine: &dyn Engine<T>,
+        features: &Floats<'_>,
+        (dim, of_row, groups): (usize, &[u32], usize),
+        pass: Pass<'_>,
+    ) -> PyResult<Vec<f64>> {
+        let f = T::values(features);
+        py.detach(|| {
+            let rows = Rows::new(&f, dim, of_row, groups)?;
+            let mut out = vec![0.0; rows.out_len()];
+            engine.fds_pass(&rows, pass, &mut out)?;
+            Ok::<_, Error>(out)
+        })
+        .map_err(to_py)
+    }
+    let shape = (dim, &of_row[..], keys.len());
+    if features.is_f64() {
+        run::<f64>(py, &*engine, features, shape, pass)
+    } else {
+        run::<f32>(py, &*engine, features, shape, pass)
+    }
+}
+
+fn grid<'py>(py: Python<'py>, values: Vec<f64>, rows: usize) -> PyResult<Bound<'py, PyAny>> {
+    let cols = values.len() / rows.max(1);
+    Ok(values.into_pyarray(py).reshape([rows, cols])?.into_any())
+}
+
+/// The first half of the statistics pass: per group, `Σ x` (G, D) and the
+/// row count (G,), both float64, to add up across ranks.
+#[pyfunction]
+#[pyo3(signature = (features, labels, keys, *, engine="fast", **knobs))]
+pub fn fds_sums<'py>(
+    py: Python<'py>,
+    features: &Bound<'py, PyAny>,
+    labels: PyReadonlyArray1<'py, f64>,
+    keys: PyReadonlyArray1<'py, f64>,
+    engine: &str,
+    knobs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<f64>>)> {
+    let c = config(knobs)?;
+    let features = Floats::read(features, "features")?;
+    let (labels, keys) = (labels.as_slice()?, keys.as_slice()?);
+    let sums = pass(py, &c, (&features, labels, keys), engine, Pass::Sums)?;
+    let mut counts = vec![0.0; keys.len()];
+    for g in groups(&c, keys, labels)? {
+        if g != NO_GROUP {
+            counts[g as usize] += 1.0;
+        }
+    }
+    Ok((grid(py, sums, keys.len())?, counts.into_pyarray(py)))
+}
+
+/// The second half: the group means from the (added-up) sums and counts,
+/// and per group `Σ (x − mean)²` (G, D), to add up across ranks.
+#[pyfunction]
+#[pyo3(signature = (features, labels, keys, sums, counts, *, engine="fast", **knobs))]
+#[allow(clippy::too_many_arguments)]
+pub fn fds_squares<'py>(
+    py: Python<'py>,
+    features: &Bound<'py, PyAny>,
+    labels: PyReadonlyArray1<'py, f64>,
+    keys: PyReadonlyArray1<'py, f64>,
+    sums: &Bound<'py, PyAny>,
+    counts: PyReadonlyArray1<'py, f64>,
+    engine: &str,
+    knobs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let c = config(knobs)?;
+    let features = Floats::read(features, "features")?;
+    let (labels, keys, counts) = (labels.as_slice()?, keys.as_slice()?, counts.as_slice()?);
+    let mut means = f64::values(&Floats::read(sums, "sums")?).into_owned();
+    if counts.len() != keys.len() || means.len() % keys.len().max(1) != 0 {
+        return Err(PyValueError::new_err("sums and counts must have one row per key"));
+    }
+    moments::means(&mut means, counts);
+    let squares = pass(py, &c, (&features, labels, keys), engine, Pass::Squares { means: &means })?;
+    Ok((grid(py, means, keys.len())?, grid(py, squares, keys.len())?))
+}
+
+/// The running update of epoch `epoch`, in place on the buffers (float32
+/// or float64 arrays, C-contiguous), from the groups' (added-up) counts,
+/// means and squares.
+#[pyfunction]
+#[pyo3(signature = (running_mean, running_var, num_samples_tracked, keys, counts, means, squares, epoch, **knobs))]
+#[allow(clippy::too_many_arguments)]
+pub fn fds_apply<'py>(
+    running_mean: &Bound<'py, PyAny>,
+    running_var: &Bound<'py, PyAny>,
+    num_samples_tracked: &Bound<'py, PyAny>,
+    keys: PyReadonlyArray1<'py, f64>,
+    counts: PyReadonlyArray1<'py, f64>,
+    means: &Bound<'py, PyAny>,
+    squares: &Bound<'py, PyAny>,
+    epoch: u64,
+    knobs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<()> {
+    let c = config(knobs)?;
+    let (keys, counts) = (keys.as_slice()?, counts.as_slice()?);
+    let means = f64::values(&Floats::read(means, "means")?).into_owned();
+    let mut variances = f64::values(&Floats::read(squares, "squares")?).into_owned();
+    moments::variances(&mut variances, counts);
+    let groups = GroupMoments {
+        keys,
+        counts,
+        means: &means,
+        variances: &variances,
+    };
+    fn update<'py, T: FromFloats>(
+        c: &Fds,
+        epoch: u64,
+        buffers: [&Bound<'py, PyAny>; 3],
+        groups: &GroupMoments<'_, f64>,
+    ) -> PyResult<()> {
+        let mut arrays = Vec::with_capacity(3);
+        for (b, what) in buffers.iter().zip(["running_mean", "running_var", "num_samples_tracked"]) {
+            let a: PyReadwriteArrayDyn<'py, T> = b.extract().map_err(|_| {
+                PyTypeError::new_err(format!("{what} must be a writable array of the buffers' dtype"))
+            })?;
+            if !a.is_c_contiguous() {
+                return Err(PyValueError::new_err(format!("{what} must be C-contiguous")));
+            }
+            arrays.push(a);
+        }
+        let [mut m, mut v, mut n] = <[_; 3]>::try_from(arrays).map_err(|_| PyValueError::new_err("three buffers"))?;
+        let mut stats = Statistics {
+            running_mean: m.as_slice_mut()?,
+            running_var: v.as_slice_mut()?,
+            num_samples_tracked: n.as_slice_mut()?,
+        };
+        stats.update(c, epoch, groups).map_err(to_py)
+    }
+    let buffers = [running_mean, running_var, num_samples_tracked];
+    if running_mean.extract::<PyReadwriteArrayDyn<'py, f32>>().is_ok() {
+        update::<f32>(&c, epoch, buffers, &groups)
+    } else {
+        update::<f64>(&c, epoch, buffers, &groups)
+    }
+}
+
+/// The buckets (B, D) convolved with the window along the bucket axis,
+/// reflect-padded, in the array's dtype.
+#[pyfunction]
+#[pyo3(signature = (values, **knobs))]
+pub fn fds_smooth_buckets<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyAny>,
+    knobs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let c = config(knobs)?;
+    let values = Floats::read(values, "values")?;
+    let (b, dim) = matrix(&values, "values")?;
+    if b != c.buckets() {
+        return Err(PyValueError::new_err(format!(
+            "values has {b} buckets, the config {}",
+            c.buckets()
+        )));
+    }
+    let mut w = vec![0.0; c.ks];
+    window::window(&c, &mut w).map_err(to_py)?;
+    fn run<'py, T: FromFloats>(py: Python<'py>, values: &Floats<'_>, dim: usize, w: &[f64]) -> PyResult<Bound<'py, PyAny>> {
+        let v = T::values(values);
+        let mut out = vec![T::zero(); v.len()];
+        window::smooth_buckets(&v, dim, w, &mut out);
+        let rows = v.len() / dim.max(1);
+        Ok(out.into_pyarray(py).reshape([rows, dim])?.into_any())
+    }
+    if values.is_f64() {
+        run::<f64>(py, &values, dim, &w)
+    } else {
+        run::<f32>(py, &values, dim, &w)
+    }
+}
+
+/// Smooths a batch (n, D) with the given statistics (each (B, D)): the
+/// smoothed features and `∂out/∂features` (elementwise), in the features'
+/// dtype.
+#[pyfunction]
+#[pyo3(signature = (features, labels, mean, var, smoothed_mean, smoothed_var, **knobs))]
+#[allow(clippy::too_many_arguments)]
+pub fn fds_smooth<'py>(
+    py: Python<'py>,
+    features: &Bound<'py, PyAny>,
+    labels: PyReadonlyArray1<'py, f64>,
+    mean: &Bound<'py, PyAny>,
+    var: &Bound<'py, PyAny>,
+    smoothed_mean: &Bound<'py, PyAny>,
+    smoothed_var: &Bound<'py, PyAny>,
+    knobs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let c = config(knobs)?;
+    let features = Floats::read(features, "features")?;
+    let (n, dim) = matrix(&features, "features")?;
+    let labels = labels.as_slice()?;
+    let mut k = vec![0.0; keys_len(&c, labels.len())];
+    let g = keys(&c, labels, &mut k).map_err(to_py)?;
+    k.truncate(g);
+    let of_row = groups(&c, &k, labels)?;
+    let stats = [
+        Floats::read(mean, "mean")?,
+        Floats::read(var, "var")?,
+        Floats::read(smoothed_mean, "smoothed_mean")?,
+        Floats::read(smoothed_var, "smoothed_var")?,
+    ];
+    fn run<'py, T: FromFloats>(
+        py: Python<'py>,
+        c: &Fds,
+        (features, stats): (&Floats<'_>, &[Floats<'_>; 4]),
+        (k, of_row): (&[f64], &[u32]),
+        (n, dim): (usize, usize),
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let x = T::values(features);
+        let [m1, v1, m2, v2] = [0, 1, 2, 3].map(|i| T::values(&stats[i]));
+        let mut out = vec![T::zero(); x.len()];
+        let mut scale = vec![T::one(); x.len()];
+        let cal = calibrate::Calibration {
+            mean: &m1,
+            var: &v1,
+            smoothed_mean: &m2,
+            smoothed_var: &v2,
+        };
+        py.detach(|| calibrate::smooth(c, &cal, k, of_row, &x, &mut out, &mut scale))
+            .map_err(to_py)?;
+        Ok((
+            out.into_pyarray(py).reshape([n, dim])?.into_any(),
+            scale.into_pyarray(py).reshape([n, dim])?.into_any(),
+        ))
+    }
+    if features.is_f64() {
+        run::<f64>(py, &c, (&features, &stats), (&k, &of_row), (n, dim))
+    } else {
+        run::<f32>(py, &c, (&features, &stats), (&k, &of_row), (n, dim))
+    }
+}
