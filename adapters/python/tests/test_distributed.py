@@ -79,3 +79,63 @@ def test_ddp_gradient_equals_the_whole_batch(world):
         for got, want in zip(grads, want_grads):
             err = (got - want).abs().max().item()
             assert err <= 1e-9 * max(want.abs().max().item(), 1e-12), (rank, err)
+
+
+# FDS's update_running_stats across ranks: each rank passes its slice of the
+# epoch; every rank ends with the statistics of the whole epoch.
+
+FDS_ROWS = 61
+
+
+def fds_epoch(epoch):
+    g = torch.Generator().manual_seed(11 + epoch)
+    x = torch.randn(FDS_ROWS, 5, generator=g, dtype=torch.float64) * 3 + 1
+    y = torch.randint(0, 14, (FDS_ROWS,), generator=g).double()
+    return x, y
+
+
+def fds_slices(world):
+    cuts = {2: [0, 40, FDS_ROWS], 3: [0, 29, 33, FDS_ROWS]}[world]
+    return list(zip(cuts, cuts[1:]))
+
+
+def fds_run(behaviour, slice_=None, group=None):
+    from conr.torch import FDS
+
+    m = FDS(5, bucket_num=12, bucket_start=2, ks=3, momentum=None, behaviour=behaviour, group=group).double()
+    for e in range(3):
+        x, y = fds_epoch(e)
+        if slice_ is not None:
+            x, y = x[slice_[0] : slice_[1]], y[slice_[0] : slice_[1]]
+        m.update_last_epoch_stats(e)
+        m.update_running_stats(x, y, e)
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def fds_worker(rank, world, init, results):
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        conr.set_num_threads(1)
+        results[rank] = {
+            b: fds_run(b, fds_slices(world)[rank], dist.group.WORLD) for b in ["official", "clean"]
+        }
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_fds_statistics_across_ranks_equal_the_whole_epoch(world):
+    want = {b: fds_run(b) for b in ["official", "clean"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        init = "file://" + os.path.join(tmp, "rendezvous")
+        manager = mp.Manager()
+        results = manager.dict()
+        mp.spawn(fds_worker, args=(world, init, results), nprocs=world, join=True)
+        results = dict(results)
+    assert sorted(results) == list(range(world))
+    for rank, by_behaviour in results.items():
+        for behaviour, state in by_behaviour.items():
+            for key, value in want[behaviour].items():
+                err = (state[key] - value).abs().max().item()
+                assert err <= 1e-9 * max(value.abs().max().item(), 1.0), (rank, behaviour, key, err)
