@@ -447,3 +447,81 @@ fn companions_in<T: Scalar>(
         ),
     }
 }
+
+/// FDS on arbitrary configs, shapes, labels and features over three
+/// epochs, in both precisions, its statistics passes on the core's loop and
+/// on the fast engine: never a panic; both passes give the same buffers; and
+/// where the config is valid and every value is finite and at most 1e30 in
+/// magnitude, every step succeeds and every buffer, output and scale is
+/// finite. Returns whether the config was valid (and so the steps ran).
+pub fn fds(data: &[u8]) -> bool {
+    use conr_core::density::Kernel;
+    use conr_core::fds::{Behaviour, Fds};
+    let mut r = Reader(data);
+    let config = Fds {
+        bucket_num: usize::from(r.u8() % 40),
+        bucket_start: usize::from(r.u8() % 8),
+        start_update: u64::from(r.u8() % 3),
+        start_smooth: u64::from(r.u8() % 3),
+        kernel: r.pick(&[Kernel::Gaussian, Kernel::Triang, Kernel::Laplace]),
+        ks: usize::from(r.u8() % 12),
+        sigma: r.f64(),
+        momentum: if r.bool() { None } else { Some(r.f64()) },
+        behaviour: r.pick(&[Behaviour::Official, Behaviour::Clean]),
+        bin_width: r.f64(),
+    };
+    let dim = usize::from(r.u8() % 5);
+    let epochs: Vec<(Vec<f64>, Vec<f64>)> = (0..3)
+        .map(|_| {
+            let rows = usize::from(r.u8() % 12);
+            let features = (0..rows * dim).map(|_| r.f64()).collect();
+            let labels = (0..rows).map(|_| f64::from(r.u8() as i8) / 2.0).collect();
+            (features, labels)
+        })
+        .collect();
+    fds_in::<f32>(&config, dim, &epochs);
+    fds_in::<f64>(&config, dim, &epochs)
+}
+
+fn fds_in<T: Scalar>(config: &conr_core::fds::Fds, dim: usize, epochs: &[(Vec<f64>, Vec<f64>)]) -> bool {
+    use conr_core::fds::FdsState;
+    let Ok(mut serial) = FdsState::<T>::new(*config, dim) else {
+        return false;
+    };
+    let mut fast = serial.clone();
+    let engine = Fast::with_threads(2).expect("a pool of two threads");
+    let cast = |v: &[f64]| v.iter().map(|&x| T::from(x).unwrap_or_else(T::nan)).collect::<Vec<T>>();
+    for (e, (features, labels)) in epochs.iter().enumerate() {
+        let e = e as u64;
+        let tame = features.iter().chain(labels).all(|x| x.is_finite() && x.abs() <= 1e30);
+        let (f, l) = (cast(features), cast(labels));
+        match serial.smooth(&f, &l, e) {
+            Ok(s) => assert!(
+                !tame || s.out.iter().chain(&s.scale).all(|x| x.is_finite()),
+                "non-finite smoothing of {features:?}"
+            ),
+            Err(err) => assert!(!tame, "tame features refused: {err}"),
+        }
+        serial.update_last_epoch_stats(e);
+        fast.update_last_epoch_stats(e);
+        let a = serial.update_running_stats(&f, &l, e);
+        let b = fast.update_running_stats_on(Some(&engine), &f, &l, e);
+        assert_eq!(a.is_ok(), b.is_ok());
+        assert!(!tame || a.is_ok(), "tame epoch refused: {a:?}");
+        // Bit for bit (a NaN the two share is the same NaN).
+        let bits = |s: &FdsState<T>| {
+            let mut v: Vec<u64> = vec![s.epoch];
+            for (_, values) in s.buffers() {
+                v.extend(values.iter().map(|x| x.to_f64().unwrap_or(0.0).to_bits()));
+            }
+            v
+        };
+        assert_eq!(bits(&serial), bits(&fast));
+        if tame {
+            for (name, values) in serial.buffers() {
+                assert!(values.iter().all(|x| x.is_finite()), "{name} not finite");
+            }
+        }
+    }
+    true
+}

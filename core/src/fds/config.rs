@@ -99,8 +99,8 @@ impl Fds {
                 "reflect padding needs (ks − 1)/2 < the number of buckets",
             );
         }
-        if self.kernel != Kernel::Triang && !(self.sigma.is_finite() && self.sigma > 0.0) {
-            return bad("sigma", "must be finite and > 0");
+        if self.kernel != Kernel::Triang {
+            crate::density::check_sigma(self.sigma)?;
         }
         if let Some(m) = self.momentum
             && !(0.0..1.0).contains(&m)
@@ -125,7 +125,7 @@ crate::knob::knobs!(
         (start_smooth: u64, "", "the first epoch whose batches are smoothed"),
         (kernel: Kernel, "", "the smoothing window's shape"),
         (ks: usize, "odd, (ks − 1)/2 < buckets, <= 1023", "the window size"),
-        (sigma: f64, "finite, > 0 (gaussian and laplace)", "the window width σ"),
+        (sigma: f64, "in [0.001, 1000] (gaussian and laplace)", "the window width σ"),
         (
             momentum: Option<f64>,
             "[0, 1), or none",

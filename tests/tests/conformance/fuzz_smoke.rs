@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use conr_tests::fuzzing::{cli_input, companions, core_api};
+use conr_tests::fuzzing::{cli_input, companions, core_api, fds};
 use conr_tests::shard_fuzz::{Reached, shard_message};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -51,6 +51,20 @@ fn companions_corpus_and_random_inputs() {
     let random = random(companions, 4, 400, 200_000);
     assert_eq!(random, 200_000);
     eprintln!("companions: {corpus} corpus inputs, {random} random inputs");
+}
+
+#[test]
+fn fds_corpus_and_random_inputs() {
+    let mut ran = 0;
+    let mut run = |data: &[u8]| ran += usize::from(fds(data));
+    let corpus = replay("fds", &mut run);
+    assert!(corpus > 0, "the fds corpus is empty");
+    let random = random(&mut run, 5, 400, 50_000);
+    assert_eq!(random, 50_000);
+    // Random configs are mostly refused: the corpus and a share of random
+    // inputs reach the steps.
+    assert!(ran >= corpus + 1000, "only {ran} inputs had a valid config");
+    eprintln!("fds: {corpus} corpus inputs, {random} random inputs, {ran} with a valid config");
 }
 
 #[test]
