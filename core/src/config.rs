@@ -152,6 +152,31 @@ impl Config {
         }
     }
 
+    /// The paper's config with its thresholds in the labels' units: labels
+    /// within one `resolution` step of each other are similar (ω =
+    /// `resolution`), and so are predictions (ω̂ = ω). `range` (both ends
+    /// included) is checked with it, as for [`crate::density::DensityConfig::for_labels`]
+    /// and [`crate::fds::Fds::for_labels`], which derive LDS's and FDS's
+    /// bins from the same two values. For ages 0–100 at resolution 1 it is
+    /// the paper's config, whose ω and ω̂ are the official AgeDB-DIR values.
+    ///
+    /// ```
+    /// use conr_core::Config;
+    /// let depth = Config::for_labels((0.7, 10.0), 0.1)?;
+    /// assert_eq!((depth.threshold, depth.effective_pred_threshold()), (0.1, 0.1));
+    /// assert_eq!(Config::for_labels((0.0, 100.0), 1.0)?, Config::paper());
+    /// # Ok::<(), conr_core::Error>(())
+    /// ```
+    pub fn for_labels(range: (f64, f64), resolution: f64) -> Result<Self, Error> {
+        crate::density::label_steps(range, resolution)?;
+        let config = Self {
+            threshold: resolution,
+            ..Self::paper()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// ω̂, the prediction threshold in effect.
     pub fn effective_pred_threshold(&self) -> f64 {
         self.pred_threshold.unwrap_or(self.threshold)

@@ -101,7 +101,57 @@ impl Default for DensityConfig {
     }
 }
 
+/// Checks a label range and resolution, and returns the number of label
+/// steps in it, `⌊(max − min) / resolution⌋ + 1`.
+pub(crate) fn label_steps(range: (f64, f64), resolution: f64) -> Result<usize, Error> {
+    let bad = |field, why| Err(Error::InvalidConfig { field, why });
+    let (min, max) = range;
+    if !(min.is_finite() && max.is_finite() && min < max) {
+        return bad(
+            "range",
+            "must be two finite labels, the first below the second",
+        );
+    }
+    if !(resolution.is_finite() && resolution > 0.0) {
+        return bad("resolution", "must be finite and > 0");
+    }
+    let steps = libm::floor((max - min) / resolution) + 1.0;
+    if !(steps <= MAX_BINS as f64) {
+        return bad(
+            "resolution",
+            "the range holds more than 10000000 steps of it",
+        );
+    }
+    Ok(steps as usize)
+}
+
 impl DensityConfig {
+    /// LDS for labels in `range` (both ends included) at `resolution`: one
+    /// bin per resolution step from `range.0`, square-root inverse counts
+    /// smoothed by a gaussian window of 5 bins with σ = 2 bins, the AgeDB-DIR
+    /// setting. For ages 0–100 at resolution 1 its weights are those of the
+    /// official AgeDB-DIR runs (which bin to 121, but no label lies past 100).
+    ///
+    /// ```
+    /// use conr_core::density::{DensityConfig, Kernel};
+    /// let lds = DensityConfig::for_labels((0.7, 10.0), 0.1)?; // depths in metres
+    /// assert_eq!((lds.bins, lds.bin_width, lds.min_label), (94, 0.1, 0.7));
+    /// assert_eq!((lds.kernel, lds.kernel_size, lds.sigma), (Some(Kernel::Gaussian), 5, 2.0));
+    /// # Ok::<(), conr_core::Error>(())
+    /// ```
+    pub fn for_labels(range: (f64, f64), resolution: f64) -> Result<Self, Error> {
+        let bins = label_steps(range, resolution)?;
+        let config = Self {
+            kernel: Some(Kernel::Gaussian),
+            bins,
+            bin_width: resolution,
+            min_label: range.0,
+            ..Self::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// The length of the scratch slice [`density_weights`] needs: two arrays of
     /// `bins` and one window of `kernel_size`.
     pub fn scratch_len(&self) -> usize {

@@ -241,12 +241,19 @@ pub fn shot_metrics<T: Scalar>(
         });
     }
     let wide = |v: T| v.to_f64().unwrap_or(f64::NAN);
-    for (what, values) in [("preds", preds), ("labels", labels), ("train_labels", train_labels)] {
+    for (what, values) in [
+        ("preds", preds),
+        ("labels", labels),
+        ("train_labels", train_labels),
+    ] {
         if let Some(row) = values.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite { what, row });
         }
     }
-    let mut train: Vec<f64> = train_labels.iter().map(|&y| shots.key(wide(y), true)).collect();
+    let mut train: Vec<f64> = train_labels
+        .iter()
+        .map(|&y| shots.key(wide(y), true))
+        .collect();
     train.sort_unstable_by(f64::total_cmp);
     let train_count = |key: f64| {
         let lo = train.partition_point(|&t| t < key);

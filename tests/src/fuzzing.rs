@@ -483,17 +483,28 @@ pub fn fds(data: &[u8]) -> bool {
     fds_in::<f64>(&config, dim, &epochs)
 }
 
-fn fds_in<T: Scalar>(config: &conr_core::fds::Fds, dim: usize, epochs: &[(Vec<f64>, Vec<f64>)]) -> bool {
+fn fds_in<T: Scalar>(
+    config: &conr_core::fds::Fds,
+    dim: usize,
+    epochs: &[(Vec<f64>, Vec<f64>)],
+) -> bool {
     use conr_core::fds::FdsState;
     let Ok(mut serial) = FdsState::<T>::new(*config, dim) else {
         return false;
     };
     let mut fast = serial.clone();
     let engine = Fast::with_threads(2).expect("a pool of two threads");
-    let cast = |v: &[f64]| v.iter().map(|&x| T::from(x).unwrap_or_else(T::nan)).collect::<Vec<T>>();
+    let cast = |v: &[f64]| {
+        v.iter()
+            .map(|&x| T::from(x).unwrap_or_else(T::nan))
+            .collect::<Vec<T>>()
+    };
     for (e, (features, labels)) in epochs.iter().enumerate() {
         let e = e as u64;
-        let tame = features.iter().chain(labels).all(|x| x.is_finite() && x.abs() <= 1e30);
+        let tame = features
+            .iter()
+            .chain(labels)
+            .all(|x| x.is_finite() && x.abs() <= 1e30);
         let (f, l) = (cast(features), cast(labels));
         match serial.smooth(&f, &l, e) {
             Ok(s) => assert!(

@@ -774,7 +774,10 @@ fn compute_replays_the_fds_fixtures() {
                 precision,
             ]));
             let report: conr_schema::FdsReport = serde_json::from_value(out).unwrap();
-            assert_eq!((report.loss.as_str(), report.precision.as_str()), ("fds", precision));
+            assert_eq!(
+                (report.loss.as_str(), report.precision.as_str()),
+                ("fds", precision)
+            );
             conr_tests::fds::check(&case, &report.steps, tol)
                 .unwrap_or_else(|e| panic!("{name} on {backend} in {precision}: {e}"));
         }
@@ -825,8 +828,14 @@ fn metrics_reports_every_region_and_label() {
     // empty, with null values.
     let case = serde_json::json!({"preds": [1.0], "labels": [1.0], "train_labels": [1.0]});
     let out = json(&run_on_text("metrics", &case.to_string()));
-    assert_eq!((&out["few"]["count"], &out["many"]["count"]), (&1.into(), &0.into()));
+    assert_eq!(
+        (&out["few"]["count"], &out["many"]["count"]),
+        (&1.into(), &0.into())
+    );
     assert!(out["medium"]["mae"].is_null() && out["many"]["gmean"].is_null());
     let typo = serde_json::json!({"preds": [1.0], "labels": [1.0], "train": [1.0]});
-    assert_one_line_error(&run_on_text("metrics", &typo.to_string()), "unknown field `train`");
+    assert_one_line_error(
+        &run_on_text("metrics", &typo.to_string()),
+        "unknown field `train`",
+    );
 }

@@ -199,6 +199,21 @@ impl PyConfig {
         Self::preset(Preset::OfficialNyud2, overrides)
     }
 
+    /// The paper's loss with ω = ω̂ = `resolution`, for labels in `range`
+    /// (a `(low, high)` pair); any knob overridden. Ages 0–100 at
+    /// resolution 1 give the official AgeDB-DIR values.
+    #[staticmethod]
+    #[pyo3(signature = (range, resolution, **overrides))]
+    fn for_labels(
+        range: (f64, f64),
+        resolution: f64,
+        overrides: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let base = Config::for_labels(range, resolution).map_err(to_py)?;
+        let inner = with_overrides(base, "Config.for_labels", overrides)?;
+        Ok(Self { inner })
+    }
+
     /// The same config with some knobs changed.
     #[pyo3(signature = (**overrides))]
     fn replace(&self, overrides: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {

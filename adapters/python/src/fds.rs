@@ -6,7 +6,9 @@
 
 use conr_core::fds::groups::{NO_GROUP, assign, keys, keys_len};
 use conr_core::fds::moments::{self, Pass, Rows};
-use conr_core::fds::update::{GroupMoments, Statistics, last_epoch_due, running_due, smoothing_due};
+use conr_core::fds::update::{
+    GroupMoments, Statistics, last_epoch_due, running_due, smoothing_due,
+};
 use conr_core::fds::{Fds, calibrate, window};
 use conr_core::{Engine, Error};
 use numpy::{
@@ -56,7 +58,11 @@ pub fn fds_window<'py>(
 /// update, the running update, the smoothing).
 #[pyfunction]
 #[pyo3(signature = (epoch, counter, **knobs))]
-pub fn fds_due(epoch: u64, counter: u64, knobs: Option<&Bound<'_, PyDict>>) -> PyResult<(bool, bool, bool)> {
+pub fn fds_due(
+    epoch: u64,
+    counter: u64,
+    knobs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<(bool, bool, bool)> {
     let c = config(knobs)?;
     Ok((
         last_epoch_due(epoch, counter),
@@ -180,10 +186,18 @@ pub fn fds_squares<'py>(
     let (labels, keys, counts) = (labels.as_slice()?, keys.as_slice()?, counts.as_slice()?);
     let mut means = f64::values(&Floats::read(sums, "sums")?).into_owned();
     if counts.len() != keys.len() || means.len() % keys.len().max(1) != 0 {
-        return Err(PyValueError::new_err("sums and counts must have one row per key"));
+        return Err(PyValueError::new_err(
+            "sums and counts must have one row per key",
+        ));
     }
     moments::means(&mut means, counts);
-    let squares = pass(py, &c, (&features, labels, keys), engine, Pass::Squares { means: &means })?;
+    let squares = pass(
+        py,
+        &c,
+        (&features, labels, keys),
+        engine,
+        Pass::Squares { means: &means },
+    )?;
     Ok((grid(py, means, keys.len())?, grid(py, squares, keys.len())?))
 }
 
@@ -222,16 +236,24 @@ pub fn fds_apply<'py>(
         groups: &GroupMoments<'_, f64>,
     ) -> PyResult<()> {
         let mut arrays = Vec::with_capacity(3);
-        for (b, what) in buffers.iter().zip(["running_mean", "running_var", "num_samples_tracked"]) {
+        for (b, what) in buffers
+            .iter()
+            .zip(["running_mean", "running_var", "num_samples_tracked"])
+        {
             let a: PyReadwriteArrayDyn<'py, T> = b.extract().map_err(|_| {
-                PyTypeError::new_err(format!("{what} must be a writable array of the buffers' dtype"))
+                PyTypeError::new_err(format!(
+                    "{what} must be a writable array of the buffers' dtype"
+                ))
             })?;
             if !a.is_c_contiguous() {
-                return Err(PyValueError::new_err(format!("{what} must be C-contiguous")));
+                return Err(PyValueError::new_err(format!(
+                    "{what} must be C-contiguous"
+                )));
             }
             arrays.push(a);
         }
-        let [mut m, mut v, mut n] = <[_; 3]>::try_from(arrays).map_err(|_| PyValueError::new_err("three buffers"))?;
+        let [mut m, mut v, mut n] =
+            <[_; 3]>::try_from(arrays).map_err(|_| PyValueError::new_err("three buffers"))?;
         let mut stats = Statistics {
             running_mean: m.as_slice_mut()?,
             running_var: v.as_slice_mut()?,
@@ -240,7 +262,10 @@ pub fn fds_apply<'py>(
         stats.update(c, epoch, groups).map_err(to_py)
     }
     let buffers = [running_mean, running_var, num_samples_tracked];
-    if running_mean.extract::<PyReadwriteArrayDyn<'py, f32>>().is_ok() {
+    if running_mean
+        .extract::<PyReadwriteArrayDyn<'py, f32>>()
+        .is_ok()
+    {
         update::<f32>(&c, epoch, buffers, &groups)
     } else {
         update::<f64>(&c, epoch, buffers, &groups)
@@ -267,7 +292,12 @@ pub fn fds_smooth_buckets<'py>(
     }
     let mut w = vec![0.0; c.ks];
     window::window(&c, &mut w).map_err(to_py)?;
-    fn run<'py, T: FromFloats>(py: Python<'py>, values: &Floats<'_>, dim: usize, w: &[f64]) -> PyResult<Bound<'py, PyAny>> {
+    fn run<'py, T: FromFloats>(
+        py: Python<'py>,
+        values: &Floats<'_>,
+        dim: usize,
+        w: &[f64],
+    ) -> PyResult<Bound<'py, PyAny>> {
         let v = T::values(values);
         let mut out = vec![T::zero(); v.len()];
         window::smooth_buckets(&v, dim, w, &mut out);
@@ -340,4 +370,22 @@ pub fn fds_smooth<'py>(
     } else {
         run::<f32>(py, &c, (&features, &stats), (&k, &of_row), (n, dim))
     }
+}
+
+/// The knobs that follow the label scale, for labels in `range` (a
+/// `(low, high)` pair) at `resolution`: `{"lds": ..., "fds": ...}`, LDS's
+/// density knobs (for `conr.density_weights`) and FDS's clean behaviour's
+/// (for `conr.torch.FDS`), as the core's `for_labels` derives them.
+#[pyfunction]
+pub fn knobs_for_labels<'py>(
+    py: Python<'py>,
+    range: (f64, f64),
+    resolution: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let lds = conr_core::density::DensityConfig::for_labels(range, resolution).map_err(to_py)?;
+    let fds = Fds::for_labels(range, resolution).map_err(to_py)?;
+    let out = PyDict::new(py);
+    out.set_item("lds", crate::config::knob_dict(py, &lds)?)?;
+    out.set_item("fds", crate::config::knob_dict(py, &fds)?)?;
+    Ok(out)
 }

@@ -59,6 +59,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fds::fds_apply, m)?)?;
     m.add_function(wrap_pyfunction!(fds::fds_smooth_buckets, m)?)?;
     m.add_function(wrap_pyfunction!(fds::fds_smooth, m)?)?;
+    m.add_function(wrap_pyfunction!(fds::knobs_for_labels, m)?)?;
     m.add_function(wrap_pyfunction!(metrics::shot_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(shard::forward_rows, m)?)?;
     m.add_function(wrap_pyfunction!(shard::backward_rows, m)?)?;

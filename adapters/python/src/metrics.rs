@@ -8,7 +8,11 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::errors::to_py;
 
-fn metrics_dict<'py>(py: Python<'py>, m: &Metrics, dict: Option<Bound<'py, PyDict>>) -> PyResult<Bound<'py, PyDict>> {
+fn metrics_dict<'py>(
+    py: Python<'py>,
+    m: &Metrics,
+    dict: Option<Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = dict.unwrap_or_else(|| PyDict::new(py));
     d.set_item("count", m.count)?;
     d.set_item("mse", m.mse)?;
@@ -30,11 +34,24 @@ pub fn shot_metrics<'py>(
     few: f64,
     bin_width: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let shots = Shots { many, few, bin_width };
-    let (p, l, t) = (preds.as_slice()?, labels.as_slice()?, train_labels.as_slice()?);
+    let shots = Shots {
+        many,
+        few,
+        bin_width,
+    };
+    let (p, l, t) = (
+        preds.as_slice()?,
+        labels.as_slice()?,
+        train_labels.as_slice()?,
+    );
     let m = py.detach(|| evaluate(&shots, p, l, t)).map_err(to_py)?;
     let out = PyDict::new(py);
-    for (name, region) in [("all", &m.all), ("many", &m.many), ("medium", &m.medium), ("few", &m.few)] {
+    for (name, region) in [
+        ("all", &m.all),
+        ("many", &m.many),
+        ("medium", &m.medium),
+        ("few", &m.few),
+    ] {
         out.set_item(name, metrics_dict(py, region, None)?)?;
     }
     let per_label = PyList::empty(py);

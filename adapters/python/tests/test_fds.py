@@ -210,3 +210,21 @@ def test_state_dicts_load_both_ways_with_the_reference():
         y = torch.tensor(case["steps"][-1]["update"]["labels"][:9], dtype=torch.float64).reshape(-1, 1)
         e = case["steps"][-1]["epoch"] + 1
         close(fresh_ours.smooth(x.clone(), y, e), fresh_theirs.smooth(x.clone(), y, e), 1e-12, name)
+
+
+def test_knobs_that_follow_the_label_scale():
+    import conr
+
+    assert conr.Config.for_labels((0, 100), 1) == conr.Config.paper()
+    assert conr.Config.for_labels((0.7, 10.0), 0.1, temperature=0.2).threshold == 0.1
+    knobs = conr.knobs_for_labels((0.7, 10.0), 0.1)
+    assert knobs["lds"]["bin_width"] == 0.1 and knobs["lds"]["kernel"] == "gaussian"
+    depths = np.linspace(0.7, 10.0, 500)
+    assert conr.density_weights(depths, **knobs["lds"]).mean() == pytest.approx(1.0)
+    m = FDS(4, **knobs["fds"])
+    assert m.behaviour == "clean" and m.bin_width == 0.1
+    x = torch.randn(500, 4)
+    m.update_running_stats(x, torch.from_numpy(depths), 0)
+    assert int(m.num_samples_tracked.sum()) == 500
+    with pytest.raises(ValueError, match="range"):
+        conr.Config.for_labels((1, 1), 1)

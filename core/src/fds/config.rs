@@ -76,6 +76,45 @@ impl Default for Fds {
 }
 
 impl Fds {
+    /// The clean behaviour for labels in `range` (both ends included) at
+    /// `resolution`: one bucket per resolution step (`bin_width =
+    /// resolution`, buckets from the bin of `range.0` to that of `range.1`),
+    /// with the window of the reference's AgeDB-DIR training script
+    /// (gaussian, ks = 9, σ = 1; narrowed to fit fewer than 5 buckets),
+    /// momentum 0.9, updates from epoch 0 and smoothing from epoch 1.
+    ///
+    /// ```
+    /// use conr_core::fds::{Behaviour, Fds};
+    /// let fds = Fds::for_labels((0.0, 100.0), 1.0)?;
+    /// assert_eq!((fds.bucket_start, fds.bucket_num, fds.ks), (0, 101, 9));
+    /// assert_eq!(fds.behaviour, Behaviour::Clean);
+    /// # Ok::<(), conr_core::Error>(())
+    /// ```
+    pub fn for_labels(range: (f64, f64), resolution: f64) -> Result<Self, Error> {
+        crate::density::label_steps(range, resolution)?;
+        let first = libm::floor(range.0 / resolution);
+        let last = libm::floor(range.1 / resolution);
+        if first < 0.0 || last >= MAX_BUCKETS as f64 {
+            return Err(Error::InvalidConfig {
+                field: "range",
+                why: "FDS's bins ⌊y / resolution⌋ must lie in 0..10000000",
+            });
+        }
+        let (bucket_start, bucket_num) = (first as usize, last as usize + 1);
+        let buckets = bucket_num - bucket_start;
+        let config = Self {
+            bucket_num,
+            bucket_start,
+            ks: 9.min(2 * (buckets - 1) + 1),
+            sigma: 1.0,
+            behaviour: Behaviour::Clean,
+            bin_width: resolution,
+            ..Self::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// The number of buckets, `bucket_num − bucket_start`.
     pub fn buckets(&self) -> usize {
         self.bucket_num.saturating_sub(self.bucket_start)

@@ -13,6 +13,7 @@ mod fds_properties;
 mod fixtures;
 mod fuzz_smoke;
 mod kept_pairs;
+mod label_scale;
 mod libm_bits;
 mod properties;
 mod sharded;

@@ -40,6 +40,7 @@ from ._native import (
     companion_knobs,
     density_weights,
     get_num_threads,
+    knobs_for_labels,
     rank_n_contrast,
     rank_sim,
     set_num_threads,
@@ -59,6 +60,7 @@ __all__ = [
     "density_weights",
     "forward_rows",
     "get_num_threads",
+    "knobs_for_labels",
     "rank_n_contrast",
     "rank_sim",
     "set_num_threads",
@@ -98,6 +100,14 @@ class Config:
     def official_agedb(cls, **overrides):
         """The official AgeDB-DIR / IMDB-WIKI-DIR code's loss."""
         return cls(_native.Config.official_agedb(**overrides))
+
+    @classmethod
+    def for_labels(cls, range, resolution, **overrides):
+        """The paper's loss with its thresholds in the labels' units: ω = ω̂ =
+        ``resolution`` for labels in ``range = (low, high)``. Ages 0–100 at
+        resolution 1 give the official AgeDB-DIR values. ``knobs_for_labels``
+        derives LDS's and FDS's bins from the same two values."""
+        return cls(_native.Config.for_labels(tuple(range), float(resolution), **overrides))
 
     @classmethod
     def official_nyud2(cls, **overrides):
