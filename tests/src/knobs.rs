@@ -5,6 +5,7 @@
 use conr_core::density::DensityConfig;
 use conr_core::dir::ranksim::RankSim;
 use conr_core::dir::rnc::RankNContrast;
+use conr_core::fds::Fds;
 use conr_core::knob::{Kind, Knobs, Value};
 use conr_core::{Config, Named, Preset};
 
@@ -84,6 +85,7 @@ pub fn markdown() -> String {
     out += &defaults::<DensityConfig>("Label-density weights: `DensityConfig`");
     out += &defaults::<RankSim>("RankSim: `RankSim`");
     out += &defaults::<RankNContrast>("Rank-N-Contrast: `RankNContrast`");
+    out += &defaults::<Fds>("Feature distribution smoothing: `Fds`");
     out
 }
 

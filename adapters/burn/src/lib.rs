@@ -22,6 +22,10 @@
 //! burn's autodiff of it gives the features `g` times the upstream gradient.
 //! No backend extension is needed for that, so every backend has it.
 //!
+//! FDS, the feature smoothing of LDS + FDS, is a layer, [`FdsLayer`], with
+//! the reference module's steps and a differentiable `smooth`, on the host
+//! path.
+//!
 //! ```
 //! use burn::tensor::{Device, Tensor};
 //! use conr_burn::{Config, conr_loss};
@@ -50,6 +54,7 @@ struct ReadmeDoctests;
 
 mod companions;
 mod error;
+mod fds;
 mod host;
 #[cfg(feature = "wgpu")]
 mod in_place;
@@ -58,6 +63,7 @@ mod loss;
 pub use companions::{balanced_mse_loss, rank_sim_loss, rnc_loss};
 pub use conr_core::{Config, FloatEngine};
 pub use error::Error;
+pub use fds::FdsLayer;
 #[cfg(feature = "wgpu")]
 pub use in_place::SharedWgpu;
 pub use loss::{ConrLoss, Route, conr_loss, conr_loss_with};

@@ -7,6 +7,8 @@
 mod common;
 // The losses ConR is combined with, on burn's CPU backends.
 mod companions;
+// FDS, as a burn layer.
+mod fds;
 
 use std::sync::Arc;
 

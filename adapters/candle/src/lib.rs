@@ -13,6 +13,9 @@
 //! [`rnc_loss`] (Rank-N-Contrast) differentiable in the features, and
 //! [`balanced_mse_loss`] in the predictions and the noise scale σ.
 //!
+//! FDS, the feature smoothing of LDS + FDS, is a layer, [`FdsLayer`], with
+//! the reference module's steps and a differentiable `smooth`.
+//!
 //! A batch conr refuses is a `candle_core::Error` that holds the core's
 //! error: [`core_error`] gives it back, to match on.
 #![deny(unsafe_code)]
@@ -25,10 +28,12 @@ struct ReadmeDoctests;
 
 mod companions;
 mod error;
+mod fds;
 mod host_op;
 mod op;
 
 pub use companions::{balanced_mse_loss, rank_sim_loss, rnc_loss};
 pub use conr_core::{Config, FloatEngine};
 pub use error::{CoreError, core_error};
+pub use fds::FdsLayer;
 pub use op::{conr_loss, conr_loss_with};

@@ -4,6 +4,8 @@
 
 // The losses ConR is combined with, as candle ops.
 mod companions;
+// FDS, as a candle layer.
+mod fds;
 
 use approx::{assert_abs_diff_eq, assert_relative_eq};
 use candle_core::{DType, Device, Tensor, Var};

@@ -157,6 +157,12 @@ enum Command {
         /// τ, the ConR temperature.
         #[arg(long, default_value_t = 0.1)]
         temperature: f64,
+        /// FDS's window size (gaussian), for the LDS + FDS rows.
+        #[arg(long, default_value_t = 5)]
+        fds_ks: usize,
+        /// FDS's window width σ.
+        #[arg(long, default_value_t = 1.0)]
+        fds_sigma: f64,
         /// Where the ConR term runs: an engine's name (`cpu`, `gpu`, ...).
         #[arg(long, default_value = "cpu", value_parser = backend_names())]
         backend: String,
@@ -355,6 +361,8 @@ fn run(cli: Cli) -> Result<String> {
             gamma,
             threshold,
             temperature,
+            fds_ks,
+            fds_sigma,
             backend,
             quick,
             out,
@@ -377,6 +385,8 @@ fn run(cli: Cli) -> Result<String> {
                 gamma,
                 threshold,
                 temperature,
+                fds_ks,
+                fds_sigma,
                 engine,
                 quick,
             };

@@ -5,7 +5,8 @@
 //! task. The demo trains the same MLP several ways, over several seeds: with an
 //! L1 loss alone, with ConR added, with ConR whose pushing power comes from
 //! label density (`sqrt_inv` + LDS), and with the paper's combinations (L1 +
-//! RankSim, L1 + ConR + RankSim, Balanced MSE's BMC, BMC + ConR). It reports
+//! RankSim, L1 + ConR + RankSim, Balanced MSE's BMC, BMC + ConR, LDS + FDS,
+//! LDS + FDS + ConR). It reports
 //! MAE and GM on a test set that keeps every quality, overall and per shot
 //! region.
 //!
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use conr_core::dir::ranksim::RankSim;
+use conr_core::fds::Fds;
 use conr_core::{Config, FloatEngine};
 use conr_cpu::Fast;
 pub use report::{Check, Report};
@@ -52,6 +54,10 @@ pub struct DemoOptions {
     pub threshold: f64,
     /// τ.
     pub temperature: f64,
+    /// FDS's window size (gaussian).
+    pub fds_ks: usize,
+    /// FDS's window width σ.
+    pub fds_sigma: f64,
     /// Where ConR runs.
     pub engine: Arc<dyn FloatEngine>,
     /// One seed and a few epochs, for smoke tests.
@@ -67,6 +73,8 @@ impl Default for DemoOptions {
             gamma: 10.0,
             threshold: 0.5,
             temperature: 0.1,
+            fds_ks: 5,
+            fds_sigma: 1.0,
             engine: Arc::new(Fast::new()),
             quick: false,
         }
@@ -92,6 +100,19 @@ impl DemoOptions {
             ..Config::paper()
         }
     }
+
+    /// FDS for the qualities 3 to 8 (one bucket each), as the reference runs
+    /// it (updates from epoch 0, smoothing from epoch 1, momentum 0.9), with
+    /// this demo's window.
+    pub fn fds(&self) -> Fds {
+        Fds {
+            bucket_num: 9,
+            bucket_start: 3,
+            ks: self.fds_ks,
+            sigma: self.fds_sigma,
+            ..Fds::default()
+        }
+    }
 }
 
 /// Runs every method on every seed, the runs spread over the machine's
@@ -105,6 +126,9 @@ pub fn run(
     let config = options.config();
     config
         .validate()
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let fds = options.fds();
+    fds.validate()
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     let (seeds, epochs) = options.effective();
     let train_options = TrainOptions {
@@ -123,6 +147,7 @@ pub fn run(
         engine: options.engine.clone(),
         noise: 0.1,
         dropout: 0.1,
+        fds,
     };
     // One fixed split, so that every seed is scored on the same test wines.
     let splits = data::load(DATA_SEED);
@@ -151,6 +176,10 @@ pub fn run(
         ("gamma".to_string(), options.gamma.to_string()),
         ("threshold".to_string(), options.threshold.to_string()),
         ("temperature".to_string(), options.temperature.to_string()),
+        (
+            "fds".to_string(),
+            format!("gaussian, ks {}, sigma {}", options.fds_ks, options.fds_sigma),
+        ),
         (
             "batch".to_string(),
             "64 wines (128 ConR rows: two views)".to_string(),

@@ -4,23 +4,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use conr_core::Named;
+use conr_core::evaluation::{Region, ShotMetrics, Shots, shot_metrics};
+
 use super::data::{LABELS, Splits};
 use super::train::Method;
 
 /// The shot regions of the DIR benchmarks, by training samples per label.
 pub const REGIONS: [&str; 4] = ["all", "many", "medium", "few"];
-
-/// Which region a label with `count` training samples is in: many (> 100),
-/// medium (20 to 100) or few (< 20).
-pub fn region_of(count: usize) -> &'static str {
-    if count > 100 {
-        "many"
-    } else if count >= 20 {
-        "medium"
-    } else {
-        "few"
-    }
-}
 
 /// Mean and standard deviation over seeds of one method in one region.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -29,7 +20,7 @@ pub struct Summary {
     pub mae_mean: f64,
     /// Its standard deviation over seeds.
     pub mae_std: f64,
-    /// Geometric mean of the absolute errors (each floored at 1e-6), averaged over seeds.
+    /// Geometric mean of the absolute errors (0 where one is 0), averaged over seeds.
     pub gm_mean: f64,
     /// Its standard deviation over seeds.
     pub gm_std: f64,
@@ -66,7 +57,9 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// Summarises test predictions: `runs[method]` holds one prediction vector per seed.
+/// Summarises test predictions: `runs[method]` holds one prediction vector
+/// per seed, each scored by the DIR evaluation ([`conr_core::evaluation`]:
+/// regions by training wines per quality, many > 100, few < 20).
 pub fn summarise(
     splits: &Splits,
     runs: &BTreeMap<Method, Vec<Vec<f32>>>,
@@ -74,32 +67,32 @@ pub fn summarise(
     settings: BTreeMap<String, String>,
 ) -> Report {
     let train_counts = splits.train_counts();
-    let label_index = |y: f32| LABELS.iter().position(|&l| l as f32 == y).unwrap_or(0);
     let test = &splits.test;
-    let region = |i: usize| region_of(train_counts[label_index(test.y[i])]);
+    let label_index = |y: f64| LABELS.iter().position(|&l| l as f64 == y);
     let mut test_counts = vec![0; LABELS.len()];
     for &y in &test.y {
-        test_counts[label_index(y)] += 1;
+        if let Some(i) = label_index(f64::from(y)) {
+            test_counts[i] += 1;
+        }
     }
     let mut methods = BTreeMap::new();
     let mut per_label_mae = BTreeMap::new();
     for (method, predictions) in runs {
+        // The labels and predictions are finite, so the evaluation cannot fail.
+        let scored: Vec<ShotMetrics> = predictions
+            .iter()
+            .filter_map(|pred| shot_metrics(&Shots::default(), pred, &test.y, &splits.train.y).ok())
+            .collect();
         let mut regions = BTreeMap::new();
         for name in REGIONS {
-            let rows: Vec<usize> = (0..test.len())
-                .filter(|&i| name == "all" || region(i) == name)
-                .collect();
-            let (mut maes, mut gms) = (Vec::new(), Vec::new());
-            for pred in predictions {
-                let errors: Vec<f64> = rows
-                    .iter()
-                    .map(|&i| f64::from((pred[i] - test.y[i]).abs()))
-                    .collect();
-                let n = errors.len().max(1) as f64;
-                maes.push(errors.iter().sum::<f64>() / n);
-                gms.push((errors.iter().map(|e| e.max(1e-6).ln()).sum::<f64>() / n).exp());
-            }
+            let of = |m: &ShotMetrics| match Region::from_name(name) {
+                Ok(region) => *m.region(region),
+                Err(_) => m.all,
+            };
+            let maes: Vec<f64> = scored.iter().map(|m| of(m).mae.unwrap_or(0.0)).collect();
+            let gms: Vec<f64> = scored.iter().map(|m| of(m).gmean.unwrap_or(0.0)).collect();
             let ((mae_mean, mae_std), (gm_mean, gm_std)) = (mean_std(&maes), mean_std(&gms));
+            let count = scored.first().map_or(0, |m| of(m).count);
             regions.insert(
                 name.to_string(),
                 Summary {
@@ -107,29 +100,20 @@ pub fn summarise(
                     mae_std,
                     gm_mean,
                     gm_std,
-                    count: rows.len(),
+                    count,
                 },
             );
         }
         methods.insert(method.name().to_string(), regions);
-        let per_label = LABELS
-            .iter()
-            .map(|&label| {
-                let rows: Vec<usize> = (0..test.len())
-                    .filter(|&i| test.y[i] == label as f32)
-                    .collect();
-                let per_seed: Vec<f64> = predictions
-                    .iter()
-                    .map(|pred| {
-                        rows.iter()
-                            .map(|&i| f64::from((pred[i] - test.y[i]).abs()))
-                            .sum::<f64>()
-                            / rows.len().max(1) as f64
-                    })
-                    .collect();
-                mean_std(&per_seed).0
-            })
-            .collect();
+        let mut per_seed = vec![Vec::new(); LABELS.len()];
+        for m in &scored {
+            for label in &m.per_label {
+                if let (Some(i), Some(mae)) = (label_index(label.label), label.metrics.mae) {
+                    per_seed[i].push(mae);
+                }
+            }
+        }
+        let per_label = per_seed.iter().map(|v| mean_std(v).0).collect();
         per_label_mae.insert(method.name().to_string(), per_label);
     }
     Report {

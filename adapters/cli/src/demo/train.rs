@@ -1,7 +1,7 @@
 //! One training run: an MLP regressor on the wine data, with a regression
-//! loss (L1, or Balanced MSE's BMC with a learnable noise scale) and, by
-//! method, `β · L_ConR` and `γ · L_RankSim` on the features of two augmented
-//! views.
+//! loss (L1, L1 weighted by LDS, or Balanced MSE's BMC with a learnable noise
+//! scale) and, by method, FDS on the features, `β · L_ConR` and
+//! `γ · L_RankSim` on the features of two augmented views.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
@@ -13,11 +13,12 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use super::data::{FEATURES, Split, Splits};
-use super::model::Regressor;
-use conr_candle::{balanced_mse_loss, conr_loss_with, rank_sim_loss};
+use super::model::{EMBEDDING, Regressor};
+use conr_candle::{FdsLayer, balanced_mse_loss, conr_loss_with, rank_sim_loss};
 use conr_core::FloatEngine;
 use conr_core::dir::balanced_mse::Prior;
 use conr_core::dir::ranksim::RankSim;
+use conr_core::fds::Fds;
 use std::sync::Arc;
 
 /// The regression loss and the terms added to it.
@@ -37,6 +38,10 @@ pub enum Method {
     Bmc,
     /// BMC + β·ConR.
     BmcConr,
+    /// L1 weighted by LDS (`sqrt_inv` + gaussian window), with FDS on the features.
+    LdsFds,
+    /// LDS + FDS + β·ConR, `eta` from LDS.
+    LdsFdsConr,
 }
 
 /// The regression loss of a method.
@@ -44,13 +49,15 @@ pub enum Method {
 pub enum Regression {
     /// Mean absolute error.
     L1,
+    /// Mean absolute error, each row weighted by its LDS weight.
+    WeightedL1,
     /// Balanced MSE with the batch-based prior.
     Bmc,
 }
 
 impl Method {
     /// Every method, in report order.
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 9] = [
         Method::Baseline,
         Method::Conr,
         Method::ConrLds,
@@ -58,6 +65,8 @@ impl Method {
         Method::ConrRankSim,
         Method::Bmc,
         Method::BmcConr,
+        Method::LdsFds,
+        Method::LdsFdsConr,
     ];
 
     /// The name in reports.
@@ -70,6 +79,8 @@ impl Method {
             Method::ConrRankSim => "L1 + ConR + RankSim",
             Method::Bmc => "BMC",
             Method::BmcConr => "BMC + ConR",
+            Method::LdsFds => "LDS + FDS",
+            Method::LdsFdsConr => "LDS + FDS + ConR",
         }
     }
 
@@ -77,6 +88,7 @@ impl Method {
     pub fn regression(self) -> Regression {
         match self {
             Method::Bmc | Method::BmcConr => Regression::Bmc,
+            Method::LdsFds | Method::LdsFdsConr => Regression::WeightedL1,
             _ => Regression::L1,
         }
     }
@@ -85,8 +97,22 @@ impl Method {
     pub fn conr(self) -> bool {
         matches!(
             self,
-            Method::Conr | Method::ConrLds | Method::ConrRankSim | Method::BmcConr
+            Method::Conr
+                | Method::ConrLds
+                | Method::ConrRankSim
+                | Method::BmcConr
+                | Method::LdsFdsConr
         )
+    }
+
+    /// Whether FDS smooths the features.
+    pub fn fds(self) -> bool {
+        matches!(self, Method::LdsFds | Method::LdsFdsConr)
+    }
+
+    /// Whether ConR's `eta` comes from LDS.
+    fn lds_eta(self) -> bool {
+        matches!(self, Method::ConrLds | Method::LdsFdsConr)
     }
 
     /// Whether γ·RankSim is added.
@@ -125,9 +151,12 @@ pub struct TrainOptions {
     pub noise: f64,
     /// Input dropout of the second view.
     pub dropout: f64,
+    /// FDS, for the methods that smooth their features.
+    pub fds: Fds,
 }
 
-/// The density weights of the `ConrLds` method for each training wine.
+/// The LDS density weights of each training wine (ConR's `eta` and the
+/// weighted L1's weights).
 pub fn lds_weights(train: &Split) -> Vec<f32> {
     let config = DensityConfig {
         reweight: Reweight::SqrtInv,
@@ -203,6 +232,16 @@ fn views(train: &Split, idx: &[usize], options: &TrainOptions, rng: &mut ChaCha8
     out
 }
 
+/// The encoder's features of every training wine (no augmentation), as the
+/// FDS reference's training loop feeds them at an epoch's end: taken in
+/// training mode, so smoothed by FDS from `start_smooth` on.
+fn epoch_features(model: &Regressor, fds: &FdsLayer, train: &Split, epoch: u64, device: &Device) -> Result<(Tensor, Tensor)> {
+    let x = Tensor::from_slice(&train.x, (train.len(), FEATURES), device)?;
+    let y = Tensor::from_slice(&train.y, train.len(), device)?;
+    let features = fds.smooth(&model.features(&x)?.detach(), &y, epoch)?;
+    Ok((features, y))
+}
+
 /// What one run produced: the test predictions of the epoch with the lowest
 /// validation MAE, and that MAE.
 #[derive(Debug, Clone)]
@@ -247,10 +286,11 @@ pub fn train(
     let mut sigma_optimizer = AdamW::new(vec![noise_sigma.clone()], sigma_params)?;
     let eta = lds_weights(&splits.train);
     let train = &splits.train;
+    let fds = FdsLayer::with_engine(options.fds, EMBEDDING, &options.engine)?;
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut best = (f64::INFINITY, Vec::new());
     let mut steps = 0u64;
-    for _ in 0..options.epochs {
+    for epoch in 0..options.epochs as u64 {
         order.shuffle(&mut rng);
         for idx in order.chunks(options.batch) {
             let b = idx.len();
@@ -261,10 +301,18 @@ pub fn train(
             )?;
             let labels: Vec<f32> = idx.iter().chain(idx).map(|&i| train.y[i]).collect();
             let y = Tensor::from_slice(&labels, 2 * b, &device)?;
-            let features = model.features(&x)?;
+            let mut features = model.features(&x)?;
+            if method.fds() {
+                features = fds.smooth(&features, &y, epoch)?;
+            }
             let pred = model.predict(&features)?;
+            let rows_eta = || -> Result<Tensor> {
+                let w: Vec<f32> = idx.iter().chain(idx).map(|&i| eta[i]).collect();
+                Tensor::from_vec(w, 2 * b, &device)
+            };
             let mut loss = match method.regression() {
                 Regression::L1 => (&pred - &y)?.abs()?.mean_all()?,
+                Regression::WeightedL1 => ((&pred - &y)?.abs()? * rows_eta()?)?.mean_all()?,
                 Regression::Bmc => balanced_mse_loss(
                     &pred,
                     &y,
@@ -274,12 +322,10 @@ pub fn train(
                 )?,
             };
             if method.conr() && b > 1 {
-                let weights = match method {
-                    Method::ConrLds => {
-                        let w: Vec<f32> = idx.iter().chain(idx).map(|&i| eta[i]).collect();
-                        Some(Tensor::from_vec(w, 2 * b, &device)?)
-                    }
-                    _ => None,
+                let weights = if method.lds_eta() {
+                    Some(rows_eta()?)
+                } else {
+                    None
                 };
                 let conr = conr_loss_with(
                     &features,
@@ -307,6 +353,11 @@ pub fn train(
                 sigma_optimizer.step(&grads)?;
             }
             steps += 1;
+        }
+        if method.fds() && epoch >= options.fds.start_update {
+            let (features, y) = epoch_features(&model, &fds, train, epoch, &device)?;
+            fds.update_last_epoch_stats(epoch);
+            fds.update_running_stats(&features, &y, epoch)?;
         }
         let val = mae(&predict(&model, &splits.val, &device)?, &splits.val.y);
         if val < best.0 {
