@@ -116,7 +116,8 @@ pub(crate) fn label_steps(range: (f64, f64), resolution: f64) -> Result<usize, E
         return bad("resolution", "must be finite and > 0");
     }
     let steps = libm::floor((max - min) / resolution) + 1.0;
-    if !(steps <= MAX_BINS as f64) {
+    // Finite here: both ends and the resolution are finite, and min < max.
+    if steps > MAX_BINS as f64 {
         return bad(
             "resolution",
             "the range holds more than 10000000 steps of it",

@@ -54,7 +54,8 @@ pub fn close(what: &str, got: &[f64], want: &[f64], tol: f64) -> Result<(), Stri
         ));
     }
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        if !((g - w).abs() <= tol * w.abs().max(1.0)) {
+        let within = (g - w).abs() <= tol * w.abs().max(1.0);
+        if !within {
             return Err(format!("{what}[{i}]: {g} vs {w} (tol {tol})"));
         }
     }

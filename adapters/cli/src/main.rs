@@ -158,7 +158,7 @@ enum Command {
         #[arg(long, default_value_t = 0.1)]
         temperature: f64,
         /// FDS's window size (gaussian), for the LDS + FDS rows.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 3)]
         fds_ks: usize,
         /// FDS's window width σ.
         #[arg(long, default_value_t = 1.0)]

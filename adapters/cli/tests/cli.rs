@@ -385,7 +385,7 @@ fn help_explains_every_option() {
         assert!(text.contains(option), "compute --help lacks {option}");
     }
     let top = String::from_utf8_lossy(&conr(&["--help"]).stdout).into_owned();
-    for command in ["compute", "weights"] {
+    for command in ["compute", "weights", "metrics"] {
         assert!(top.contains(command), "--help lacks {command}");
     }
 }

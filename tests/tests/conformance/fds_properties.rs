@@ -63,8 +63,11 @@ fn labels(rows: usize, top: usize) -> impl Strategy<Value = Vec<f64>> {
     })
 }
 
+/// An epoch's features and labels.
+type Epoch = (Vec<f64>, Vec<f64>);
+
 /// A config, a feature width, and three epochs of features and labels.
-fn case() -> impl Strategy<Value = (Fds, usize, Vec<(Vec<f64>, Vec<f64>)>)> {
+fn case() -> impl Strategy<Value = (Fds, usize, Vec<Epoch>)> {
     (config(), 1usize..5, 1usize..40).prop_flat_map(|(config, dim, rows)| {
         let epoch = (
             proptest::collection::vec(-1.0f64..1.0, rows * dim),
@@ -74,7 +77,7 @@ fn case() -> impl Strategy<Value = (Fds, usize, Vec<(Vec<f64>, Vec<f64>)>)> {
     })
 }
 
-fn epochs(config: &Fds, dim: usize, data: &[(Vec<f64>, Vec<f64>)]) -> FdsState<f64> {
+fn epochs(config: &Fds, dim: usize, data: &[Epoch]) -> FdsState<f64> {
     let mut state = FdsState::new(*config, dim).unwrap();
     for (e, (features, labels)) in data.iter().enumerate() {
         let e = e as u64 + config.start_update;

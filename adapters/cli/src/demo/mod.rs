@@ -73,7 +73,7 @@ impl Default for DemoOptions {
             gamma: 10.0,
             threshold: 0.5,
             temperature: 0.1,
-            fds_ks: 5,
+            fds_ks: 3,
             fds_sigma: 1.0,
             engine: Arc::new(Fast::new()),
             quick: false,
@@ -178,7 +178,10 @@ pub fn run(
         ("temperature".to_string(), options.temperature.to_string()),
         (
             "fds".to_string(),
-            format!("gaussian, ks {}, sigma {}", options.fds_ks, options.fds_sigma),
+            format!(
+                "gaussian, ks {}, sigma {}",
+                options.fds_ks, options.fds_sigma
+            ),
         ),
         (
             "batch".to_string(),

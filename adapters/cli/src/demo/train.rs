@@ -235,7 +235,13 @@ fn views(train: &Split, idx: &[usize], options: &TrainOptions, rng: &mut ChaCha8
 /// The encoder's features of every training wine (no augmentation), as the
 /// FDS reference's training loop feeds them at an epoch's end: taken in
 /// training mode, so smoothed by FDS from `start_smooth` on.
-fn epoch_features(model: &Regressor, fds: &FdsLayer, train: &Split, epoch: u64, device: &Device) -> Result<(Tensor, Tensor)> {
+fn epoch_features(
+    model: &Regressor,
+    fds: &FdsLayer,
+    train: &Split,
+    epoch: u64,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let x = Tensor::from_slice(&train.x, (train.len(), FEATURES), device)?;
     let y = Tensor::from_slice(&train.y, train.len(), device)?;
     let features = fds.smooth(&model.features(&x)?.detach(), &y, epoch)?;
