@@ -44,3 +44,29 @@ fn dot_avx2<T: Scalar>(a: &[T], b: &[T]) -> T {
 fn axpy_avx2<T: Scalar>(acc: &mut [T], h: T, x: &[T]) {
     axpy_any(acc, h, x);
 }
+
+/// FDS's statistics pass ([`conr_core::fds::moments::accumulate`]), on AVX2
+/// where the CPU has it: the same operations in the same order, four f64
+/// lanes to a register instead of two.
+pub(crate) fn fds_accumulate<T: Scalar>(
+    rows: &conr_core::fds::moments::Rows<'_, T>,
+    pass: conr_core::fds::moments::Pass<'_>,
+    out: &mut [f64],
+) -> Result<(), conr_core::Error> {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { fds_accumulate_avx2(rows, pass, out) };
+    }
+    conr_core::fds::moments::accumulate(rows, pass, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn fds_accumulate_avx2<T: Scalar>(
+    rows: &conr_core::fds::moments::Rows<'_, T>,
+    pass: conr_core::fds::moments::Pass<'_>,
+    out: &mut [f64],
+) -> Result<(), conr_core::Error> {
+    conr_core::fds::moments::accumulate(rows, pass, out)
+}

@@ -201,11 +201,91 @@ pub fn fds_squares<'py>(
     Ok((grid(py, means, keys.len())?, grid(py, squares, keys.len())?))
 }
 
-/// The running update of epoch `epoch`, in place on the buffers (float32
-/// or float64 arrays, C-contiguous), from the groups' (added-up) counts,
-/// means and squares.
+/// The groups' variances from their (added-up) squares about the means
+/// and their counts (over `k − 1`, or `k` for a group of one).
 #[pyfunction]
-#[pyo3(signature = (running_mean, running_var, num_samples_tracked, keys, counts, means, squares, epoch, **knobs))]
+pub fn fds_variances<'py>(
+    py: Python<'py>,
+    squares: &Bound<'py, PyAny>,
+    counts: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let counts = counts.as_slice()?;
+    let mut v = f64::values(&Floats::read(squares, "squares")?).into_owned();
+    if v.len() % counts.len().max(1) != 0 {
+        return Err(PyValueError::new_err("squares must have one row per count"));
+    }
+    moments::variances(&mut v, counts);
+    grid(py, v, counts.len())
+}
+
+/// One process's statistics pass in one read of the features: per group,
+/// the count (G,), mean and variance (G, D), all float64.
+#[pyfunction]
+#[pyo3(signature = (features, labels, keys, *, engine="fast", **knobs))]
+#[allow(clippy::type_complexity)]
+pub fn fds_moments<'py>(
+    py: Python<'py>,
+    features: &Bound<'py, PyAny>,
+    labels: PyReadonlyArray1<'py, f64>,
+    keys: PyReadonlyArray1<'py, f64>,
+    engine: &str,
+    knobs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<(
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+)> {
+    let c = config(knobs)?;
+    let features = Floats::read(features, "features")?;
+    let (labels, keys) = (labels.as_slice()?, keys.as_slice()?);
+    let (n, dim) = matrix(&features, "features")?;
+    if n != labels.len() {
+        return Err(PyValueError::new_err(format!(
+            "features has {n} rows but labels has {}",
+            labels.len()
+        )));
+    }
+    let of_row = groups(&c, keys, labels)?;
+    let engine = engines::engine(py, engine)?;
+    fn run<T: FromFloats>(
+        py: Python<'_>,
+        engine: &dyn Engine<T>,
+        features: &Floats<'_>,
+        (dim, of_row, groups): (usize, &[u32], usize),
+    ) -> PyResult<[Vec<f64>; 3]> {
+        let f = T::values(features);
+        py.detach(|| {
+            let rows = Rows::new(&f, dim, of_row, groups)?;
+            let mut counts = vec![0.0; groups];
+            moments::count(&rows, &mut counts)?;
+            let mut shifts = vec![0.0; rows.out_len()];
+            moments::shifts(&rows, &mut shifts)?;
+            let mut sums = vec![0.0; 2 * rows.out_len()];
+            engine.fds_pass(&rows, Pass::Shifted { shifts: &shifts }, &mut sums)?;
+            let (mut means, mut vars) = (vec![0.0; shifts.len()], vec![0.0; shifts.len()]);
+            moments::shifted_moments(&sums, &shifts, &counts, &mut means, &mut vars);
+            Ok::<_, Error>([counts, means, vars])
+        })
+        .map_err(to_py)
+    }
+    let shape = (dim, &of_row[..], keys.len());
+    let [counts, means, vars] = if features.is_f64() {
+        run::<f64>(py, &*engine, &features, shape)?
+    } else {
+        run::<f32>(py, &*engine, &features, shape)?
+    };
+    Ok((
+        counts.into_pyarray(py),
+        grid(py, means, keys.len())?,
+        grid(py, vars, keys.len())?,
+    ))
+}
+
+/// The running update of epoch `epoch`, in place on the buffers (float32
+/// or float64 arrays, C-contiguous), from the groups' counts, means and
+/// variances.
+#[pyfunction]
+#[pyo3(signature = (running_mean, running_var, num_samples_tracked, keys, counts, means, variances, epoch, **knobs))]
 #[allow(clippy::too_many_arguments)]
 pub fn fds_apply<'py>(
     running_mean: &Bound<'py, PyAny>,
@@ -214,15 +294,14 @@ pub fn fds_apply<'py>(
     keys: PyReadonlyArray1<'py, f64>,
     counts: PyReadonlyArray1<'py, f64>,
     means: &Bound<'py, PyAny>,
-    squares: &Bound<'py, PyAny>,
+    variances: &Bound<'py, PyAny>,
     epoch: u64,
     knobs: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<()> {
     let c = config(knobs)?;
     let (keys, counts) = (keys.as_slice()?, counts.as_slice()?);
     let means = f64::values(&Floats::read(means, "means")?).into_owned();
-    let mut variances = f64::values(&Floats::read(squares, "squares")?).into_owned();
-    moments::variances(&mut variances, counts);
+    let variances = f64::values(&Floats::read(variances, "variances")?).into_owned();
     let groups = GroupMoments {
         keys,
         counts,

@@ -56,6 +56,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fds::fds_keys, m)?)?;
     m.add_function(wrap_pyfunction!(fds::fds_sums, m)?)?;
     m.add_function(wrap_pyfunction!(fds::fds_squares, m)?)?;
+    m.add_function(wrap_pyfunction!(fds::fds_moments, m)?)?;
+    m.add_function(wrap_pyfunction!(fds::fds_variances, m)?)?;
     m.add_function(wrap_pyfunction!(fds::fds_apply, m)?)?;
     m.add_function(wrap_pyfunction!(fds::fds_smooth_buckets, m)?)?;
     m.add_function(wrap_pyfunction!(fds::fds_smooth, m)?)?;

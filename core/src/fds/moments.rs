@@ -1,11 +1,17 @@
-//! The statistics pass: per group, the count, the sum and the sum of squares
-//! about the group's mean, accumulated in f64.
+//! The statistics pass: per group, the count, the mean and the variance of
+//! the features (unbiased, except a group of one sample, whose variance is
+//! 0, as the reference's `var`), accumulated in f64.
 //!
 //! Each pass *adds* into its output, so that the pass over chunks of rows
 //! (the fast engine's threads) or over workers (ranks, whose outputs are then
-//! summed) adds up to the pass over the whole batch. The mean and variance
-//! come from the totals: two passes, as the reference's `mean` and `var`
-//! (unbiased, except a group of one sample, whose variance is 0).
+//! summed) adds up to the pass over the whole batch. Two ways:
+//! - [`Pass::Shifted`], one pass: per group, `Σ (x − c)` and `Σ (x − c)²`
+//!   about a shift `c`, the group's first row ([`shifts`]), from which
+//!   [`shifted_moments`] gives the mean and variance. With `c` a sample of the
+//!   group the two sums cancel no more than the group's spread makes them;
+//! - [`Pass::Sums`] then [`Pass::Squares`] about the means, two passes whose
+//!   sums workers can add up without agreeing on a shift first (the path
+//!   across ranks).
 
 use super::groups::NO_GROUP;
 use crate::{Error, Scalar};
@@ -22,7 +28,10 @@ pub struct Rows<'a, T> {
 
 impl<'a, T: Scalar> Rows<'a, T> {
     /// Checks the shapes, that every group index is below `groups` (or
-    /// [`NO_GROUP`]) and that every feature is finite.
+    /// [`NO_GROUP`]) and that the features of the rows in no group are
+    /// finite. The rows in a group are read by the pass, which checks them
+    /// as it goes ([`check_sums`]): a second read of every feature would
+    /// cost as much as the pass.
     pub fn new(
         features: &'a [T],
         dim: usize,
@@ -32,13 +41,23 @@ impl<'a, T: Scalar> Rows<'a, T> {
         if dim == 0 {
             return Err(Error::ZeroWidth { what: "features" });
         }
-        crate::dir::check_rows(
-            "features",
-            features,
-            of_row.len(),
-            dim,
-            crate::rules::Rule::FeaturesFinite,
-        )?;
+        let expected = of_row.len().checked_mul(dim).ok_or(Error::InvalidConfig {
+            field: "shape",
+            why: "N·D must fit in a usize",
+        })?;
+        if features.len() != expected {
+            return Err(Error::ShapeMismatch {
+                what: "features",
+                expected,
+                got: features.len(),
+            });
+        }
+        let finite = |x: &[T]| x.iter().all(|v| v.is_finite());
+        let loose = (of_row.iter().zip(features.chunks_exact(dim)))
+            .position(|(&g, x)| g == NO_GROUP && !finite(x));
+        if let Some(row) = loose {
+            return Err(crate::rules::Rule::FeaturesFinite.error(row));
+        }
         if of_row
             .iter()
             .any(|&g| g != NO_GROUP && g as usize >= groups)
@@ -86,6 +105,20 @@ impl<'a, T: Scalar> Rows<'a, T> {
         }
     }
 
+    /// Row `i`'s group and features.
+    #[inline]
+    pub fn row(&self, i: usize) -> (u32, &'a [T]) {
+        (
+            self.of_row[i],
+            &self.features[i * self.dim..(i + 1) * self.dim],
+        )
+    }
+
+    /// The group of each row.
+    pub fn of_row(&self) -> &'a [u32] {
+        self.of_row
+    }
+
     /// Each row's group and features.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &'a [T])> + '_ {
         self.of_row
@@ -110,6 +143,19 @@ pub enum Pass<'a> {
         /// The group means, from [`means`].
         means: &'a [f64],
     },
+    /// Per group, `Σ (x − c)` then `Σ (x − c)²` (`groups × 2·dim`: each
+    /// group's row holds both), given each group's shift `c` (`groups × dim`).
+    Shifted {
+        /// The shifts, from [`shifts`].
+        shifts: &'a [f64],
+    },
+}
+
+impl Pass<'_> {
+    /// The length of the pass's output over `rows`: [`Pass::width`] per group.
+    pub fn out_len<T: Scalar>(&self, rows: &Rows<'_, T>) -> usize {
+        rows.groups * self.width(rows.dim)
+    }
 }
 
 /// Adds each group's row count into `counts` (`groups` values).
@@ -123,52 +169,175 @@ pub fn count<T: Scalar>(rows: &Rows<'_, T>, counts: &mut [f64]) -> Result<(), Er
     Ok(())
 }
 
-/// Adds the pass `pass` over `rows` into `out` (`groups × dim`).
+/// Adds the pass `pass` over `rows` into `out` ([`Pass::out_len`]).
+#[inline(always)]
 pub fn accumulate<T: Scalar>(
     rows: &Rows<'_, T>,
     pass: Pass<'_>,
     out: &mut [f64],
 ) -> Result<(), Error> {
-    check_len("moments", rows.out_len(), out.len())?;
-    let dim = rows.dim;
-    match pass {
-        Pass::Sums => {
-            for (g, x) in rows.iter().filter(|(g, _)| *g != NO_GROUP) {
-                let acc = &mut out[g as usize * dim..][..dim];
-                add_sums(acc, x);
-            }
+    check_len("moments", pass.out_len(rows), out.len())?;
+    pass.check(rows)?;
+    let width = pass.width(rows.dim);
+    for (g, x) in rows.iter().filter(|(g, _)| *g != NO_GROUP) {
+        let g = g as usize;
+        pass.add_row(g, x, &mut out[g * width..(g + 1) * width]);
+    }
+    check_sums(rows, out)
+}
+
+/// After a pass: where a sum is not finite, the first row of `rows` whose
+/// features are not is the error ([`crate::rules::Rule::FeaturesFinite`]).
+/// Sums of finite features that overflow are no error: the statistics
+/// saturate at the type's largest value.
+pub fn check_sums<T: Scalar>(rows: &Rows<'_, T>, out: &[f64]) -> Result<(), Error> {
+    if out.iter().all(|s| s.is_finite()) {
+        return Ok(());
+    }
+    match rows
+        .features
+        .chunks_exact(rows.dim)
+        .position(|x| x.iter().any(|v| !v.is_finite()))
+    {
+        Some(row) => Err(crate::rules::Rule::FeaturesFinite.error(row)),
+        None => Ok(()),
+    }
+}
+
+impl Pass<'_> {
+    /// The values a pass keeps per group: `dim`, or `2·dim` for [`Pass::Shifted`].
+    pub fn width(&self, dim: usize) -> usize {
+        match self {
+            Pass::Shifted { .. } => 2 * dim,
+            _ => dim,
         }
-        Pass::Squares { means } => {
-            check_len("means", rows.out_len(), means.len())?;
-            for (g, x) in rows.iter().filter(|(g, _)| *g != NO_GROUP) {
-                let at = g as usize * dim;
-                add_squares(&mut out[at..at + dim], x, &means[at..at + dim]);
+    }
+
+    /// Checks the means or shifts against `rows`.
+    pub fn check<T: Scalar>(&self, rows: &Rows<'_, T>) -> Result<(), Error> {
+        match self {
+            Pass::Sums => Ok(()),
+            Pass::Squares { means } => check_len("means", rows.out_len(), means.len()),
+            Pass::Shifted { shifts } => check_len("shifts", rows.out_len(), shifts.len()),
+        }
+    }
+
+    /// Adds one row `x` of group `g` into that group's output `acc`
+    /// ([`Pass::width`] values), the pass checked against its rows.
+    #[inline(always)]
+    pub fn add_row<T: Scalar>(&self, g: usize, x: &[T], acc: &mut [f64]) {
+        let centres = match self {
+            Pass::Sums => &[][..],
+            Pass::Squares { means: c } | Pass::Shifted { shifts: c } => *c,
+        };
+        self.add_row_in(g, x, acc, centres);
+    }
+
+    /// [`Pass::add_row`] in the accumulators' type `A`, with the pass's means
+    /// or shifts given in `A` (`groups × dim`; empty for [`Pass::Sums`]).
+    #[inline(always)]
+    pub fn add_row_in<T: Scalar, A: Scalar>(
+        &self,
+        g: usize,
+        x: &[T],
+        acc: &mut [A],
+        centres: &[A],
+    ) {
+        let dim = x.len();
+        match self {
+            Pass::Sums => add_sums(acc, x),
+            Pass::Squares { .. } => add_squares(acc, x, &centres[g * dim..(g + 1) * dim]),
+            Pass::Shifted { .. } => {
+                let (sums, squares) = acc.split_at_mut(dim);
+                add_shifted(sums, squares, x, &centres[g * dim..(g + 1) * dim]);
             }
         }
     }
+}
+
+/// `sums += x − c` and `squares += (x − c)²`, in the accumulators' type `A`
+/// (f64 here; an engine may add blocks of rows in `T` first).
+#[inline(always)]
+pub fn add_shifted<T: Scalar, A: Scalar>(sums: &mut [A], squares: &mut [A], x: &[T], c: &[A]) {
+    for (((s, q), &v), &c) in sums.iter_mut().zip(squares.iter_mut()).zip(x).zip(c) {
+        let d = widen::<T, A>(v) - c;
+        *s = *s + d;
+        *q = *q + d * d;
+    }
+}
+
+/// Each group's shift for [`Pass::Shifted`]: its first row, widened to f64
+/// (zeros for an empty group), into `shifts` (`groups × dim`).
+pub fn shifts<T: Scalar>(rows: &Rows<'_, T>, shifts: &mut [f64]) -> Result<(), Error> {
+    check_len("shifts", rows.out_len(), shifts.len())?;
+    let dim = rows.dim;
+    // NaN marks a group not seen yet: features are finite.
+    shifts.fill(f64::NAN);
+    for (g, x) in rows.iter().filter(|(g, _)| *g != NO_GROUP) {
+        let c = &mut shifts[g as usize * dim..][..dim];
+        if c[0].is_nan() {
+            c.iter_mut()
+                .zip(x)
+                .for_each(|(c, &v)| *c = widen::<T, f64>(v));
+        }
+    }
+    shifts
+        .iter_mut()
+        .filter(|c| c.is_nan())
+        .for_each(|c| *c = 0.0);
     Ok(())
 }
 
-/// `acc += x`, widened to f64.
-#[inline]
-pub fn add_sums<T: Scalar>(acc: &mut [f64], x: &[T]) {
-    for (a, &v) in acc.iter_mut().zip(x) {
-        *a += widen(v);
+/// The means and variances (each `groups × dim`) from a [`Pass::Shifted`]
+/// output, the shifts and the counts: `mean = c + S₁/k`, `variance =
+/// (S₂ − S₁²/k)/(k − 1)` (over `k` for a group of one, whose variance is 0),
+/// never below 0.
+pub fn shifted_moments(
+    shifted: &[f64],
+    shifts: &[f64],
+    counts: &[f64],
+    means: &mut [f64],
+    variances: &mut [f64],
+) {
+    let dim = shifts.len() / counts.len().max(1);
+    for (g, &k) in counts.iter().enumerate() {
+        let (sums, squares) = shifted[2 * g * dim..2 * (g + 1) * dim].split_at(dim);
+        let at = g * dim..(g + 1) * dim;
+        let (m, v, c) = (
+            &mut means[at.clone()],
+            &mut variances[at.clone()],
+            &shifts[at],
+        );
+        let n = if k > 0.0 { k } else { 1.0 };
+        let d = if k > 1.0 { k - 1.0 } else { 1.0 };
+        for j in 0..dim {
+            m[j] = c[j] + sums[j] / n;
+            v[j] = ((squares[j] - sums[j] * sums[j] / n) / d).max(0.0);
+        }
     }
 }
 
-/// `acc += (x − mean)²`, widened to f64.
-#[inline]
-pub fn add_squares<T: Scalar>(acc: &mut [f64], x: &[T], mean: &[f64]) {
-    for ((a, &v), &m) in acc.iter_mut().zip(x).zip(mean) {
-        let d = widen(v) - m;
-        *a += d * d;
-    }
-}
-
+/// `acc += x`, in the accumulators' type `A`.
 #[inline(always)]
-fn widen<T: Scalar>(v: T) -> f64 {
-    v.to_f64().unwrap_or(0.0)
+pub fn add_sums<T: Scalar, A: Scalar>(acc: &mut [A], x: &[T]) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a = *a + widen::<T, A>(v);
+    }
+}
+
+/// `acc += (x − mean)²`, in the accumulators' type `A`.
+#[inline(always)]
+pub fn add_squares<T: Scalar, A: Scalar>(acc: &mut [A], x: &[T], mean: &[A]) {
+    for ((a, &v), &m) in acc.iter_mut().zip(x).zip(mean) {
+        let d = widen::<T, A>(v) - m;
+        *a = *a + d * d;
+    }
+}
+
+/// `v` in `A` (f32 and f64 convert into each other).
+#[inline(always)]
+fn widen<T: Scalar, A: Scalar>(v: T) -> A {
+    A::from(v).unwrap_or_else(A::nan)
 }
 
 /// Each group's mean from its sums and count (0 for an empty group), in place.

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use super::calibrate::{Calibration, smooth};
 use super::groups::{assign, keys, keys_len};
-use super::moments::{Pass, Rows, accumulate, count, means, variances};
+use super::moments::{Pass, Rows, accumulate, count, shifted_moments, shifts};
 use super::update::{GroupMoments, Statistics, last_epoch_due, running_due, smoothing_due};
 use super::window::{smooth_buckets, window};
 use super::{Behaviour, Fds};
@@ -205,17 +205,17 @@ impl<T: Scalar> FdsState<T> {
         let rows = Rows::new(features, self.dim, &of_row, groups)?;
         let mut counts = vec![0.0; groups];
         count(&rows, &mut counts)?;
-        let mut sums = vec![0.0; rows.out_len()];
-        pass(engine, &rows, Pass::Sums, &mut sums)?;
-        means(&mut sums, &counts);
-        let mut squares = vec![0.0; rows.out_len()];
-        pass(engine, &rows, Pass::Squares { means: &sums }, &mut squares)?;
-        variances(&mut squares, &counts);
+        let mut c = vec![0.0; rows.out_len()];
+        shifts(&rows, &mut c)?;
+        let mut sums = vec![0.0; 2 * rows.out_len()];
+        pass(engine, &rows, Pass::Shifted { shifts: &c }, &mut sums)?;
+        let (mut means, mut vars) = (vec![0.0; c.len()], vec![0.0; c.len()]);
+        shifted_moments(&sums, &c, &counts, &mut means, &mut vars);
         let moments = GroupMoments {
             keys: &k,
             counts: &counts,
-            means: &sums,
-            variances: &squares,
+            means: &means,
+            variances: &vars,
         };
         let mut stats = Statistics {
             running_mean: &mut self.running_mean,

@@ -7,7 +7,7 @@ use conr_core::Engine;
 use conr_core::density::Kernel;
 use conr_core::fds::calibrate::{Calibration, smooth};
 use conr_core::fds::groups::{assign, keys, keys_len};
-use conr_core::fds::moments::{Pass, Rows, accumulate};
+use conr_core::fds::moments::{Pass, Rows, accumulate, shifts};
 use conr_core::fds::{Behaviour, Fds, FdsState};
 use conr_cpu::Fast;
 use proptest::prelude::*;
@@ -186,18 +186,25 @@ fn the_fast_pass_is_the_serial_one_on_any_threads() {
     let mut of_row = vec![0u32; rows];
     assign(&config, &k[..n], &labels, &mut of_row).unwrap();
     let batch = Rows::new(&features, dim, &of_row, n).unwrap();
-    let mut serial = vec![0.0; batch.out_len()];
-    accumulate(&batch, Pass::Sums, &mut serial).unwrap();
-    let mut results = Vec::new();
-    for threads in [1, 2, 3] {
-        let fast = Fast::with_threads(threads).unwrap();
-        let mut out = vec![0.0; batch.out_len()];
-        Engine::<f32>::fds_pass(&fast, &batch, Pass::Sums, &mut out).unwrap();
-        results.push(out);
-    }
-    assert_eq!(results[0], results[1]);
-    assert_eq!(results[0], results[2]);
-    for (a, b) in results[0].iter().zip(&serial) {
-        assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0));
+    let mut c = vec![0.0; batch.out_len()];
+    shifts(&batch, &mut c).unwrap();
+    for pass in [Pass::Sums, Pass::Shifted { shifts: &c }] {
+        let mut serial = vec![0.0; pass.out_len(&batch)];
+        accumulate(&batch, pass, &mut serial).unwrap();
+        let mut results = Vec::new();
+        for threads in [1, 2, 3] {
+            let fast = Fast::with_threads(threads).unwrap();
+            let mut out = vec![0.0; pass.out_len(&batch)];
+            Engine::<f32>::fds_pass(&fast, &batch, pass, &mut out).unwrap();
+            results.push(out);
+        }
+        assert_eq!(results[0], results[1]);
+        assert_eq!(results[0], results[2]);
+        for (a, b) in results[0].iter().zip(&serial) {
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                "{pass:?}: {a} vs {b}"
+            );
+        }
     }
 }

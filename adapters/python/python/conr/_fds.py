@@ -242,15 +242,20 @@ class FDS(torch.nn.Module):
         group = self.group
         every = y if group is None else _all_gather_labels(y, features.device, group)
         keys = _native.fds_keys(every, **self._knobs)
-        sums, counts = _native.fds_sums(x, y, keys, engine=self.engine, **self._knobs)
-        if group is not None:
-            sums, counts = _all_reduce(sums, features.device, group), _all_reduce(counts, features.device, group)
-        means, squares = _native.fds_squares(x, y, keys, sums, counts, engine=self.engine, **self._knobs)
-        if group is not None:
-            squares = _all_reduce(squares, features.device, group)
+        if group is None:
+            # One read of the features: sums about each group's first row.
+            counts, means, variances = _native.fds_moments(x, y, keys, engine=self.engine, **self._knobs)
+        else:
+            # Two reads, each summed across ranks: the sums, then the squares
+            # about the means they give.
+            dev = features.device
+            sums, counts = _native.fds_sums(x, y, keys, engine=self.engine, **self._knobs)
+            sums, counts = _all_reduce(sums, dev, group), _all_reduce(counts, dev, group)
+            means, squares = _native.fds_squares(x, y, keys, sums, counts, engine=self.engine, **self._knobs)
+            variances = _native.fds_variances(_all_reduce(squares, dev, group), counts)
         buffers = (self.running_mean, self.running_var, self.num_samples_tracked)
         hosts = [b.numpy() if b.device.type == "cpu" and b.is_contiguous() else b.cpu().contiguous().numpy() for b in buffers]
-        _native.fds_apply(*hosts, keys, counts, means, squares, int(epoch), **self._knobs)
+        _native.fds_apply(*hosts, keys, counts, means, variances, int(epoch), **self._knobs)
         for b, h in zip(buffers, hosts):
             if b.device.type != "cpu" or not b.is_contiguous():
                 b.copy_(torch.from_numpy(h))
