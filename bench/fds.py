@@ -15,46 +15,19 @@ window with ``.cuda()``; on a machine without CUDA that call is made a no-op
 while it loads. Each number is the median of ``--reps`` runs.
 """
 import argparse
-import contextlib
-import importlib.util
 import json
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 import torch
 
 import conr
 from conr.torch import FDS
+from torch_dir import cuda_is_identity, load, timed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "tests", "fixtures", "fds")
-
-
-def median_time(fn, reps, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-@contextlib.contextmanager
-def cuda_is_identity():
-    if torch.cuda.is_available():
-        yield
-        return
-    saved = torch.Tensor.cuda
-    torch.Tensor.cuda = lambda self, *a, **k: self
-    try:
-        yield
-    finally:
-        torch.Tensor.cuda = saved
 
 
 def load_reference(checkout):
@@ -62,11 +35,7 @@ def load_reference(checkout):
     path = os.path.join(folder, "fds.py")
     if not os.path.isfile(path):
         sys.exit(f"error: {path} does not exist: --reference takes a checkout of YyzHarry/imbalanced-regression")
-    sys.path.insert(0, folder)
-    spec = importlib.util.spec_from_file_location("reference_fds", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FDS
+    return load(path, "reference_fds", folder).FDS
 
 
 def reference(cls, *args, **kwargs):
@@ -112,8 +81,8 @@ def main():
     y = rng.integers(0, 100, args.rows).astype(np.float32)
     features, labels = torch.from_numpy(x), torch.from_numpy(y)
     fds = FDS(args.dim, bucket_num=100, bucket_start=3)
-    stats = median_time(lambda: fds.update_running_stats(features, labels, 0), args.reps)
-    mean = median_time(lambda: np.mean(x, axis=0), args.reps)
+    stats = timed(lambda: fds.update_running_stats(features, labels, 0), args.reps)
+    mean = timed(lambda: np.mean(x, axis=0), args.reps)
     rows = [{
         "what": f"statistics pass, {args.rows}x{args.dim} f32",
         "conr_s": stats,
@@ -136,7 +105,7 @@ def main():
             out = module.smooth(leaf * 1, yb, 1)
             (out * upstream).sum().backward()
 
-        return median_time(step, args.reps)
+        return timed(step, args.reps)
 
     ours = smoothing(FDS(d, bucket_num=100, bucket_start=3))
     row = {"what": f"smooth, forward and backward, {n}x{d} f32", "conr_s": ours}

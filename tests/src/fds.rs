@@ -120,22 +120,3 @@ pub fn check(case: &FdsCase, steps: &[FdsStepReport], tol: f64) -> Result<(), St
     }
     Ok(())
 }
-
-/// One step's report from a state after the step, as `conr compute`
-/// writes it: every buffer, and the counter as `epoch_buffer`.
-pub fn step_report(
-    epoch: u64,
-    smooth: Option<conr_schema::SmoothReport>,
-    state: &conr_core::fds::FdsState<f64>,
-) -> FdsStepReport {
-    let mut after = std::collections::BTreeMap::new();
-    after.insert("epoch_buffer".to_string(), Value::from(state.epoch as f64));
-    for (name, values) in state.buffers() {
-        after.insert(name.to_string(), Value::from(values.to_vec()));
-    }
-    FdsStepReport {
-        epoch,
-        smooth,
-        after,
-    }
-}

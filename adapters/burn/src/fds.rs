@@ -3,12 +3,12 @@
 //! pass runs on a conr engine, and [`FdsLayer::smooth`] is differentiable
 //! in the features.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use burn::tensor::{Tensor, TensorData};
+use conr_core::FloatEngine;
 use conr_core::fds::{Fds, FdsState};
-use conr_core::{Engine, FloatEngine};
-use conr_cpu::Fast;
+use conr_cpu::{Fast, SharedFds};
 
 use crate::Error;
 use crate::host::{read, values};
@@ -34,10 +34,7 @@ use crate::host::{read, values};
 /// assert_eq!(smoothed.dims(), [3, 2]);
 /// # Ok::<(), conr_burn::Error>(())
 /// ```
-pub struct FdsLayer {
-    state: Mutex<FdsState<f64>>,
-    engine: Arc<dyn FloatEngine>,
-}
+pub struct FdsLayer(SharedFds);
 
 impl FdsLayer {
     /// A fresh layer for features of width `feature_dim`, its statistics
@@ -52,38 +49,25 @@ impl FdsLayer {
         feature_dim: usize,
         engine: Arc<dyn FloatEngine>,
     ) -> Result<Self, Error> {
-        Ok(Self {
-            state: Mutex::new(FdsState::new(config, feature_dim)?),
-            engine,
-        })
-    }
-
-    fn state_mut(&self) -> Result<MutexGuard<'_, FdsState<f64>>, Error> {
-        self.state
-            .lock()
-            .map_err(|_| Error::Burn("a previous call panicked".into()))
+        Ok(Self(SharedFds::new(config, feature_dim, engine)?))
     }
 
     /// A copy of the state: every buffer by the reference's name, and the
     /// epoch counter.
-    pub fn state(&self) -> Result<FdsState<f64>, Error> {
-        Ok(self.state_mut()?.clone())
+    pub fn state(&self) -> FdsState<f64> {
+        self.0.state()
     }
 
     /// Replaces the state (one saved with [`FdsLayer::state`], say).
-    pub fn set_state(&self, state: FdsState<f64>) -> Result<(), Error> {
-        *self.state_mut()? = state;
-        Ok(())
+    pub fn set_state(&self, state: FdsState<f64>) {
+        self.0.set_state(state);
     }
 
     /// At the end of epoch `epoch`, before the running update: smooths the
     /// running statistics into the last epoch's when `epoch` is one past the
     /// counter. Returns whether it did.
     pub fn update_last_epoch_stats(&self, epoch: u64) -> bool {
-        self.state
-            .lock()
-            .map(|mut s| s.update_last_epoch_stats(epoch))
-            .unwrap_or(false)
+        self.0.update_last_epoch_stats(epoch)
     }
 
     /// At the end of epoch `epoch`: updates the running statistics with the
@@ -96,10 +80,7 @@ impl FdsLayer {
         epoch: u64,
     ) -> Result<bool, Error> {
         let (x, y) = rows(features, labels)?;
-        let engine: &dyn Engine<f64> = &*self.engine;
-        Ok(self
-            .state_mut()?
-            .update_running_stats_on(Some(engine), &x, &y, epoch)?)
+        Ok(self.0.update_running_stats(&x, &y, epoch)?)
     }
 
     /// A training batch's features (`[n, D]`) smoothed (from `start_smooth`
@@ -114,7 +95,7 @@ impl FdsLayer {
     ) -> Result<Tensor<2>, Error> {
         let dims = features.dims();
         let (x, y) = rows(features.clone(), labels)?;
-        let smoothed = self.state_mut()?.smooth(&x, &y, epoch)?;
+        let smoothed = self.0.smooth(&x, &y, epoch)?;
         let device = features.device();
         let autodiff = device.is_autodiff();
         // Constants: created without autodiff, they carry no graph.

@@ -2,11 +2,12 @@
 //! live in the layer, the statistics pass runs on a conr engine, and
 //! [`FdsLayer::smooth`] is differentiable in the features.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
+use conr_core::FloatEngine;
 use conr_core::fds::{Fds, FdsState};
-use conr_core::{Engine, FloatEngine};
+use conr_cpu::SharedFds;
 
 use crate::error::{core, msg};
 use crate::host_op::{host, on_cpu};
@@ -32,10 +33,7 @@ use crate::host_op::{host, on_cpu};
 /// assert_eq!(smoothed.dims(), [3, 2]);
 /// # Ok::<(), candle_core::Error>(())
 /// ```
-pub struct FdsLayer {
-    state: Mutex<FdsState<f64>>,
-    engine: Arc<dyn FloatEngine>,
-}
+pub struct FdsLayer(SharedFds);
 
 impl FdsLayer {
     /// A fresh layer for features of width `feature_dim`, its statistics
@@ -51,39 +49,27 @@ impl FdsLayer {
         feature_dim: usize,
         engine: &Arc<dyn FloatEngine>,
     ) -> candle_core::Result<Self> {
-        let state = FdsState::new(config, feature_dim).map_err(core("FdsLayer"))?;
-        Ok(Self {
-            state: Mutex::new(state),
-            engine: Arc::clone(engine),
-        })
-    }
-
-    fn state_mut(&self) -> candle_core::Result<MutexGuard<'_, FdsState<f64>>> {
-        self.state
-            .lock()
-            .map_err(|_| msg("a previous call panicked"))
+        SharedFds::new(config, feature_dim, Arc::clone(engine))
+            .map(Self)
+            .map_err(core("FdsLayer"))
     }
 
     /// A copy of the state: every buffer by the reference's name, and the
     /// epoch counter.
-    pub fn state(&self) -> candle_core::Result<FdsState<f64>> {
-        Ok(self.state_mut()?.clone())
+    pub fn state(&self) -> FdsState<f64> {
+        self.0.state()
     }
 
     /// Replaces the state (one saved with [`FdsLayer::state`], say).
-    pub fn set_state(&self, state: FdsState<f64>) -> candle_core::Result<()> {
-        *self.state_mut()? = state;
-        Ok(())
+    pub fn set_state(&self, state: FdsState<f64>) {
+        self.0.set_state(state);
     }
 
     /// At the end of epoch `epoch`, before the running update: smooths the
     /// running statistics into the last epoch's when `epoch` is one past the
     /// counter. Returns whether it did.
     pub fn update_last_epoch_stats(&self, epoch: u64) -> bool {
-        self.state
-            .lock()
-            .map(|mut s| s.update_last_epoch_stats(epoch))
-            .unwrap_or(false)
+        self.0.update_last_epoch_stats(epoch)
     }
 
     /// At the end of epoch `epoch`: updates the running statistics with the
@@ -96,9 +82,8 @@ impl FdsLayer {
         epoch: u64,
     ) -> candle_core::Result<bool> {
         let (x, y) = rows(features, labels)?;
-        let engine: &dyn Engine<f64> = &*self.engine;
-        self.state_mut()?
-            .update_running_stats_on(Some(engine), &x, &y, epoch)
+        self.0
+            .update_running_stats(&x, &y, epoch)
             .map_err(core("update_running_stats"))
     }
 
@@ -113,10 +98,7 @@ impl FdsLayer {
         epoch: u64,
     ) -> candle_core::Result<Tensor> {
         let (x, y) = rows(features, labels)?;
-        let smoothed = self
-            .state_mut()?
-            .smooth(&x, &y, epoch)
-            .map_err(core("smooth"))?;
+        let smoothed = self.0.smooth(&x, &y, epoch).map_err(core("smooth"))?;
         let (dims, device, dtype) = (features.dims2()?, features.device(), features.dtype());
         let out = Tensor::from_vec(smoothed.out, dims, device)?.to_dtype(dtype)?;
         let scale = Tensor::from_vec(smoothed.scale, dims, device)?.to_dtype(dtype)?;

@@ -42,6 +42,7 @@ mod fast;
 mod fds;
 mod matmul;
 mod reference;
+mod shared_fds;
 mod simd;
 
 pub use conr_core::{
@@ -52,3 +53,4 @@ pub use density::density_weights;
 pub use fast::Fast;
 pub use matmul::{gemm_kernels, gram};
 pub use reference::Reference;
+pub use shared_fds::SharedFds;

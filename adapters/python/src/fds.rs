@@ -4,8 +4,8 @@
 //! two halves (so that ranks can add up each half), the running update in
 //! place, the bucket smoothing, and the smoothing of a batch with its scale.
 
-use conr_core::fds::groups::{NO_GROUP, assign, keys, keys_len};
-use conr_core::fds::moments::{self, Pass, Rows};
+use conr_core::fds::groups::{self, NO_GROUP, assign, keys, keys_len};
+use conr_core::fds::moments::{self, GroupStats, Pass, Rows};
 use conr_core::fds::update::{
     GroupMoments, Statistics, last_epoch_due, running_due, smoothing_due,
 };
@@ -88,51 +88,97 @@ pub fn fds_keys<'py>(
     Ok(k.into_pyarray(py))
 }
 
-/// The groups of `labels` among `keys`.
-fn groups(c: &Fds, keys: &[f64], labels: &[f64]) -> PyResult<Vec<u32>> {
-    let mut of_row = vec![NO_GROUP; labels.len()];
-    assign(c, keys, labels, &mut of_row).map_err(to_py)?;
-    Ok(of_row)
+/// An epoch's features (N, D) as the caller gave them, each row's group
+/// among `keys`, and the number of groups.
+struct Epoch<'py> {
+    features: Floats<'py>,
+    dim: usize,
+    of_row: Vec<u32>,
+    groups: usize,
 }
 
-/// One statistics pass of `features` (N, D) on the engine `engine`.
-fn pass(
-    py: Python<'_>,
-    c: &Fds,
-    (features, labels, keys): (&Floats<'_>, &[f64], &[f64]),
-    engine: &str,
-    pass: Pass<'_>,
-) -> PyResult<Vec<f64>> {
-    let (n, dim) = matrix(features, "features")?;
-    if n != labels.len() {
-        return Err(PyValueError::new_err(format!(
-            "features has {n} rows but labels has {}",
-            labels.len()
-        )));
-    }
-    let of_row = groups(c, keys, labels)?;
-    let engine = engines::engine(py, engine)?;
-    fn run<T: FromFloats>(
-        py: Python<'_>,
-        engine: &dyn Engine<T>,
-        features: &Floats<'_>,
-        (dim, of_row, groups): (usize, &[u32], usize),
-        pass: Pass<'_>,
-    ) -> PyResult<Vec<f64>> {
-        let f = T::values(features);
-        py.detach(|| {
-            let rows = Rows::new(&f, dim, of_row, groups)?;
-            let mut out = vec![0.0; rows.out_len()];
-            engine.fds_pass(&rows, pass, &mut out)?;
-            Ok::<_, Error>(out)
+impl<'py> Epoch<'py> {
+    fn read(c: &Fds, features: &Bound<'py, PyAny>, labels: &[f64], keys: &[f64]) -> PyResult<Self> {
+        let features = Floats::read(features, "features")?;
+        let (n, dim) = matrix(&features, "features")?;
+        if n != labels.len() {
+            return Err(PyValueError::new_err(format!(
+                "features has {n} rows but labels has {}",
+                labels.len()
+            )));
+        }
+        let mut of_row = vec![NO_GROUP; labels.len()];
+        assign(c, keys, labels, &mut of_row).map_err(to_py)?;
+        Ok(Self {
+            features,
+            dim,
+            of_row,
+            groups: keys.len(),
         })
-        .map_err(to_py)
     }
-    let shape = (dim, &of_row[..], keys.len());
-    if features.is_f64() {
-        run::<f64>(py, &*engine, features, shape, pass)
-    } else {
-        run::<f32>(py, &*engine, features, shape, pass)
+
+    /// `job` on the epoch's rows, in the features' precision, on the engine
+    /// called `engine`, with the GIL released.
+    fn run<J: RowsJob>(&self, py: Python<'_>, engine: &str, job: &J) -> PyResult<J::Out> {
+        let engine = engines::engine(py, engine)?;
+        fn on<T: FromFloats, J: RowsJob>(
+            py: Python<'_>,
+            epoch: &Epoch<'_>,
+            engine: &dyn Engine<T>,
+            job: &J,
+        ) -> PyResult<J::Out> {
+            let f = T::values(&epoch.features);
+            let (dim, of_row, groups) = (epoch.dim, &epoch.of_row[..], epoch.groups);
+            py.detach(|| job.run(engine, &Rows::new(&f, dim, of_row, groups)?))
+                .map_err(to_py)
+        }
+        if self.features.is_f64() {
+            on::<f64, J>(py, self, &*engine, job)
+        } else {
+            on::<f32, J>(py, self, &*engine, job)
+        }
+    }
+}
+
+/// Work on an epoch's rows, written once for both precisions.
+trait RowsJob: Sync {
+    type Out: Send;
+    fn run<T: FromFloats>(
+        &self,
+        engine: &dyn Engine<T>,
+        rows: &Rows<'_, T>,
+    ) -> Result<Self::Out, Error>;
+}
+
+/// One pass ([`Pass`]) and the group counts.
+struct PassJob<'a>(Pass<'a>);
+
+impl RowsJob for PassJob<'_> {
+    type Out = (Vec<f64>, Vec<f64>);
+    fn run<T: FromFloats>(
+        &self,
+        engine: &dyn Engine<T>,
+        rows: &Rows<'_, T>,
+    ) -> Result<Self::Out, Error> {
+        let mut out = vec![0.0; self.0.out_len(rows)];
+        engine.fds_pass(rows, self.0, &mut out)?;
+        let mut counts = vec![0.0; rows.groups()];
+        moments::count(rows, &mut counts)?;
+        Ok((out, counts))
+    }
+}
+
+/// The groups' counts, means and variances in one read.
+struct StatsJob;
+
+impl RowsJob for StatsJob {
+    type Out = GroupStats;
+    fn run<T: FromFloats>(
+        &self,
+        engine: &dyn Engine<T>,
+        rows: &Rows<'_, T>,
+    ) -> Result<GroupStats, Error> {
+        GroupStats::of(rows, Some(engine))
     }
 }
 
@@ -141,8 +187,8 @@ fn grid<'py>(py: Python<'py>, values: Vec<f64>, rows: usize) -> PyResult<Bound<'
     Ok(values.into_pyarray(py).reshape([rows, cols])?.into_any())
 }
 
-/// The first half of the statistics pass: per group, `Σ x` (G, D) and the
-/// row count (G,), both float64, to add up across ranks.
+/// The first half of the statistics pass across ranks: per group, `Σ x`
+/// (G, D) and the row count (G,), both float64, to add up across ranks.
 #[pyfunction]
 #[pyo3(signature = (features, labels, keys, *, engine="fast", **knobs))]
 pub fn fds_sums<'py>(
@@ -154,15 +200,9 @@ pub fn fds_sums<'py>(
     knobs: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<f64>>)> {
     let c = config(knobs)?;
-    let features = Floats::read(features, "features")?;
-    let (labels, keys) = (labels.as_slice()?, keys.as_slice()?);
-    let sums = pass(py, &c, (&features, labels, keys), engine, Pass::Sums)?;
-    let mut counts = vec![0.0; keys.len()];
-    for g in groups(&c, keys, labels)? {
-        if g != NO_GROUP {
-            counts[g as usize] += 1.0;
-        }
-    }
+    let keys = keys.as_slice()?;
+    let epoch = Epoch::read(&c, features, labels.as_slice()?, keys)?;
+    let (sums, counts) = epoch.run(py, engine, &PassJob(Pass::Sums))?;
     Ok((grid(py, sums, keys.len())?, counts.into_pyarray(py)))
 }
 
@@ -182,22 +222,16 @@ pub fn fds_squares<'py>(
     knobs: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let c = config(knobs)?;
-    let features = Floats::read(features, "features")?;
-    let (labels, keys, counts) = (labels.as_slice()?, keys.as_slice()?, counts.as_slice()?);
+    let (keys, counts) = (keys.as_slice()?, counts.as_slice()?);
+    let epoch = Epoch::read(&c, features, labels.as_slice()?, keys)?;
     let mut means = f64::values(&Floats::read(sums, "sums")?).into_owned();
-    if counts.len() != keys.len() || means.len() % keys.len().max(1) != 0 {
+    if counts.len() != keys.len() || means.len() != keys.len() * epoch.dim {
         return Err(PyValueError::new_err(
             "sums and counts must have one row per key",
         ));
     }
     moments::means(&mut means, counts);
-    let squares = pass(
-        py,
-        &c,
-        (&features, labels, keys),
-        engine,
-        Pass::Squares { means: &means },
-    )?;
+    let (squares, _) = epoch.run(py, engine, &PassJob(Pass::Squares { means: &means }))?;
     Ok((grid(py, means, keys.len())?, grid(py, squares, keys.len())?))
 }
 
@@ -236,48 +270,13 @@ pub fn fds_moments<'py>(
     Bound<'py, PyAny>,
 )> {
     let c = config(knobs)?;
-    let features = Floats::read(features, "features")?;
-    let (labels, keys) = (labels.as_slice()?, keys.as_slice()?);
-    let (n, dim) = matrix(&features, "features")?;
-    if n != labels.len() {
-        return Err(PyValueError::new_err(format!(
-            "features has {n} rows but labels has {}",
-            labels.len()
-        )));
-    }
-    let of_row = groups(&c, keys, labels)?;
-    let engine = engines::engine(py, engine)?;
-    fn run<T: FromFloats>(
-        py: Python<'_>,
-        engine: &dyn Engine<T>,
-        features: &Floats<'_>,
-        (dim, of_row, groups): (usize, &[u32], usize),
-    ) -> PyResult<[Vec<f64>; 3]> {
-        let f = T::values(features);
-        py.detach(|| {
-            let rows = Rows::new(&f, dim, of_row, groups)?;
-            let mut counts = vec![0.0; groups];
-            moments::count(&rows, &mut counts)?;
-            let mut shifts = vec![0.0; rows.out_len()];
-            moments::shifts(&rows, &mut shifts)?;
-            let mut sums = vec![0.0; 2 * rows.out_len()];
-            engine.fds_pass(&rows, Pass::Shifted { shifts: &shifts }, &mut sums)?;
-            let (mut means, mut vars) = (vec![0.0; shifts.len()], vec![0.0; shifts.len()]);
-            moments::shifted_moments(&sums, &shifts, &counts, &mut means, &mut vars);
-            Ok::<_, Error>([counts, means, vars])
-        })
-        .map_err(to_py)
-    }
-    let shape = (dim, &of_row[..], keys.len());
-    let [counts, means, vars] = if features.is_f64() {
-        run::<f64>(py, &*engine, &features, shape)?
-    } else {
-        run::<f32>(py, &*engine, &features, shape)?
-    };
+    let keys = keys.as_slice()?;
+    let epoch = Epoch::read(&c, features, labels.as_slice()?, keys)?;
+    let stats = epoch.run(py, engine, &StatsJob)?;
     Ok((
-        counts.into_pyarray(py),
-        grid(py, means, keys.len())?,
-        grid(py, vars, keys.len())?,
+        stats.counts.into_pyarray(py),
+        grid(py, stats.means, keys.len())?,
+        grid(py, stats.variances, keys.len())?,
     ))
 }
 
@@ -409,11 +408,7 @@ pub fn fds_smooth<'py>(
     let c = config(knobs)?;
     let features = Floats::read(features, "features")?;
     let (n, dim) = matrix(&features, "features")?;
-    let labels = labels.as_slice()?;
-    let mut k = vec![0.0; keys_len(&c, labels.len())];
-    let g = keys(&c, labels, &mut k).map_err(to_py)?;
-    k.truncate(g);
-    let of_row = groups(&c, &k, labels)?;
+    let (k, of_row) = groups::batch(&c, labels.as_slice()?).map_err(to_py)?;
     let stats = [
         Floats::read(mean, "mean")?,
         Floats::read(var, "var")?,

@@ -147,6 +147,10 @@ def test_the_smoothing_op_passes_opcheck():
         m.smoothed_var_last_epoch,
         8,
         1,
+        "gaussian",
+        3,
+        2.0,
+        0.9,
         "official",
         1.0,
     )

@@ -130,62 +130,36 @@ impl FdsCase {
         knobs_from(&self.config)
     }
 
-    /// Replays the case in `T`: for each step, smooths its batch (if any),
-    /// then feeds its epoch's features (if any), and records the buffers.
-    /// The statistics passes run on `engine`, or the core's serial loop.
+    /// Replays the case in `T` on an [`FdsState`], the statistics passes on
+    /// `engine` or, without one, the core's loop.
     pub fn replay<T: Scalar>(
         &self,
         engine: Option<&dyn Engine<T>>,
     ) -> Result<Vec<FdsStepReport>, Error> {
-        let mut state =
-            FdsState::<T>::new(self.fds()?, self.feature_dim).map_err(Error::Invalid)?;
-        let cast = |v: &[f64]| {
-            v.iter()
-                .map(|&x| T::from(x).unwrap_or_else(T::nan))
-                .collect::<Vec<T>>()
-        };
-        let widen = |v: &[T]| {
-            v.iter()
-                .map(|x| x.to_f64().unwrap_or(f64::NAN))
-                .collect::<Vec<f64>>()
-        };
+        let state = FdsState::<T>::new(self.fds()?, self.feature_dim)?;
+        self.replay_with(&mut OnState { state, engine })
+    }
+
+    /// Replays the case through `fds` (an entry point's FDS): for each
+    /// step, smooths its batch (if any), then feeds its epoch's features (if
+    /// any: the last-epoch update, then the running update), and records
+    /// every buffer.
+    pub fn replay_with(&self, fds: &mut impl FdsSteps) -> Result<Vec<FdsStepReport>, Error> {
         let mut steps = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             let smooth = match &step.smooth {
-                Some(call) => {
-                    let smoothed = state
-                        .smooth(&cast(&call.features), &cast(&call.labels), step.epoch)
-                        .map_err(Error::Invalid)?;
-                    let grad = smoothed
-                        .scale
-                        .iter()
-                        .zip(&call.upstream)
-                        .map(|(s, u)| s.to_f64().unwrap_or(f64::NAN) * u)
-                        .collect();
-                    Some(SmoothReport {
-                        out: widen(&smoothed.out),
-                        grad_features: grad,
-                    })
-                }
+                Some(call) => Some(fds.smooth(call, step.epoch)?),
                 None => None,
             };
             if let Some(call) = &step.update {
-                state.update_last_epoch_stats(step.epoch);
-                state
-                    .update_running_stats_on(
-                        engine,
-                        &cast(&call.features),
-                        &cast(&call.labels),
-                        step.epoch,
-                    )
-                    .map_err(Error::Invalid)?;
+                fds.update(call, step.epoch)?;
             }
+            let (epoch, buffers) = fds.buffers();
             let mut after = BTreeMap::new();
-            after.insert("epoch_buffer".to_string(), Value::from(state.epoch as f64));
-            for (name, values) in state.buffers() {
-                after.insert(name.to_string(), Value::from(widen(values)));
+            after.insert("epoch_buffer".to_string(), Value::from(epoch as f64));
+            for (name, values) in BUFFER_NAMES.iter().zip(buffers) {
+                after.insert(name.to_string(), Value::from(values));
             }
-            debug_assert_eq!(after.len(), BUFFER_NAMES.len() + 1);
             steps.push(FdsStepReport {
                 epoch: step.epoch,
                 smooth,
@@ -193,5 +167,63 @@ impl FdsCase {
             });
         }
         Ok(steps)
+    }
+}
+
+/// An entry point's FDS, driven through a case's steps by
+/// [`FdsCase::replay_with`].
+pub trait FdsSteps {
+    /// Smooths the call's batch at `epoch`: the output, and the gradient of
+    /// `Σ(out ⊙ upstream)`.
+    fn smooth(&mut self, call: &SmoothCall, epoch: u64) -> Result<SmoothReport, Error>;
+    /// The end of `epoch`: the last-epoch update, then the running update.
+    fn update(&mut self, call: &UpdateCall, epoch: u64) -> Result<(), Error>;
+    /// The epoch counter and every buffer, in f64, in [`BUFFER_NAMES`]' order.
+    fn buffers(&self) -> (u64, Vec<Vec<f64>>);
+}
+
+/// The core's [`FdsState`] as [`FdsSteps`].
+struct OnState<'e, T: Scalar> {
+    state: FdsState<T>,
+    engine: Option<&'e dyn Engine<T>>,
+}
+
+fn cast<T: Scalar>(v: &[f64]) -> Vec<T> {
+    v.iter()
+        .map(|&x| T::from(x).unwrap_or_else(T::nan))
+        .collect()
+}
+
+fn widen<T: Scalar>(v: &[T]) -> Vec<f64> {
+    v.iter().map(|x| x.to_f64().unwrap_or(f64::NAN)).collect()
+}
+
+impl<T: Scalar> FdsSteps for OnState<'_, T> {
+    fn smooth(&mut self, call: &SmoothCall, epoch: u64) -> Result<SmoothReport, Error> {
+        let smoothed = self
+            .state
+            .smooth(&cast(&call.features), &cast(&call.labels), epoch)?;
+        let grad_features = widen(&smoothed.scale)
+            .iter()
+            .zip(&call.upstream)
+            .map(|(s, u)| s * u)
+            .collect();
+        Ok(SmoothReport {
+            out: widen(&smoothed.out),
+            grad_features,
+        })
+    }
+
+    fn update(&mut self, call: &UpdateCall, epoch: u64) -> Result<(), Error> {
+        self.state.update_last_epoch_stats(epoch);
+        let (x, y) = (cast(&call.features), cast(&call.labels));
+        self.state
+            .update_running_stats_on(self.engine, &x, &y, epoch)?;
+        Ok(())
+    }
+
+    fn buffers(&self) -> (u64, Vec<Vec<f64>>) {
+        let buffers = self.state.buffers().iter().map(|(_, v)| widen(v)).collect();
+        (self.state.epoch, buffers)
     }
 }

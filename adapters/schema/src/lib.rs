@@ -32,7 +32,8 @@ pub use dir::{
 };
 pub use error::Error;
 pub use fds::{
-    FDS_SCHEMA, FdsCase, FdsReport, FdsStep, FdsStepReport, SmoothCall, SmoothReport, UpdateCall,
+    FDS_SCHEMA, FdsCase, FdsReport, FdsStep, FdsStepReport, FdsSteps, SmoothCall, SmoothReport,
+    UpdateCall,
 };
 pub use metrics::{LabelJson, MetricsCase, MetricsJson, MetricsReport};
 pub use report::Report;

@@ -96,6 +96,21 @@ pub fn assign<T: Scalar>(
     Ok(())
 }
 
+/// The groups a batch of `labels` forms on its own: their keys
+/// ([`keys`]) and the group of each row ([`assign`]).
+#[cfg(feature = "alloc")]
+pub fn batch<T: Scalar>(
+    config: &Fds,
+    labels: &[T],
+) -> Result<(alloc::vec::Vec<T>, alloc::vec::Vec<u32>), Error> {
+    let mut k = alloc::vec![T::zero(); keys_len(config, labels.len())];
+    let n = keys(config, labels, &mut k)?;
+    k.truncate(n);
+    let mut of_row = alloc::vec![NO_GROUP; labels.len()];
+    assign(config, &k, labels, &mut of_row)?;
+    Ok((k, of_row))
+}
+
 /// The group of label `y` among `keys`.
 fn group_of<T: Scalar>(config: &Fds, keys: &[T], y: T) -> Option<usize> {
     if config.behaviour == Behaviour::Clean {

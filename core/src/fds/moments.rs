@@ -105,20 +105,6 @@ impl<'a, T: Scalar> Rows<'a, T> {
         }
     }
 
-    /// Row `i`'s group and features.
-    #[inline]
-    pub fn row(&self, i: usize) -> (u32, &'a [T]) {
-        (
-            self.of_row[i],
-            &self.features[i * self.dim..(i + 1) * self.dim],
-        )
-    }
-
-    /// The group of each row.
-    pub fn of_row(&self) -> &'a [u32] {
-        self.of_row
-    }
-
     /// Each row's group and features.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &'a [T])> + '_ {
         self.of_row
@@ -152,9 +138,57 @@ pub enum Pass<'a> {
 }
 
 impl Pass<'_> {
+    /// The values a pass keeps per group: `dim`, or `2·dim` for [`Pass::Shifted`].
+    pub fn width(&self, dim: usize) -> usize {
+        match self {
+            Pass::Shifted { .. } => 2 * dim,
+            _ => dim,
+        }
+    }
+
     /// The length of the pass's output over `rows`: [`Pass::width`] per group.
     pub fn out_len<T: Scalar>(&self, rows: &Rows<'_, T>) -> usize {
         rows.groups * self.width(rows.dim)
+    }
+
+    /// Checks the means or shifts against `rows`.
+    pub fn check<T: Scalar>(&self, rows: &Rows<'_, T>) -> Result<(), Error> {
+        match self {
+            Pass::Sums => Ok(()),
+            Pass::Squares { means } => check_len("means", rows.out_len(), means.len()),
+            Pass::Shifted { shifts } => check_len("shifts", rows.out_len(), shifts.len()),
+        }
+    }
+
+    /// Adds one row `x` of group `g` into that group's output `acc`
+    /// ([`Pass::width`] values), the pass checked against its rows. Always
+    /// inlined: an engine compiles its loop again for wider registers.
+    #[inline(always)]
+    pub fn add_row<T: Scalar>(&self, g: usize, x: &[T], acc: &mut [f64]) {
+        let dim = x.len();
+        match self {
+            Pass::Sums => {
+                for (a, &v) in acc.iter_mut().zip(x) {
+                    *a += widen(v);
+                }
+            }
+            Pass::Squares { means } => {
+                let m = &means[g * dim..(g + 1) * dim];
+                for ((a, &v), &m) in acc.iter_mut().zip(x).zip(m) {
+                    let d = widen(v) - m;
+                    *a += d * d;
+                }
+            }
+            Pass::Shifted { shifts } => {
+                let c = &shifts[g * dim..(g + 1) * dim];
+                let (sums, squares) = acc.split_at_mut(dim);
+                for (((s, q), &v), &c) in sums.iter_mut().zip(squares.iter_mut()).zip(x).zip(c) {
+                    let d = widen(v) - c;
+                    *s += d;
+                    *q += d * d;
+                }
+            }
+        }
     }
 }
 
@@ -204,68 +238,6 @@ pub fn check_sums<T: Scalar>(rows: &Rows<'_, T>, out: &[f64]) -> Result<(), Erro
     }
 }
 
-impl Pass<'_> {
-    /// The values a pass keeps per group: `dim`, or `2·dim` for [`Pass::Shifted`].
-    pub fn width(&self, dim: usize) -> usize {
-        match self {
-            Pass::Shifted { .. } => 2 * dim,
-            _ => dim,
-        }
-    }
-
-    /// Checks the means or shifts against `rows`.
-    pub fn check<T: Scalar>(&self, rows: &Rows<'_, T>) -> Result<(), Error> {
-        match self {
-            Pass::Sums => Ok(()),
-            Pass::Squares { means } => check_len("means", rows.out_len(), means.len()),
-            Pass::Shifted { shifts } => check_len("shifts", rows.out_len(), shifts.len()),
-        }
-    }
-
-    /// Adds one row `x` of group `g` into that group's output `acc`
-    /// ([`Pass::width`] values), the pass checked against its rows.
-    #[inline(always)]
-    pub fn add_row<T: Scalar>(&self, g: usize, x: &[T], acc: &mut [f64]) {
-        let centres = match self {
-            Pass::Sums => &[][..],
-            Pass::Squares { means: c } | Pass::Shifted { shifts: c } => *c,
-        };
-        self.add_row_in(g, x, acc, centres);
-    }
-
-    /// [`Pass::add_row`] in the accumulators' type `A`, with the pass's means
-    /// or shifts given in `A` (`groups × dim`; empty for [`Pass::Sums`]).
-    #[inline(always)]
-    pub fn add_row_in<T: Scalar, A: Scalar>(
-        &self,
-        g: usize,
-        x: &[T],
-        acc: &mut [A],
-        centres: &[A],
-    ) {
-        let dim = x.len();
-        match self {
-            Pass::Sums => add_sums(acc, x),
-            Pass::Squares { .. } => add_squares(acc, x, &centres[g * dim..(g + 1) * dim]),
-            Pass::Shifted { .. } => {
-                let (sums, squares) = acc.split_at_mut(dim);
-                add_shifted(sums, squares, x, &centres[g * dim..(g + 1) * dim]);
-            }
-        }
-    }
-}
-
-/// `sums += x − c` and `squares += (x − c)²`, in the accumulators' type `A`
-/// (f64 here; an engine may add blocks of rows in `T` first).
-#[inline(always)]
-pub fn add_shifted<T: Scalar, A: Scalar>(sums: &mut [A], squares: &mut [A], x: &[T], c: &[A]) {
-    for (((s, q), &v), &c) in sums.iter_mut().zip(squares.iter_mut()).zip(x).zip(c) {
-        let d = widen::<T, A>(v) - c;
-        *s = *s + d;
-        *q = *q + d * d;
-    }
-}
-
 /// Each group's shift for [`Pass::Shifted`]: its first row, widened to f64
 /// (zeros for an empty group), into `shifts` (`groups × dim`).
 pub fn shifts<T: Scalar>(rows: &Rows<'_, T>, shifts: &mut [f64]) -> Result<(), Error> {
@@ -276,9 +248,7 @@ pub fn shifts<T: Scalar>(rows: &Rows<'_, T>, shifts: &mut [f64]) -> Result<(), E
     for (g, x) in rows.iter().filter(|(g, _)| *g != NO_GROUP) {
         let c = &mut shifts[g as usize * dim..][..dim];
         if c[0].is_nan() {
-            c.iter_mut()
-                .zip(x)
-                .for_each(|(c, &v)| *c = widen::<T, f64>(v));
+            c.iter_mut().zip(x).for_each(|(c, &v)| *c = widen(v));
         }
     }
     shifts
@@ -290,8 +260,7 @@ pub fn shifts<T: Scalar>(rows: &Rows<'_, T>, shifts: &mut [f64]) -> Result<(), E
 
 /// The means and variances (each `groups × dim`) from a [`Pass::Shifted`]
 /// output, the shifts and the counts: `mean = c + S₁/k`, `variance =
-/// (S₂ − S₁²/k)/(k − 1)` (over `k` for a group of one, whose variance is 0),
-/// never below 0.
+/// (S₂ − S₁²/k)` over [`variance_divisor`], never below 0.
 pub fn shifted_moments(
     shifted: &[f64],
     shifts: &[f64],
@@ -308,8 +277,7 @@ pub fn shifted_moments(
             &mut variances[at.clone()],
             &shifts[at],
         );
-        let n = if k > 0.0 { k } else { 1.0 };
-        let d = if k > 1.0 { k - 1.0 } else { 1.0 };
+        let (n, d) = (mean_divisor(k), variance_divisor(k));
         for j in 0..dim {
             m[j] = c[j] + sums[j] / n;
             v[j] = ((squares[j] - sums[j] * sums[j] / n) / d).max(0.0);
@@ -317,47 +285,80 @@ pub fn shifted_moments(
     }
 }
 
-/// `acc += x`, in the accumulators' type `A`.
-#[inline(always)]
-pub fn add_sums<T: Scalar, A: Scalar>(acc: &mut [A], x: &[T]) {
-    for (a, &v) in acc.iter_mut().zip(x) {
-        *a = *a + widen::<T, A>(v);
-    }
-}
-
-/// `acc += (x − mean)²`, in the accumulators' type `A`.
-#[inline(always)]
-pub fn add_squares<T: Scalar, A: Scalar>(acc: &mut [A], x: &[T], mean: &[A]) {
-    for ((a, &v), &m) in acc.iter_mut().zip(x).zip(mean) {
-        let d = widen::<T, A>(v) - m;
-        *a = *a + d * d;
-    }
-}
-
-/// `v` in `A` (f32 and f64 convert into each other).
-#[inline(always)]
-fn widen<T: Scalar, A: Scalar>(v: T) -> A {
-    A::from(v).unwrap_or_else(A::nan)
-}
-
 /// Each group's mean from its sums and count (0 for an empty group), in place.
 pub fn means(sums: &mut [f64], counts: &[f64]) {
     let dim = sums.len() / counts.len().max(1);
     for (row, &k) in sums.chunks_exact_mut(dim.max(1)).zip(counts) {
-        let k = if k > 0.0 { k } else { 1.0 };
-        row.iter_mut().for_each(|s| *s /= k);
+        row.iter_mut().for_each(|s| *s /= mean_divisor(k));
     }
 }
 
 /// Each group's variance from its squares about the mean and its count, in
-/// place: divided by `k − 1`, or by `k` for a group of one (the reference's
-/// `var(unbiased = k != 1)`).
+/// place, over [`variance_divisor`].
 pub fn variances(squares: &mut [f64], counts: &[f64]) {
     let dim = squares.len() / counts.len().max(1);
     for (row, &k) in squares.chunks_exact_mut(dim.max(1)).zip(counts) {
-        let d = if k > 1.0 { k - 1.0 } else { 1.0 };
-        row.iter_mut().for_each(|s| *s /= d);
+        row.iter_mut().for_each(|s| *s /= variance_divisor(k));
     }
+}
+
+/// Each group's count, mean and variance (`groups × dim`), from one read
+/// of the features ([`Pass::Shifted`]).
+#[cfg(feature = "alloc")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupStats {
+    /// The rows in each group.
+    pub counts: alloc::vec::Vec<f64>,
+    /// Each group's mean.
+    pub means: alloc::vec::Vec<f64>,
+    /// Each group's variance.
+    pub variances: alloc::vec::Vec<f64>,
+}
+
+#[cfg(feature = "alloc")]
+impl GroupStats {
+    /// The statistics of `rows`, the pass on `engine` ([`crate::Engine::fds_pass`])
+    /// or, without one, on the core's loop.
+    pub fn of<T: Scalar>(
+        rows: &Rows<'_, T>,
+        engine: Option<&dyn crate::Engine<T>>,
+    ) -> Result<Self, Error> {
+        use alloc::vec;
+        let mut counts = vec![0.0; rows.groups];
+        count(rows, &mut counts)?;
+        let mut c = vec![0.0; rows.out_len()];
+        shifts(rows, &mut c)?;
+        let pass = Pass::Shifted { shifts: &c };
+        let mut sums = vec![0.0; pass.out_len(rows)];
+        match engine {
+            Some(engine) => engine.fds_pass(rows, pass, &mut sums)?,
+            None => accumulate(rows, pass, &mut sums)?,
+        }
+        let (mut means, mut variances) = (vec![0.0; c.len()], vec![0.0; c.len()]);
+        shifted_moments(&sums, &c, &counts, &mut means, &mut variances);
+        Ok(Self {
+            counts,
+            means,
+            variances,
+        })
+    }
+}
+
+/// A group of `k` samples' mean divides by `k` (1 for an empty group).
+fn mean_divisor(k: f64) -> f64 {
+    if k > 0.0 { k } else { 1.0 }
+}
+
+/// A group of `k` samples' variance divides by `k − 1`, or by `k` for a
+/// group of one: the reference's `var(unbiased = k != 1)`.
+fn variance_divisor(k: f64) -> f64 {
+    if k > 1.0 { k - 1.0 } else { 1.0 }
+}
+
+/// `v` in f64.
+#[inline(always)]
+fn widen<T: Scalar>(v: T) -> f64 {
+    v.to_f64().unwrap_or(f64::NAN)
 }
 
 fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), Error> {

@@ -4,8 +4,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::calibrate::{Calibration, smooth};
-use super::groups::{assign, keys, keys_len};
-use super::moments::{Pass, Rows, accumulate, count, shifted_moments, shifts};
+use super::groups::batch;
+use super::moments::{GroupStats, Rows};
 use super::update::{GroupMoments, Statistics, last_epoch_due, running_due, smoothing_due};
 use super::window::{smooth_buckets, window};
 use super::{Behaviour, Fds};
@@ -196,33 +196,21 @@ impl<T: Scalar> FdsState<T> {
         if !running_due(epoch, self.epoch) {
             return Ok(false);
         }
-        let config = self.config;
-        let mut k = vec![T::zero(); keys_len(&config, labels.len())];
-        let groups = keys(&config, labels, &mut k)?;
-        k.truncate(groups);
-        let mut of_row = vec![0u32; labels.len()];
-        assign(&config, &k, labels, &mut of_row)?;
-        let rows = Rows::new(features, self.dim, &of_row, groups)?;
-        let mut counts = vec![0.0; groups];
-        count(&rows, &mut counts)?;
-        let mut c = vec![0.0; rows.out_len()];
-        shifts(&rows, &mut c)?;
-        let mut sums = vec![0.0; 2 * rows.out_len()];
-        pass(engine, &rows, Pass::Shifted { shifts: &c }, &mut sums)?;
-        let (mut means, mut vars) = (vec![0.0; c.len()], vec![0.0; c.len()]);
-        shifted_moments(&sums, &c, &counts, &mut means, &mut vars);
+        let (k, of_row) = batch(&self.config, labels)?;
+        let rows = Rows::new(features, self.dim, &of_row, k.len())?;
+        let stats = GroupStats::of(&rows, engine)?;
         let moments = GroupMoments {
             keys: &k,
-            counts: &counts,
-            means: &means,
-            variances: &vars,
+            counts: &stats.counts,
+            means: &stats.means,
+            variances: &stats.variances,
         };
-        let mut stats = Statistics {
+        let mut running = Statistics {
             running_mean: &mut self.running_mean,
             running_var: &mut self.running_var,
             num_samples_tracked: &mut self.num_samples_tracked,
         };
-        stats.update(&config, epoch, &moments)?;
+        running.update(&self.config, epoch, &moments)?;
         Ok(true)
     }
 
@@ -242,10 +230,7 @@ impl<T: Scalar> FdsState<T> {
             out.copy_from_slice(features);
             return Ok(Smoothed { out, scale });
         }
-        let mut k = vec![T::zero(); keys_len(&self.config, labels.len())];
-        let groups = keys(&self.config, labels, &mut k)?;
-        let mut of_row = vec![0u32; labels.len()];
-        assign(&self.config, &k[..groups], labels, &mut of_row)?;
+        let (k, of_row) = batch(&self.config, labels)?;
         let stats = Calibration {
             mean: self.running_mean_last_epoch(),
             var: self.running_var_last_epoch(),
@@ -255,55 +240,12 @@ impl<T: Scalar> FdsState<T> {
         smooth(
             &self.config,
             &stats,
-            &k[..groups],
+            &k,
             &of_row,
             features,
             &mut out,
             &mut scale,
         )?;
         Ok(Smoothed { out, scale })
-    }
-
-    /// Sets every buffer and the counter, as a loaded state_dict does (each
-    /// buffer a copy, so the last-epoch statistics stop being the running
-    /// ones until the next last-epoch update).
-    pub fn load(&mut self, epoch: u64, buffers: [&[T]; 7]) -> Result<(), Error> {
-        let n = self.running_mean.len();
-        for (i, b) in buffers.iter().enumerate() {
-            let want = if i == 6 {
-                self.num_samples_tracked.len()
-            } else {
-                n
-            };
-            if b.len() != want {
-                return Err(Error::ShapeMismatch {
-                    what: BUFFER_NAMES[i],
-                    expected: want,
-                    got: b.len(),
-                });
-            }
-        }
-        self.epoch = epoch;
-        self.aliased = false;
-        self.running_mean.copy_from_slice(buffers[0]);
-        self.running_var.copy_from_slice(buffers[1]);
-        self.last_mean.copy_from_slice(buffers[2]);
-        self.last_var.copy_from_slice(buffers[3]);
-        self.smoothed_mean_last_epoch.copy_from_slice(buffers[4]);
-        self.smoothed_var_last_epoch.copy_from_slice(buffers[5]);
-        self.num_samples_tracked.copy_from_slice(buffers[6]);
-        Ok(())
-    }
-}
-
-fn pass<T: Scalar>(
-    engine: Option<&dyn Engine<T>>,
-    rows: &Rows<'_, T>,
-    pass: Pass<'_>,
-    out: &mut [f64],
-) -> Result<(), Error> {
-    match engine {
-        Some(engine) => engine.fds_pass(rows, pass, out),
-        None => accumulate(rows, pass, out),
     }
 }

@@ -3,8 +3,8 @@
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use conr_burn::FdsLayer;
-use conr_schema::{FdsCase, FdsStepReport, SmoothReport};
-use conr_tests::fds::{F32_TOL, F64_TOL, cases, check, step_report};
+use conr_schema::{Error, FdsSteps, SmoothCall, SmoothReport, UpdateCall};
+use conr_tests::fds::{F32_TOL, F64_TOL, cases, check};
 
 use crate::common::values;
 
@@ -12,37 +12,48 @@ fn tensor<const D: usize>(v: &[f64], dims: [usize; D], device: &Device, dtype: D
     Tensor::<D>::from_data(TensorData::new(v.to_vec(), dims), (device, dtype))
 }
 
-fn replay(case: &FdsCase, device: &Device, dtype: DType) -> Vec<FdsStepReport> {
-    let d = case.feature_dim;
-    let layer = FdsLayer::new(case.fds().unwrap(), d).unwrap();
-    let mut steps = Vec::new();
-    for step in &case.steps {
-        let smooth = step.smooth.as_ref().map(|call| {
-            let n = call.labels.len();
-            let x = tensor(&call.features, [n, d], device, dtype).require_grad();
-            let y = tensor(&call.labels, [n, 1], device, dtype);
-            let out = layer.smooth(x.clone(), y, step.epoch).unwrap();
-            let upstream = tensor(&call.upstream, [n, d], device, dtype);
-            let grads = (out.clone() * upstream).sum().backward();
-            SmoothReport {
-                out: values(out),
-                grad_features: values(x.grad(&grads).unwrap()),
-            }
-        });
-        if let Some(call) = &step.update {
-            let n = call.labels.len();
-            layer.update_last_epoch_stats(step.epoch);
-            let features = tensor(&call.features, [n, d], device, dtype);
-            let labels = tensor(&call.labels, [n], device, dtype);
-            assert!(
-                layer
-                    .update_running_stats(features, labels, step.epoch)
-                    .unwrap()
-            );
-        }
-        steps.push(step_report(step.epoch, smooth, &layer.state().unwrap()));
+/// The layer on burn tensors of one device and dtype.
+struct Burn {
+    layer: FdsLayer,
+    dim: usize,
+    device: Device,
+    dtype: DType,
+}
+
+impl FdsSteps for Burn {
+    fn smooth(&mut self, call: &SmoothCall, epoch: u64) -> Result<SmoothReport, Error> {
+        let (n, d, device, dtype) = (call.labels.len(), self.dim, &self.device, self.dtype);
+        let x = tensor(&call.features, [n, d], device, dtype).require_grad();
+        let y = tensor(&call.labels, [n, 1], device, dtype);
+        let out = self.layer.smooth(x.clone(), y, epoch).unwrap();
+        let upstream = tensor(&call.upstream, [n, d], device, dtype);
+        let grads = (out.clone() * upstream).sum().backward();
+        Ok(SmoothReport {
+            out: values(out),
+            grad_features: values(x.grad(&grads).unwrap()),
+        })
     }
-    steps
+
+    fn update(&mut self, call: &UpdateCall, epoch: u64) -> Result<(), Error> {
+        let (n, d, device, dtype) = (call.labels.len(), self.dim, &self.device, self.dtype);
+        self.layer.update_last_epoch_stats(epoch);
+        let features = tensor(&call.features, [n, d], device, dtype);
+        let labels = tensor(&call.labels, [n], device, dtype);
+        assert!(
+            self.layer
+                .update_running_stats(features, labels, epoch)
+                .unwrap()
+        );
+        Ok(())
+    }
+
+    fn buffers(&self) -> (u64, Vec<Vec<f64>>) {
+        let state = self.layer.state();
+        (
+            state.epoch,
+            state.buffers().iter().map(|(_, v)| v.to_vec()).collect(),
+        )
+    }
 }
 
 #[test]
@@ -51,7 +62,13 @@ fn every_fds_fixture_through_the_layer() {
         let device = device.autodiff();
         for (name, case) in cases() {
             for (dtype, tol) in [(DType::F64, F64_TOL), (DType::F32, F32_TOL)] {
-                check(&case, &replay(&case, &device, dtype), tol)
+                let mut burn = Burn {
+                    layer: FdsLayer::new(case.fds().unwrap(), case.feature_dim).unwrap(),
+                    dim: case.feature_dim,
+                    device: device.clone(),
+                    dtype,
+                };
+                check(&case, &case.replay_with(&mut burn).unwrap(), tol)
                     .unwrap_or_else(|e| panic!("{name} on {backend} in {dtype:?}: {e}"));
             }
         }

@@ -3,69 +3,79 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use conr_candle::FdsLayer;
-use conr_schema::{FdsCase, FdsStepReport, SmoothReport};
-use conr_tests::fds::{F32_TOL, F64_TOL, cases, check, step_report};
+use conr_schema::{Error, FdsSteps, SmoothCall, SmoothReport, UpdateCall};
+use conr_tests::fds::{F32_TOL, F64_TOL, cases, check};
 
-fn replay(case: &FdsCase, dtype: DType) -> Vec<FdsStepReport> {
-    let device = Device::Cpu;
-    let d = case.feature_dim;
-    let layer = FdsLayer::new(case.fds().unwrap(), d).unwrap();
-    let tensor = |v: &[f64], rows: usize, cols: usize| {
-        Tensor::from_slice(v, (rows, cols), &device)
+/// The layer on candle tensors of one dtype.
+struct Candle {
+    layer: FdsLayer,
+    dim: usize,
+    dtype: DType,
+}
+
+impl Candle {
+    fn tensor(&self, v: &[f64], rows: usize, cols: usize) -> Tensor {
+        Tensor::from_slice(v, (rows, cols), &Device::Cpu)
             .unwrap()
-            .to_dtype(dtype)
+            .to_dtype(self.dtype)
             .unwrap()
-    };
-    let floats = |t: &Tensor| -> Vec<f64> {
-        t.to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    };
-    let mut steps = Vec::new();
-    for step in &case.steps {
-        let smooth = step.smooth.as_ref().map(|call| {
-            let n = call.labels.len();
-            let x = Var::from_tensor(&tensor(&call.features, n, d)).unwrap();
-            let y = tensor(&call.labels, n, 1);
-            let out = layer.smooth(x.as_tensor(), &y, step.epoch).unwrap();
-            let upstream = tensor(&call.upstream, n, d);
-            let grads = out
-                .mul(&upstream)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            SmoothReport {
-                out: floats(&out),
-                grad_features: floats(grads.get(x.as_tensor()).unwrap()),
-            }
-        });
-        if let Some(call) = &step.update {
-            let n = call.labels.len();
-            layer.update_last_epoch_stats(step.epoch);
-            let updated = layer
-                .update_running_stats(
-                    &tensor(&call.features, n, d),
-                    &tensor(&call.labels, n, 1),
-                    step.epoch,
-                )
-                .unwrap();
-            assert!(updated);
-        }
-        steps.push(step_report(step.epoch, smooth, &layer.state().unwrap()));
     }
-    steps
+}
+
+fn floats(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+impl FdsSteps for Candle {
+    fn smooth(&mut self, call: &SmoothCall, epoch: u64) -> Result<SmoothReport, Error> {
+        let n = call.labels.len();
+        let x = Var::from_tensor(&self.tensor(&call.features, n, self.dim)).unwrap();
+        let y = self.tensor(&call.labels, n, 1);
+        let out = self.layer.smooth(x.as_tensor(), &y, epoch).unwrap();
+        let upstream = self.tensor(&call.upstream, n, self.dim);
+        let loss = out.mul(&upstream).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        Ok(SmoothReport {
+            out: floats(&out),
+            grad_features: floats(grads.get(x.as_tensor()).unwrap()),
+        })
+    }
+
+    fn update(&mut self, call: &UpdateCall, epoch: u64) -> Result<(), Error> {
+        let n = call.labels.len();
+        self.layer.update_last_epoch_stats(epoch);
+        let (x, y) = (
+            self.tensor(&call.features, n, self.dim),
+            self.tensor(&call.labels, n, 1),
+        );
+        assert!(self.layer.update_running_stats(&x, &y, epoch).unwrap());
+        Ok(())
+    }
+
+    fn buffers(&self) -> (u64, Vec<Vec<f64>>) {
+        let state = self.layer.state();
+        (
+            state.epoch,
+            state.buffers().iter().map(|(_, v)| v.to_vec()).collect(),
+        )
+    }
 }
 
 #[test]
 fn every_fds_fixture_through_the_layer() {
     for (name, case) in cases() {
         for (dtype, tol) in [(DType::F64, F64_TOL), (DType::F32, F32_TOL)] {
-            check(&case, &replay(&case, dtype), tol)
+            let mut candle = Candle {
+                layer: FdsLayer::new(case.fds().unwrap(), case.feature_dim).unwrap(),
+                dim: case.feature_dim,
+                dtype,
+            };
+            check(&case, &case.replay_with(&mut candle).unwrap(), tol)
                 .unwrap_or_else(|e| panic!("{name} {dtype:?}: {e}"));
         }
     }

@@ -60,6 +60,10 @@ def _fds_smooth_op(
     smoothed_var: Tensor,
     bucket_num: int,
     bucket_start: int,
+    kernel: str,
+    ks: int,
+    sigma: float,
+    momentum: Optional[float],
     behaviour: str,
     bin_width: float,
 ) -> tuple[Tensor, Tensor]:
@@ -69,11 +73,12 @@ def _fds_smooth_op(
         *(_features_host(t) for t in (mean, var, smoothed_mean, smoothed_var)),
         bucket_num=bucket_num,
         bucket_start=bucket_start,
+        kernel=kernel,
+        ks=ks,
+        sigma=sigma,
+        momentum=momentum,
         behaviour=behaviour,
         bin_width=bin_width,
-        # The window plays no part in smoothing a batch; a window of one
-        # fits any number of buckets.
-        ks=1,
     )
 
     def back(a):
@@ -83,7 +88,7 @@ def _fds_smooth_op(
 
 
 @_fds_smooth_op.register_fake
-def _(features, labels, mean, var, smoothed_mean, smoothed_var, bucket_num, bucket_start, behaviour, bin_width):
+def _(features, labels, mean, var, smoothed_mean, smoothed_var, *knobs):
     return torch.empty_like(features), torch.empty_like(features)
 
 
@@ -91,15 +96,20 @@ def _smooth_setup(ctx, inputs, output):
     ctx.save_for_backward(output[1])
     ctx.mark_non_differentiable(output[1])
     ctx.set_materialize_grads(False)
+    ctx.constants = len(inputs) - 1
 
 
 def _smooth_backward(ctx, grad_out, _grad_scale):
     (scale,) = ctx.saved_tensors
     grad = None if grad_out is None else grad_out * scale
-    return (grad,) + (None,) * 9
+    return (grad,) + (None,) * ctx.constants
 
 
 _fds_smooth_op.register_autograd(_smooth_backward, setup_context=_smooth_setup)
+
+
+# The knobs the smoothing op carries, in its order (the epochs play no part).
+_OP_KNOBS = ("bucket_num", "bucket_start", "kernel", "ks", "sigma", "momentum", "behaviour", "bin_width")
 
 
 class FDS(torch.nn.Module):
@@ -281,10 +291,7 @@ class FDS(torch.nn.Module):
             self.running_var_last_epoch,
             self.smoothed_mean_last_epoch,
             self.smoothed_var_last_epoch,
-            self.bucket_num,
-            self.bucket_start,
-            self.behaviour,
-            self.bin_width,
+            *(self._knobs[k] for k in _OP_KNOBS),
         )
         if self.behaviour == "official":
             features.copy_(out)
