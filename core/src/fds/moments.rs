@@ -260,7 +260,7 @@ pub fn shifts<T: Scalar>(rows: &Rows<'_, T>, shifts: &mut [f64]) -> Result<(), E
 
 /// The means and variances (each `groups × dim`) from a [`Pass::Shifted`]
 /// output, the shifts and the counts: `mean = c + S₁/k`, `variance =
-/// (S₂ − S₁²/k)` over [`variance_divisor`], never below 0.
+/// (S₂ − S₁²/k)` over `k − 1` (over 1 for a group of one), never below 0.
 pub fn shifted_moments(
     shifted: &[f64],
     shifts: &[f64],
@@ -294,7 +294,7 @@ pub fn means(sums: &mut [f64], counts: &[f64]) {
 }
 
 /// Each group's variance from its squares about the mean and its count, in
-/// place, over [`variance_divisor`].
+/// place, over `k − 1` (over 1 for a group of one).
 pub fn variances(squares: &mut [f64], counts: &[f64]) {
     let dim = squares.len() / counts.len().max(1);
     for (row, &k) in squares.chunks_exact_mut(dim.max(1)).zip(counts) {
