@@ -17,6 +17,24 @@ pub(crate) fn dot<T: Scalar>(a: &[T], b: &[T]) -> T {
     conr_core::metric::dot(a, b)
 }
 
+/// Asks the CPU to bring `x`'s cache lines into its caches: a hint, with
+/// no effect on any value.
+#[inline(always)]
+pub(crate) fn prefetch<T>(x: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let line = (64 / core::mem::size_of::<T>().max(1)).max(1);
+        for i in (0..x.len()).step_by(line) {
+            // SAFETY: a prefetch reads nothing the program sees and never
+            // faults; the address is inside `x`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().add(i).cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 /// `acc += h x`, element by element.
 #[inline]
 pub(crate) fn axpy<T: Scalar>(acc: &mut [T], h: T, x: &[T]) {
@@ -45,28 +63,44 @@ fn axpy_avx2<T: Scalar>(acc: &mut [T], h: T, x: &[T]) {
     axpy_any(acc, h, x);
 }
 
-/// FDS's statistics pass ([`conr_core::fds::moments::accumulate`]), on AVX2
-/// where the CPU has it: the same operations in the same order, four f64
-/// lanes to a register instead of two.
-pub(crate) fn fds_accumulate<T: Scalar>(
+/// FDS's statistics pass window by window ([`crate::fds::windows`]), on
+/// AVX-512 or AVX2 where the CPU has them: the same operations in the same
+/// order, eight or four f64 lanes to a register instead of two, and blocks
+/// of 32 columns where 32 registers hold them (16 otherwise).
+pub(crate) fn fds_windows<T: Scalar>(
     rows: &conr_core::fds::moments::Rows<'_, T>,
     pass: conr_core::fds::moments::Pass<'_>,
     out: &mut [f64],
-) -> Result<(), conr_core::Error> {
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { fds_windows_avx512(rows, pass, out) };
+    }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { fds_accumulate_avx2(rows, pass, out) };
+        return unsafe { fds_windows_avx2(rows, pass, out) };
     }
-    conr_core::fds::moments::accumulate(rows, pass, out)
+    crate::fds::windows::<T, 16>(rows, pass, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fds_windows_avx512<T: Scalar>(
+    rows: &conr_core::fds::moments::Rows<'_, T>,
+    pass: conr_core::fds::moments::Pass<'_>,
+    out: &mut [f64],
+) {
+    crate::fds::windows::<T, 32>(rows, pass, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn fds_accumulate_avx2<T: Scalar>(
+fn fds_windows_avx2<T: Scalar>(
     rows: &conr_core::fds::moments::Rows<'_, T>,
     pass: conr_core::fds::moments::Pass<'_>,
     out: &mut [f64],
-) -> Result<(), conr_core::Error> {
-    conr_core::fds::moments::accumulate(rows, pass, out)
+) {
+    crate::fds::windows::<T, 16>(rows, pass, out)
 }

@@ -105,6 +105,20 @@ impl<'a, T: Scalar> Rows<'a, T> {
         }
     }
 
+    /// The features, `rows × dim`, row-major.
+    pub fn features(&self) -> &'a [T] {
+        self.features
+    }
+
+    /// Row `r`'s group ([`NO_GROUP`] for none) and features.
+    #[inline(always)]
+    pub fn row(&self, r: usize) -> (u32, &'a [T]) {
+        (
+            self.of_row[r],
+            &self.features[r * self.dim..(r + 1) * self.dim],
+        )
+    }
+
     /// Each row's group and features.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &'a [T])> + '_ {
         self.of_row
@@ -165,24 +179,35 @@ impl Pass<'_> {
     /// inlined: an engine compiles its loop again for wider registers.
     #[inline(always)]
     pub fn add_row<T: Scalar>(&self, g: usize, x: &[T], acc: &mut [f64]) {
-        let dim = x.len();
+        let (first, second) = acc.split_at_mut(x.len());
+        self.add_block(g * x.len(), x, first, second);
+    }
+
+    /// Adds `x`, some columns of one row, into `first` (`Σ x`, `Σ (x − mean)²`
+    /// or `Σ (x − c)`, one value per column) and, for [`Pass::Shifted`],
+    /// `second` (`Σ (x − c)²`; the other passes leave it alone). `at` is the
+    /// index of `x`'s first column in the per-group means or shifts: `g·dim`
+    /// plus its column. An engine that sums a block of columns over several
+    /// rows in registers before adding it to the group's output calls this
+    /// with the registers as `first` and `second`.
+    #[inline(always)]
+    pub fn add_block<T: Scalar>(&self, at: usize, x: &[T], first: &mut [f64], second: &mut [f64]) {
         match self {
             Pass::Sums => {
-                for (a, &v) in acc.iter_mut().zip(x) {
+                for (a, &v) in first.iter_mut().zip(x) {
                     *a += widen(v);
                 }
             }
             Pass::Squares { means } => {
-                let m = &means[g * dim..(g + 1) * dim];
-                for ((a, &v), &m) in acc.iter_mut().zip(x).zip(m) {
+                let m = &means[at..at + x.len()];
+                for ((a, &v), &m) in first.iter_mut().zip(x).zip(m) {
                     let d = widen(v) - m;
                     *a += d * d;
                 }
             }
             Pass::Shifted { shifts } => {
-                let c = &shifts[g * dim..(g + 1) * dim];
-                let (sums, squares) = acc.split_at_mut(dim);
-                for (((s, q), &v), &c) in sums.iter_mut().zip(squares.iter_mut()).zip(x).zip(c) {
+                let c = &shifts[at..at + x.len()];
+                for (((s, q), &v), &c) in first.iter_mut().zip(second.iter_mut()).zip(x).zip(c) {
                     let d = widen(v) - c;
                     *s += d;
                     *q += d * d;

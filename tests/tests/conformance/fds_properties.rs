@@ -7,7 +7,7 @@ use conr_core::Engine;
 use conr_core::density::Kernel;
 use conr_core::fds::calibrate::{Calibration, smooth};
 use conr_core::fds::groups::{assign, keys, keys_len};
-use conr_core::fds::moments::{Pass, Rows, accumulate, shifts};
+use conr_core::fds::moments::{Pass, Rows, accumulate, count, shifts};
 use conr_core::fds::{Behaviour, Fds, FdsState};
 use conr_cpu::Fast;
 use proptest::prelude::*;
@@ -176,35 +176,49 @@ fn the_fast_pass_is_the_serial_one_on_any_threads() {
         bucket_start: 0,
         ..Fds::default()
     };
-    let (rows, dim) = (20_000, 7);
-    let labels: Vec<f32> = (0..rows).map(|i| ((i * 7919) % 45) as f32).collect();
-    let features: Vec<f32> = (0..rows * dim)
-        .map(|i| ((i * 2654435761usize) % 1000) as f32 / 97.0)
-        .collect();
-    let mut k = vec![0.0f32; keys_len(&config, rows)];
-    let n = keys(&config, &labels, &mut k).unwrap();
-    let mut of_row = vec![0u32; rows];
-    assign(&config, &k[..n], &labels, &mut of_row).unwrap();
-    let batch = Rows::new(&features, dim, &of_row, n).unwrap();
-    let mut c = vec![0.0; batch.out_len()];
-    shifts(&batch, &mut c).unwrap();
-    for pass in [Pass::Sums, Pass::Shifted { shifts: &c }] {
-        let mut serial = vec![0.0; pass.out_len(&batch)];
-        accumulate(&batch, pass, &mut serial).unwrap();
-        let mut results = Vec::new();
-        for threads in [1, 2, 3] {
-            let fast = Fast::with_threads(threads).unwrap();
-            let mut out = vec![0.0; pass.out_len(&batch)];
-            Engine::<f32>::fds_pass(&fast, &batch, pass, &mut out).unwrap();
-            results.push(out);
-        }
-        assert_eq!(results[0], results[1]);
-        assert_eq!(results[0], results[2]);
-        for (a, b) in results[0].iter().zip(&serial) {
-            assert!(
-                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
-                "{pass:?}: {a} vs {b}"
-            );
+    // 7 columns: fewer than one of the fast engine's register blocks; 37:
+    // two blocks and a tail. 20,000 rows: several chunks, each of several
+    // windows.
+    for dim in [7, 37] {
+        let rows = 20_000;
+        let labels: Vec<f32> = (0..rows).map(|i| ((i * 7919) % 45) as f32).collect();
+        let features: Vec<f32> = (0..rows * dim)
+            .map(|i| ((i * 2654435761usize) % 1000) as f32 / 97.0)
+            .collect();
+        let mut k = vec![0.0f32; keys_len(&config, rows)];
+        let n = keys(&config, &labels, &mut k).unwrap();
+        let mut of_row = vec![0u32; rows];
+        assign(&config, &k[..n], &labels, &mut of_row).unwrap();
+        let batch = Rows::new(&features, dim, &of_row, n).unwrap();
+        let mut c = vec![0.0; batch.out_len()];
+        shifts(&batch, &mut c).unwrap();
+        let mut means = vec![0.0; batch.out_len()];
+        accumulate(&batch, Pass::Sums, &mut means).unwrap();
+        let mut counts = vec![0.0; n];
+        count(&batch, &mut counts).unwrap();
+        conr_core::fds::moments::means(&mut means, &counts);
+        for pass in [
+            Pass::Sums,
+            Pass::Squares { means: &means },
+            Pass::Shifted { shifts: &c },
+        ] {
+            let mut serial = vec![0.0; pass.out_len(&batch)];
+            accumulate(&batch, pass, &mut serial).unwrap();
+            let mut results = Vec::new();
+            for threads in [1, 2, 3] {
+                let fast = Fast::with_threads(threads).unwrap();
+                let mut out = vec![0.0; pass.out_len(&batch)];
+                Engine::<f32>::fds_pass(&fast, &batch, pass, &mut out).unwrap();
+                results.push(out);
+            }
+            assert_eq!(results[0], results[1]);
+            assert_eq!(results[0], results[2]);
+            for (a, b) in results[0].iter().zip(&serial) {
+                assert!(
+                    (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                    "{dim} columns, {pass:?}: {a} vs {b}"
+                );
+            }
         }
     }
 }
