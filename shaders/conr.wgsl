@@ -9,6 +9,12 @@
 // Dispatch order (adapters/wgpu/src/record.rs):
 //   check_values → normalize → row_stats → finish_rows → reduce_loss → backward
 //   → normalize_backward (→ export_counts, where a recorded call asks for the counts)
+// A batch of few row tiles would leave most of a large GPU idle, so the tile
+// kernels also cut the columns into `uniforms.splits` contiguous ranges of
+// tiles, one workgroup per (row tile, range) (conr_wgpu's call plan chooses
+// how many): row_stats writes one partial RowStats per range and row, which
+// finish_rows merges in range order, and backward one partial ∂L/∂z per range,
+// which normalize_backward adds in range order. Results do not depend on timing.
 // A recorded call builds its band plan on the device first (band_plan.wgsl).
 // Values that break a rule of conr_core::rules make the loss and the gradient NaN.
 // The mixed-precision kernels (conr_mixed.wgsl, a module of their own with the
@@ -16,6 +22,12 @@
 // and normalize_backward.
 // Large batches run in row chunks: a dispatch sees rows [row_offset, +row_count)
 // through `z_rows` and columns [col_offset, +col_count) through `z_cols`.
+
+// Where backward accumulates: the gradient buffer (dz), or with column ranges
+// one block per range of ∂L/∂z (M×D, rows in their own order; per band side,
+// the positives' first), which normalize_backward reads as dz_parts.
+@group(0) @binding(30) var<storage, read_write> dz_acc: array<f32>;
+@group(0) @binding(31) var<storage, read> dz_parts: array<f32>;
 
 // 16 features × 64 rows, four rows per vec4: 4 KiB each.
 var<workgroup> tile_a: array<vec4<f32>, 256>;
@@ -78,7 +90,19 @@ fn normalize_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (row >= uniforms.row_count) {
         return;
     }
-    normalize_backward_row(row * uniforms.dim, lengths[uniforms.row_offset + row]);
+    let base = row * uniforms.dim;
+    if (uniforms.splits > 1u) {
+        // One chunk: the ranges' blocks are M×D, like dz.
+        let block = uniforms.rows * uniforms.dim;
+        for (var i = 0u; i < uniforms.dim; i++) {
+            var sum = 0.0;
+            for (var part = 0u; part < uniforms.splits * sides(); part++) {
+                sum += dz_parts[part * block + base + i];
+            }
+            dz[base + i] = sum;
+        }
+    }
+    normalize_backward_row(base, lengths[uniforms.row_offset + row]);
 }
 
 // ------------------------------------------------------------- logit tiles
@@ -128,20 +152,32 @@ fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array
     return acc;
 }
 
-// The forward pass: conr_core::stats::RowStats over every column of the
-// column chunk, for one tile of rows. Each thread keeps partial statistics for
-// its four rows; the 16 threads of a row merge them in a fixed order.
+// The forward pass: conr_core::stats::RowStats over the columns of range
+// wid.x of the column chunk, for tile wid.y of rows (the ranges of a row
+// tile are neighbours in the dispatch, so that they run close in time and
+// share its rows in the caches). Each thread keeps partial
+// statistics for its four rows; the 16 threads of a row merge them in a fixed
+// order.
 @compute @workgroup_size(16, 16)
 fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let flat = lid.y * SIDE + lid.x;
-    let row_base = uniforms.row_begin + wid.x * TILE;
+    let row_base = uniforms.row_begin + wid.y * TILE;
+    let cols = split_columns(wid.y, wid.x);
+    if (cols.x == cols.y) {
+        // A range beyond the row tile's columns (a short band run): its
+        // statistics are empty, with no tile to visit or merge.
+        if (uniforms.splits > 1u && flat < TILE && row_base + flat < row_end()) {
+            let j = uniforms.row_offset + at(row_base + flat);
+            stats_part[(side() * uniforms.splits + wid.x) * uniforms.rows + j] = empty_stats();
+        }
+        return;
+    }
     var mine = array<RowStats, 4>(empty_stats(), empty_stats(), empty_stats(), empty_stats());
     var keys: array<RowKey, 4>;
     for (var i = 0u; i < 4u; i++) {
         let r = row_base + lid.y * 4u + i;
         keys[i] = row_key(uniforms.row_offset + at(min(r, row_end() - 1u)));
     }
-    let cols = tile_columns(wid.x);
     for (var col_base = cols.x; col_base < cols.y; col_base += TILE) {
         stage_keys(col_base, flat);
         let s = gram_tile(row_base, col_base, lid.xy, flat);
@@ -178,7 +214,9 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     }
     if (flat < TILE && row_base + flat < row_end()) {
         let j = uniforms.row_offset + at(row_base + flat);
-        if (has_flag(FLAG_ACCUMULATE)) {
+        if (uniforms.splits > 1u) {
+            stats_part[(side() * uniforms.splits + wid.x) * uniforms.rows + j] = merged[flat];
+        } else if (has_flag(FLAG_ACCUMULATE)) {
             stats[j] = stats_merge(stats[j], merged[flat]);
         } else {
             stats[j] = merged[flat];
@@ -206,7 +244,17 @@ fn finish_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (has_flag(FLAG_ETA)) {
         eta_j = eta[j];
     }
-    outcomes[j] = finish(stats[j], eta_j);
+    var row = stats[j];
+    if (uniforms.splits > 1u) {
+        // The column ranges' statistics, in range order (the positives'
+        // ranges, then the negatives', with the band).
+        row = stats_part[j];
+        for (var part = 1u; part < uniforms.splits * sides(); part++) {
+            row = stats_merge(row, stats_part[part * uniforms.rows + j]);
+        }
+        stats[j] = row;
+    }
+    outcomes[j] = finish(row, eta_j);
 }
 
 // Σ_j l_j and the anchor count in one workgroup, summed in a fixed order; then
@@ -239,13 +287,19 @@ fn reduce_loss(@builtin(local_invocation_index) t: u32) {
     }
 }
 
-// The backward pass for one tile of rows over the column chunk: recompute the
-// logits, form H_jk = (G_jk + G_kj)/τ, and accumulate dz_J += H Z_K. The
-// workgroup owns its rows of dz, so there are no atomics.
+// The backward pass for tile wid.y of rows over range wid.x of the column
+// chunk: recompute the logits, form H_jk = (G_jk + G_kj)/τ, and accumulate
+// dz_J += H Z_K, into dz or, with column ranges, the range's block (dz_acc).
+// The workgroup owns its rows of either, so there are no atomics.
 @compute @workgroup_size(16, 16)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let flat = lid.y * SIDE + lid.x;
-    let row_base = uniforms.row_begin + wid.x * TILE;
+    let row_base = uniforms.row_begin + wid.y * TILE;
+    let cols = split_columns(wid.y, wid.x);
+    if (cols.x == cols.y) {
+        // No column to add: the range's block stays as cleared.
+        return;
+    }
     let dim = uniforms.dim;
     let inv_t = uniforms.inv_temperature;
     let factor = totals.factor;
@@ -256,7 +310,10 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
         keys[i] = row_key(j);
         rows_out[i] = outcomes[j];
     }
-    let cols = tile_columns(wid.x);
+    var part = 0u;
+    if (uniforms.splits > 1u) {
+        part = (side() * uniforms.splits + wid.x) * uniforms.rows * dim;
+    }
     for (var col_base = cols.x; col_base < cols.y; col_base += TILE) {
         stage_keys(col_base, flat);
         stage_outcomes(col_base, flat);
@@ -310,7 +367,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
                 for (var c = 0u; c < 4u; c++) {
                     let d = d0 + lid.x * 4u + c;
                     if (r < row_end() && d < dim) {
-                        dz[at(r) * dim + d] += acc[i][c];
+                        dz_acc[part + at(r) * dim + d] += acc[i][c];
                     }
                 }
             }

@@ -10,7 +10,7 @@ enable wgpu_cooperative_matrix;
 // module's kernels. Only the logit tiles and the sum of the column ranges
 // change:
 //
-//   normalize → to_half → row_stats_mixed → merge_splits → finish_rows
+//   normalize → to_half → row_stats_mixed → finish_rows
 //             → reduce_loss → backward_mixed → normalize_backward_mixed
 //
 // The cooperative matrices are 16×16×16 (f16 A and B, f32 C), owned by one
@@ -25,7 +25,7 @@ enable wgpu_cooperative_matrix;
 // A batch of few row tiles would leave most of a large GPU idle, so the
 // columns are also cut into `uniforms.splits` contiguous ranges of tiles, one
 // workgroup per (row tile, range): the forward pass writes one partial
-// RowStats per range and row (merged in range order by merge_splits), and the
+// RowStats per range and row (merged in range order by finish_rows), and the
 // backward pass one partial ∂L/∂z per range (summed in range order by
 // normalize_backward_mixed). Results do not depend on timing.
 //
@@ -54,9 +54,6 @@ const F16_MAX: f32 = 65504.0;
 // ∂L/∂z, unscaled (without the reduction factor and 1/τ), in the padded
 // layout: one padded M×D block per column range.
 @group(0) @binding(17) var<storage, read_write> dz32: array<f32>;
-// Each column range's statistics of every row: `splits` blocks of M rows
-// (per side, the positives' first, with the band).
-@group(0) @binding(18) var<storage, read_write> stats_part: array<RowStats>;
 // With the band: each row's position in each side's sorted order (two blocks
 // of `arrayLength / 2` slots, the positives' first).
 @group(0) @binding(29) var<storage, read> band_positions: array<u32>;
@@ -72,22 +69,6 @@ var<workgroup> half_stats: array<RowStats, 64>;
 // different workgroup-memory banks at every step.
 fn rotated_column(t: u32, c: u32) -> u32 {
     return (t % 2u) * 32u + (c + t) % 32u;
-}
-
-// The band sides a call has: 2 with the band plan, else 1.
-fn sides() -> u32 {
-    if (has_flag(FLAG_BANDED)) {
-        return 2u;
-    }
-    return 1u;
-}
-
-// The band side of this pass: 1 for the negatives, else 0.
-fn side() -> u32 {
-    if (has_flag(FLAG_BAND_NEGATIVES)) {
-        return 1u;
-    }
-    return 0u;
 }
 
 // The row at sorted position `pos` of this pass, or `pos` itself past the
@@ -159,17 +140,6 @@ fn logit_tile(row_base: u32, col_base: u32, group: u32) {
     coopStoreT(acc11, &tile_s[o11], ld);
 }
 
-// The column tiles of range `split` of row tile `block`'s columns (all of
-// them, or its band run): [first, end) in (sorted) columns.
-fn split_columns(block: u32, split: u32) -> vec2<u32> {
-    let run = tile_columns(block);
-    let tiles = (run.y - run.x + TILE - 1u) / TILE;
-    let per_split = (tiles + uniforms.splits - 1u) / uniforms.splits;
-    let first = run.x + min(split * per_split, tiles) * TILE;
-    let end = min(run.x + min((split + 1u) * per_split, tiles) * TILE, run.y);
-    return vec2<u32>(first, max(first, end));
-}
-
 // The forward pass for 64 rows over one range of columns: two threads per
 // row, each over its half of every tile's columns, merged in a fixed order.
 @compute @workgroup_size(128)
@@ -210,21 +180,6 @@ fn row_stats_mixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         let part = side() * uniforms.splits + wid.y;
         stats_part[part * uniforms.rows + j] = stats_merge(half_stats[r], mine);
     }
-}
-
-// Every row's statistics: its ranges' partial statistics merged in range
-// order (the positives' ranges, then the negatives', with the band).
-@compute @workgroup_size(64)
-fn merge_splits(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x;
-    if (j >= uniforms.rows) {
-        return;
-    }
-    var acc = stats_part[j];
-    for (var s = 1u; s < uniforms.splits * sides(); s++) {
-        acc = stats_merge(acc, stats_part[s * uniforms.rows + j]);
-    }
-    stats[j] = acc;
 }
 
 // The backward pass for 64 rows over one range of columns: recompute the logit tile,

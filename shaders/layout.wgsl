@@ -163,6 +163,10 @@ struct Pair {
 @group(0) @binding(11) var<storage, read_write> outcomes: array<RowOutcome>;
 @group(0) @binding(13) var<storage, read_write> totals: Totals;
 @group(0) @binding(15) var<storage, read_write> dz: array<f32>;
+// With the tile kernels' columns cut into `uniforms.splits` ranges, each
+// range's statistics of every row: `splits` blocks of M rows (per band side,
+// the positives' first).
+@group(0) @binding(18) var<storage, read_write> stats_part: array<RowStats>;
 // Whether the values obey conr_core::rules: 0 while they do; else the bitwise
 // complement of (rule << ROW_BITS | row) for the first rule broken, at its
 // first row (an atomicMax of complements keeps the smallest pair).

@@ -27,6 +27,34 @@ fn tile_columns(block: u32) -> vec2<u32> {
     return vec2<u32>(0u, uniforms.col_count);
 }
 
+// The band sides a call has: 2 with the band plan, else 1.
+fn sides() -> u32 {
+    if (has_flag(FLAG_BANDED)) {
+        return 2u;
+    }
+    return 1u;
+}
+
+// The band side of this pass: 1 for the negatives, else 0.
+fn side() -> u32 {
+    if (has_flag(FLAG_BAND_NEGATIVES)) {
+        return 1u;
+    }
+    return 0u;
+}
+
+// The column tiles of range `split` of row tile `block`'s columns (all of
+// them, or its band run), cut into `uniforms.splits` ranges of whole tiles:
+// [first, end) in (sorted) columns.
+fn split_columns(block: u32, split: u32) -> vec2<u32> {
+    let run = tile_columns(block);
+    let tiles = (run.y - run.x + TILE - 1u) / TILE;
+    let per_split = (tiles + uniforms.splits - 1u) / uniforms.splits;
+    let first = run.x + min(split * per_split, tiles) * TILE;
+    let end = min(run.x + min((split + 1u) * per_split, tiles) * TILE, run.y);
+    return vec2<u32>(first, max(first, end));
+}
+
 // Whether a pair of this kind counts in this pass: a band pass takes only its
 // own kind, so that no pair is counted twice.
 fn keeps(kind: u32) -> bool {

@@ -5,8 +5,20 @@ use crate::layout::DeviceStats;
 /// Bytes of one row's statistics on the device.
 const STATS_BYTES: u64 = std::mem::size_of::<DeviceStats>() as u64;
 
-/// Workgroups the mixed kernels aim for: a few per multiprocessor of a large GPU.
+/// Workgroups the mixed tile kernels aim for per call: a few per
+/// multiprocessor of a large GPU (an H100 has 132).
 pub(crate) const MIXED_WORKGROUPS: usize = 512;
+
+/// Workgroups the f32 tile kernels aim for per call: two per multiprocessor
+/// of a large GPU. Each costs a fixed setup and merge, which on a CPU
+/// adapter (lavapipe) made 512 of them at 1,024 × 512 with the band 2.6
+/// times slower than one per row tile.
+pub(crate) const F32_WORKGROUPS: usize = 256;
+
+/// The most column ranges of the f32 tile kernels: each holds a block of M×D
+/// partial gradients (two with the band), so the blocks together stay within
+/// 16 times the features.
+const MAX_F32_SPLITS: usize = 16;
 
 /// Row alignment of a chunk: 64 rows of f32 is 256·D bytes, a multiple of any
 /// storage-offset alignment wgpu allows (at most 256).
@@ -20,7 +32,8 @@ pub(crate) struct Chunking {
     pub dim: usize,
     pub label_dim: usize,
     pub chunk_rows: usize,
-    /// Column ranges of the mixed kernels (1 in f32).
+    /// Column ranges of the tile kernels: each row tile's columns are cut
+    /// into this many ranges of whole tiles, one workgroup each.
     pub splits: usize,
 }
 
@@ -138,6 +151,30 @@ impl Chunking {
         })
     }
 
+    /// The f32 tile kernels' column ranges for a batch of one chunk with
+    /// `sides` band sides (1 without the band), each side's dispatch one
+    /// workgroup per (row tile, range): enough ranges for about
+    /// [`F32_WORKGROUPS`] workgroups a call (at most one a tile, at most
+    /// [`MAX_F32_SPLITS`]), their blocks of partial gradients (`sides ·
+    /// splits` of M×D f32) within one storage binding. Several chunks keep
+    /// one range: they have row tiles enough.
+    pub fn f32_splits(self, sides: usize, max_binding: u64) -> Self {
+        if self.chunks() > 1 {
+            return self;
+        }
+        let tiles = self.rows.div_ceil(crate::TILE as usize);
+        let wanted = F32_WORKGROUPS
+            .div_ceil(sides * tiles)
+            .clamp(1, MAX_F32_SPLITS)
+            .min(tiles);
+        let block = (sides * self.rows * self.dim * 4) as u64;
+        let fits = (max_binding / block.max(1)) as usize;
+        Self {
+            splits: wanted.min(fits).max(1),
+            ..self
+        }
+    }
+
     /// The byte offset of chunk `a` in an M×D f32 buffer.
     pub fn chunk_offset(&self, a: usize) -> u64 {
         (self.chunk(a).0 * self.dim * 4) as u64
@@ -190,6 +227,33 @@ mod tests {
             chunked.mixed(1 << 20),
             Err(Error::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn f32_chunkings_cut_columns_where_row_tiles_are_few() {
+        let f32 = |m, d, sides| {
+            Chunking::new(m, d, 1, 2 << 30, 65535)
+                .unwrap()
+                .f32_splits(sides, 2 << 30)
+        };
+        // Workgroups a call: row tiles × ranges × sides.
+        let workgroups = |c: Chunking, sides: usize| c.rows.div_ceil(64) * c.splits * sides;
+        assert_eq!(f32(128, 2048, 1).splits, 2);
+        assert_eq!(f32(1024, 512, 1).splits, 16);
+        assert_eq!(workgroups(f32(1024, 512, 1), 1), 256);
+        assert_eq!(workgroups(f32(1024, 512, 2), 2), 256);
+        assert_eq!(f32(256, 512, 2).splits, 4);
+        assert_eq!(f32(8192, 512, 1).splits, 2);
+        assert_eq!(f32(8192, 512, 2).splits, 1);
+        assert_eq!(f32(65536, 512, 2).splits, 1);
+        // The blocks of partial gradients share one binding.
+        let tight = Chunking::new(1024, 512, 1, 3 << 21, 65535)
+            .unwrap()
+            .f32_splits(1, 3 << 21);
+        assert_eq!(tight.splits, 3);
+        // Several chunks: one range.
+        let chunked = Chunking::new(1024, 512, 1, 1 << 20, 65535).unwrap();
+        assert_eq!(chunked.f32_splits(1, 1 << 20).splits, 1);
     }
 
     #[test]

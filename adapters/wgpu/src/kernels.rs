@@ -34,6 +34,8 @@ pub(crate) enum Binding {
     Counts = 27,
     PlanPositions = 28,
     BandPositions = 29,
+    DzOut = 30,
+    DzParts = 31,
 }
 
 impl Binding {
@@ -80,11 +82,15 @@ pub(crate) const F32_KERNELS: [(&str, &[Binding]); 8] = [
             B::Preds,
             B::Eta,
             B::Stats,
+            B::StatsPart,
             B::BandOrder,
             B::BandRanges,
         ],
     ),
-    ("finish_rows", &[B::Uniforms, B::Eta, B::Stats, B::Outcomes]),
+    (
+        "finish_rows",
+        &[B::Uniforms, B::Eta, B::Stats, B::StatsPart, B::Outcomes],
+    ),
     (
         "reduce_loss",
         &[B::Uniforms, B::Outcomes, B::Totals, B::Status],
@@ -100,14 +106,21 @@ pub(crate) const F32_KERNELS: [(&str, &[Binding]); 8] = [
             B::Eta,
             B::Outcomes,
             B::Totals,
-            B::Dz,
+            B::DzOut,
             B::BandOrder,
             B::BandRanges,
         ],
     ),
     (
         "normalize_backward",
-        &[B::Uniforms, B::ZRows, B::Lengths, B::Dz, B::Status],
+        &[
+            B::Uniforms,
+            B::ZRows,
+            B::Lengths,
+            B::Dz,
+            B::DzParts,
+            B::Status,
+        ],
     ),
     ("export_counts", &[B::Uniforms, B::Stats, B::Counts]),
 ];
@@ -145,7 +158,7 @@ pub(crate) const PLAN_KERNELS: [(&str, &[Binding]); 5] = [
 ];
 
 /// The mixed-precision kernels (`conr_mixed.wgsl`).
-pub(crate) const MIXED_KERNELS: [(&str, &[Binding]); 5] = [
+pub(crate) const MIXED_KERNELS: [(&str, &[Binding]); 4] = [
     ("to_half", &[B::Uniforms, B::ZRows, B::Z16, B::BandOrder]),
     (
         "row_stats_mixed",
@@ -160,7 +173,6 @@ pub(crate) const MIXED_KERNELS: [(&str, &[Binding]); 5] = [
             B::BandRanges,
         ],
     ),
-    ("merge_splits", &[B::Uniforms, B::StatsPart, B::Stats]),
     (
         "backward_mixed",
         &[
@@ -233,7 +245,6 @@ pub(crate) struct PlanKernels {
 pub(crate) struct MixedKernels {
     pub to_half: Kernel,
     pub row_stats: Kernel,
-    pub merge_splits: Kernel,
     pub backward: Kernel,
     pub normalize_backward: Kernel,
 }
@@ -287,17 +298,11 @@ impl Pipelines {
         };
         let mixed = (precision == Precision::Mixed).then(|| {
             let module = compile(shaders::MIXED);
-            let [
-                to_half,
-                row_stats,
-                merge_splits,
-                backward,
-                normalize_backward,
-            ] = MIXED_KERNELS.map(|k| kernel(&module, k));
+            let [to_half, row_stats, backward, normalize_backward] =
+                MIXED_KERNELS.map(|k| kernel(&module, k));
             MixedKernels {
                 to_half,
                 row_stats,
-                merge_splits,
                 backward,
                 normalize_backward,
             }

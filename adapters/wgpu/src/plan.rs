@@ -127,6 +127,11 @@ impl GpuConr {
             band = fits >= 1;
             chunking.splits = chunking.splits.min(fits.max(1));
         }
+        if self.precision == Precision::F32 && whole {
+            // A worker's rows keep one range: its statistics are read back
+            // before any merge.
+            chunking = chunking.f32_splits(if band { 2 } else { 1 }, self.max_binding);
+        }
         Ok(CallPlan {
             chunking,
             precision: self.precision,

@@ -94,19 +94,34 @@ impl<'a> Bindings<'a, '_> {
             Binding::Totals => whole(&ws.totals),
             Binding::Status => whole(&ws.status),
             Binding::Dz => BindingResource::Buffer(src.grad[a].clone()),
+            // backward's accumulator: the gradient, or the ranges' blocks.
+            Binding::DzOut => match &ws.splits {
+                Some(s) => whole(&s.dz_part),
+                None => BindingResource::Buffer(src.grad[a].clone()),
+            },
+            // Never read with one range.
+            Binding::DzParts => match &ws.splits {
+                Some(s) => whole(&s.dz_part),
+                None => whole(&ws.unused),
+            },
             // One side's block (the first outside band passes): the kernels
             // size a block by it.
             Binding::Z16 => BindingResource::Buffer(mixed()?.z16_of(Some(side.unwrap_or(0)))),
             Binding::Dz32 => BindingResource::Buffer(mixed()?.dz32_of(side)),
-            Binding::StatsPart => whole(&mixed()?.stats_part),
+            // Never read with one range.
+            Binding::StatsPart => match (&ws.mixed, &ws.splits) {
+                (Some(m), _) => whole(&m.stats_part),
+                (None, Some(s)) => whole(&s.stats_part),
+                (None, None) => whole(&ws.unused_out),
+            },
             // Never read in a dense pass.
             Binding::BandOrder => match side {
                 Some(s) => BindingResource::Buffer(band()?.order_of(s)),
-                None => whole(&ws.no_band),
+                None => whole(&ws.unused),
             },
             Binding::BandRanges => match side {
                 Some(s) => BindingResource::Buffer(band()?.runs_of(s)),
-                None => whole(&ws.no_band),
+                None => whole(&ws.unused),
             },
             Binding::PlanKeys => whole(&band()?.keys),
             Binding::PlanOrder => whole(&band()?.order),
@@ -116,7 +131,7 @@ impl<'a> Bindings<'a, '_> {
             // Never read without the band.
             Binding::BandPositions => match &ws.band {
                 Some(band) if self.plan.band => whole(&band.positions),
-                _ => whole(&ws.no_band),
+                _ => whole(&ws.unused),
             },
             Binding::PlanStep => match pass {
                 Pass::Plan(step) => BindingResource::Buffer(band()?.step(step)),
@@ -218,8 +233,8 @@ pub(crate) fn record_passes(
     }
 }
 
-/// Clears what the kernels accumulate into: the gradient, the mixed
-/// kernels' partial ∂L/∂z, the status word, and the device plan's tile
+/// Clears what the kernels accumulate into: the gradient, the column
+/// ranges' partial ∂L/∂z, the status word, and the device plan's tile
 /// count; the band buffers when the plan is built on the device.
 fn clear_outputs<'w>(
     encoder: &mut wgpu::CommandEncoder,
@@ -232,6 +247,9 @@ fn clear_outputs<'w>(
     }
     if let Some(m) = &ws.mixed {
         encoder.clear_buffer(&m.dz32, 0, None);
+    }
+    if let Some(s) = &ws.splits {
+        encoder.clear_buffer(&s.dz_part, 0, None);
     }
     encoder.clear_buffer(&ws.status, 0, None);
     match (&ws.band, plan.device_plan) {
@@ -269,7 +287,7 @@ fn record_band_plan(
 
 /// The mixed-precision passes. One chunk (Chunking::mixed), both phases (the
 /// row phases run in f32): the padded f16 features, the forward pass per
-/// (row tile, column range), the ranges merged, then the backward pass into
+/// (row tile, column range), the ranges merged by finish_rows, then the backward pass into
 /// one padded f32 block per range. With the band, the features, the tile
 /// passes and their blocks are per side, each in its sorted order.
 fn record_mixed(
@@ -298,7 +316,6 @@ fn record_mixed(
         let at = (0, 0, side);
         d.dispatch(&mixed.row_stats, at, tiles(rows), chunking.splits)?;
     }
-    d.dispatch(&mixed.merge_splits, ONCE, linear(rows), 1)?;
     d.dispatch(&pipelines.finish_rows, ONCE, linear(rows), 1)?;
     d.dispatch(&pipelines.reduce_loss, ONCE, 1, 1)?;
     for &side in sides {
@@ -313,10 +330,12 @@ fn record_mixed(
 }
 
 /// The f32 passes of the plan's steps: every chunk pair's tiles, or the two
-/// sides of the band.
+/// sides of the band; in the tile kernels, one workgroup per column range
+/// (x) and row tile (y).
 fn record_f32(d: &mut Dispatcher<'_, '_>, pipelines: &Pipelines) -> Result<(), Error> {
     let plan = d.bindings.plan;
     let chunking = plan.chunking;
+    let splits = chunking.splits;
     let chunks = chunking.chunks();
     let tile_passes: Vec<At> = if plan.band {
         vec![(0, 0, Pass::Positives), (0, 0, Pass::Negatives)]
@@ -337,7 +356,7 @@ fn record_f32(d: &mut Dispatcher<'_, '_>, pipelines: &Pipelines) -> Result<(), E
     let steps = &plan.steps;
     if steps.forward {
         for &at in &tile_passes {
-            d.dispatch(&pipelines.row_stats, at, owned_tiles(at.0), 1)?;
+            d.dispatch(&pipelines.row_stats, at, splits, owned_tiles(at.0))?;
         }
     }
     if !steps.backward {
@@ -348,7 +367,7 @@ fn record_f32(d: &mut Dispatcher<'_, '_>, pipelines: &Pipelines) -> Result<(), E
         d.dispatch(&pipelines.reduce_loss, ONCE, 1, 1)?;
     }
     for &at in &tile_passes {
-        d.dispatch(&pipelines.backward, at, owned_tiles(at.0), 1)?;
+        d.dispatch(&pipelines.backward, at, splits, owned_tiles(at.0))?;
     }
     for a in 0..chunks {
         let rows = chunking.chunk(a).1;

@@ -35,11 +35,18 @@ pub(crate) struct Workspace {
     pub no_eta: wgpu::Buffer,
     /// Mixed precision: the padded f16 features and the padded f32 ∂L/∂z.
     pub mixed: Option<MixedBuffers>,
+    /// f32 with column ranges: their partial statistics and ∂L/∂z.
+    pub splits: Option<SplitBuffers>,
     /// The band plan's orders and column runs (one chunk, f32), and what the
     /// device needs to build them.
     pub band: Option<BandBuffers>,
-    /// Bound as the band buffers in dense passes (never read then).
-    pub no_band: wgpu::Buffer,
+    /// Bound where a kernel's read-only binding is never read in a call: the
+    /// band buffers in dense passes, the column ranges' gradient blocks with
+    /// one range.
+    pub unused: wgpu::Buffer,
+    /// The same for a writable binding (a buffer cannot be bound both ways
+    /// in one dispatch): the column ranges' statistics with one range.
+    pub unused_out: wgpu::Buffer,
     /// [`GpuConr::record`](crate::GpuConr::record)'s own copies of the
     /// caller's labels, predictions and eta. The backward kernel binds
     /// them read-only beside the writable gradient, and wgpu refuses one
@@ -226,6 +233,14 @@ impl MixedBuffers {
     }
 }
 
+/// The f32 tile kernels' column ranges' outputs (with more than one range):
+/// one block of row statistics (M rows) and one block of ∂L/∂z (M×D) per
+/// range, per band side (the positives' first).
+pub(crate) struct SplitBuffers {
+    pub stats_part: wgpu::Buffer,
+    pub dz_part: wgpu::Buffer,
+}
+
 /// Buffers for the host-slice API: uploads, the gradient, and readback.
 pub(crate) struct HostBuffers {
     pub features: Vec<wgpu::Buffer>,
@@ -288,6 +303,23 @@ impl Workspace {
                 ),
             }
         });
+        let splits = (plan.precision == Precision::F32 && chunking.splits > 1).then(|| {
+            let parts = sides as usize * chunking.splits;
+            SplitBuffers {
+                stats_part: buffer(
+                    device,
+                    "conr row stats per column range",
+                    bytes_of::<DeviceStats>(parts * rows),
+                    U::STORAGE,
+                ),
+                dz_part: buffer(
+                    device,
+                    "conr dz per column range",
+                    bytes_of::<f32>(parts * rows * chunking.dim),
+                    U::STORAGE | U::COPY_DST,
+                ),
+            }
+        });
         let labels = bytes_of::<f32>(rows * chunking.label_dim);
         Self {
             chunking,
@@ -345,8 +377,21 @@ impl Workspace {
                 usage: U::STORAGE,
             }),
             mixed,
+            splits,
             band: plan.band.then(|| BandBuffers::new(device, rows)),
-            no_band: buffer(device, "conr no band", 16, U::STORAGE),
+            // One row's statistics, the largest element a stand-in binds.
+            unused: buffer(
+                device,
+                "conr unused input",
+                bytes_of::<DeviceStats>(1),
+                U::STORAGE,
+            ),
+            unused_out: buffer(
+                device,
+                "conr unused output",
+                bytes_of::<DeviceStats>(1),
+                U::STORAGE,
+            ),
             copied: [
                 ("conr labels copy", labels),
                 ("conr preds copy", labels),
@@ -383,6 +428,7 @@ impl Workspace {
                     .iter()
                     .flat_map(|m| [&m.z16, &m.dz32, &m.stats_part]),
             )
+            .chain(self.splits.iter().flat_map(|s| [&s.stats_part, &s.dz_part]))
             .chain(self.band.iter().flat_map(BandBuffers::buffers));
         buffers.map(wgpu::Buffer::size).sum()
     }

@@ -87,10 +87,12 @@ fn a_profiled_call_is_the_same_call_timed_kernel_by_kernel() {
     let names: Vec<&str> = profile.kernels.iter().map(|k| k.kernel).collect();
     assert_eq!(names, WHOLE_CALL);
     assert!(profile.kernels.iter().all(|k| k.dispatches == 1));
-    // One workgroup per 64-row tile, and per 64 rows in the per-row kernels.
+    // One workgroup per 64-row tile in the per-row kernels; in the tile
+    // kernels, one per 64-row tile and column range, and so few row tiles
+    // get a range per column tile.
     let tiles = rows.div_ceil(64) as u64;
-    assert_eq!(kernel(&profile, "row_stats").workgroups, tiles);
-    assert_eq!(kernel(&profile, "backward").workgroups, tiles);
+    assert_eq!(kernel(&profile, "row_stats").workgroups, tiles * tiles);
+    assert_eq!(kernel(&profile, "backward").workgroups, tiles * tiles);
     assert_eq!(kernel(&profile, "normalize").workgroups, tiles);
     assert_eq!(kernel(&profile, "reduce_loss").workgroups, 1);
 
@@ -140,7 +142,8 @@ fn profiles_add_up_over_calls_sides_and_phases() {
     assert_eq!(kernel(&profile, "row_stats").dispatches, 6);
     assert_eq!(kernel(&profile, "backward").dispatches, 6);
     assert_eq!(kernel(&profile, "check_values").dispatches, 3);
-    assert_eq!(kernel(&profile, "row_stats").workgroups, 3 * 2 * 4);
+    // Per call, each side's 4 row tiles times 4 column ranges.
+    assert_eq!(kernel(&profile, "row_stats").workgroups, 3 * 2 * 4 * 4);
 
     // Phase 1, then phase 2, as a data-parallel worker runs them.
     let batch = data.batch();
@@ -164,6 +167,30 @@ fn profiles_add_up_over_calls_sides_and_phases() {
         ("normalize_backward", 1),
     ] {
         assert_eq!(kernel(&phases, name).dispatches, dispatches, "{phases:?}");
+    }
+}
+
+/// At a training batch, 1,024 × 512, the tile kernels run at least 256
+/// workgroups a call in the dense plan and the band alike: the columns of
+/// each row tile are cut into ranges. (A recorded call takes the same plan:
+/// `record` and `compute` share the call plan and the recording.)
+#[test]
+fn a_training_batch_runs_hundreds_of_workgroups() {
+    for plan in [TilePlan::Dense, TilePlan::Band] {
+        let Some(gpu) = own_context(plan) else {
+            return;
+        };
+        let data = agedb_like::<f32>(1024, 512);
+        let config = Config::official_agedb();
+        assert_eq!(gpu.plan(&data.batch(), &config).unwrap().tiles, plan);
+        let (out, profile) = gpu
+            .profiled(|| gpu.compute(&data.batch(), &config))
+            .unwrap();
+        out.unwrap();
+        for name in ["row_stats", "backward"] {
+            let workgroups = kernel(&profile, name).workgroups;
+            assert!(workgroups >= 256, "{plan:?} {name}: {workgroups}");
+        }
     }
 }
 
