@@ -170,6 +170,7 @@ mod on {
                     "backend": a.backend,
                     "device_type": a.device_type,
                     "driver": a.driver,
+                    "pci": a.pci.map(|p| p.to_string()),
                     "max_storage_buffer_binding_size": a.max_storage_buffer_binding_size,
                     "max_buffer_size": a.max_buffer_size,
                     "max_compute_workgroup_storage_size": a.max_compute_workgroup_storage_size,

@@ -10,7 +10,8 @@
 //! - `gpu`: `conr_wgpu::GpuConr` on the first adapter (honouring
 //!   `WGPU_BACKEND`), with the `gpu` feature (on by default); it computes
 //!   f64 batches rounded to f32 once, and says so through
-//!   [`Engine::precision`].
+//!   [`Engine::precision`]. `gpu@0000:01:00.0` is the same engine on the
+//!   adapter at that PCI address ([`gpu_adapters`] lists them).
 //!
 //! ```
 //! use conr_core::{Engine, Precision};
@@ -100,6 +101,9 @@ pub struct Chosen {
 
 /// The engine called `name`, built with `options`, as a [`Chosen`].
 pub fn choose(name: &str, options: &Options) -> Result<Chosen, Error> {
+    if let Some(address) = name.strip_prefix("gpu@") {
+        return gpu_at(address, options);
+    }
     let kind = Kind::from_name(name)?;
     if options.mixed && kind != Kind::Gpu {
         return Err(Error::Unsupported {
@@ -127,11 +131,34 @@ pub fn choose(name: &str, options: &Options) -> Result<Chosen, Error> {
 
 #[cfg(feature = "gpu")]
 fn gpu(options: &Options) -> Result<Chosen, Error> {
-    let precision = match options.mixed {
-        true => conr_core::Precision::Mixed,
-        false => conr_core::Precision::F32,
-    };
-    let gpu = Arc::new(conr_wgpu::GpuConr::with_precision(precision)?.with_plan(options.plan));
+    chosen_gpu(
+        conr_wgpu::GpuConr::with_precision(gpu_precision(options))?,
+        options,
+    )
+}
+
+/// The GPU engine on the adapter at PCI address `address` (`0000:01:00.0`).
+#[cfg(feature = "gpu")]
+fn gpu_at(address: &str, options: &Options) -> Result<Chosen, Error> {
+    let parsed = conr_wgpu::PciAddress::parse(address).ok_or(Error::InvalidConfig {
+        field: "engine",
+        why: "gpu@ takes a PCI address, domain:bus:device.function in hex (gpu@0000:01:00.0)",
+    })?;
+    let gpu = conr_wgpu::GpuConr::on_pci_address(parsed, gpu_precision(options))?;
+    chosen_gpu(gpu, options)
+}
+
+#[cfg(feature = "gpu")]
+fn gpu_precision(options: &Options) -> Precision {
+    match options.mixed {
+        true => Precision::Mixed,
+        false => Precision::F32,
+    }
+}
+
+#[cfg(feature = "gpu")]
+fn chosen_gpu(gpu: conr_wgpu::GpuConr, options: &Options) -> Result<Chosen, Error> {
+    let gpu = Arc::new(gpu.with_plan(options.plan));
     Ok(Chosen {
         engine: gpu.clone(),
         gpu: Some(gpu),
@@ -140,10 +167,50 @@ fn gpu(options: &Options) -> Result<Chosen, Error> {
 
 #[cfg(not(feature = "gpu"))]
 fn gpu(_: &Options) -> Result<Chosen, Error> {
-    Err(Error::Unsupported {
+    Err(without_gpu())
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu_at(_: &str, _: &Options) -> Result<Chosen, Error> {
+    Err(without_gpu())
+}
+
+#[cfg(not(feature = "gpu"))]
+fn without_gpu() -> Error {
+    Error::Unsupported {
         what: "the gpu engine",
         why: "conr-engines was built without its `gpu` feature".into(),
-    })
+    }
+}
+
+/// One adapter the GPU engine can run on: its name, its kind (`DiscreteGpu`,
+/// `Cpu`, ...) and where it sits on the PCI bus, if the backend says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuAdapter {
+    /// The adapter's name.
+    pub name: String,
+    /// Its backend: `Vulkan`, `Metal`, ...
+    pub backend: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `Cpu`, ...
+    pub device_type: String,
+    /// `domain:bus:device.function`, as `gpu@` takes it.
+    pub pci: Option<String>,
+}
+
+/// The adapters the GPU engine can see (none without the `gpu` feature).
+pub fn gpu_adapters() -> Vec<GpuAdapter> {
+    #[cfg(feature = "gpu")]
+    return conr_wgpu::adapters()
+        .into_iter()
+        .map(|a| GpuAdapter {
+            name: a.name,
+            backend: a.backend,
+            device_type: a.device_type,
+            pci: a.pci.map(|p| p.to_string()),
+        })
+        .collect();
+    #[cfg(not(feature = "gpu"))]
+    Vec::new()
 }
 
 /// The precision to give `engine` its batches in, when a caller asks for

@@ -29,6 +29,24 @@ fn get_num_threads() -> usize {
     engines::num_threads()
 }
 
+/// The adapters the gpu engine can see: a list of dicts with `name`,
+/// `backend`, `device_type` and `pci` (`"0000:01:00.0"`, or None where the
+/// backend gives none), for ``engine="auto"`` and ``gpu@<pci>``.
+#[pyfunction]
+fn gpu_adapters(py: Python<'_>) -> PyResult<Vec<Bound<'_, pyo3::types::PyDict>>> {
+    conr_engines::gpu_adapters()
+        .into_iter()
+        .map(|a| {
+            let d = pyo3::types::PyDict::new(py);
+            d.set_item("name", a.name)?;
+            d.set_item("backend", a.backend)?;
+            d.set_item("device_type", a.device_type)?;
+            d.set_item("pci", a.pci)?;
+            Ok(d)
+        })
+        .collect()
+}
+
 /// For `os.register_at_fork(after_in_child=...)`: the child forgets the
 /// parent's engines (their threads and devices live in the parent) and
 /// builds its own on first use.
@@ -68,6 +86,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(shard::py_message_len, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_adapters, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     Ok(())
 }

@@ -120,7 +120,7 @@ def test_non_contiguous_inputs_and_the_module():
     assert not wide.is_contiguous()
     got = ConRLoss(config)(wide, y.reshape(-1, 1), p.reshape(-1, 1), w.reshape(-1, 1))
     assert got.item() == want.item()
-    assert "engine='fast'" in repr(ConRLoss(config))
+    assert "engine='auto'" in repr(ConRLoss(config))
 
 
 def test_bad_inputs_are_clear_errors():

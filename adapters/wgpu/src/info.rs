@@ -1,3 +1,52 @@
+/// A PCI address, `domain:bus:device.function`: where a GPU sits, the one
+/// identity that wgpu's Vulkan adapters and CUDA's devices both report, so
+/// that a CUDA device's adapter can be found without trusting names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PciAddress {
+    /// The PCI domain (segment).
+    pub domain: u32,
+    /// The bus.
+    pub bus: u8,
+    /// The device on the bus.
+    pub device: u8,
+    /// The function of the device.
+    pub function: u8,
+}
+
+impl PciAddress {
+    /// `text` as `domain:bus:device.function` in hex (`0000:01:00.0`, as
+    /// Vulkan reports it), or `None`.
+    ///
+    /// ```
+    /// use conr_wgpu::PciAddress;
+    /// let a = PciAddress::parse("0000:1b:00.0").unwrap();
+    /// assert_eq!((a.domain, a.bus, a.device, a.function), (0, 0x1b, 0, 0));
+    /// assert_eq!(a.to_string(), "0000:1b:00.0");
+    /// assert_eq!(PciAddress::parse(""), None);
+    /// ```
+    pub fn parse(text: &str) -> Option<Self> {
+        let (domain, rest) = text.trim().split_once(':')?;
+        let (bus, rest) = rest.split_once(':')?;
+        let (device, function) = rest.split_once('.')?;
+        Some(Self {
+            domain: u32::from_str_radix(domain, 16).ok()?,
+            bus: u8::from_str_radix(bus, 16).ok()?,
+            device: u8::from_str_radix(device, 16).ok()?,
+            function: u8::from_str_radix(function, 16).ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for PciAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.device, self.function
+        )
+    }
+}
+
 /// One adapter as `conr info` reports it.
 #[derive(Debug, Clone)]
 pub struct AdapterSummary {
@@ -9,6 +58,9 @@ pub struct AdapterSummary {
     pub device_type: String,
     /// The driver and its version.
     pub driver: String,
+    /// Where it sits on the PCI bus, where the backend says (Vulkan does;
+    /// a CPU adapter has none).
+    pub pci: Option<PciAddress>,
     /// The largest storage buffer binding, in bytes.
     pub max_storage_buffer_binding_size: u64,
     /// The largest buffer, in bytes.
@@ -45,6 +97,7 @@ pub fn adapters() -> Vec<AdapterSummary> {
                 driver: format!("{} {}", info.driver, info.driver_info)
                     .trim()
                     .to_string(),
+                pci: PciAddress::parse(&info.device_pci_bus_id),
                 max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
                 max_buffer_size: limits.max_buffer_size,
                 max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,

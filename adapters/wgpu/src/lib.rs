@@ -74,7 +74,7 @@ pub use buffers::GpuBuffers;
 pub use conr_core::{Error, Precision};
 #[cfg(feature = "hooks")]
 pub use device_batch::{DeviceBatch, DevicePlan, DeviceResult};
-pub use info::{AdapterSummary, adapters};
+pub use info::{AdapterSummary, PciAddress, adapters};
 pub use mixed::{features_for, mixed_support};
 pub use profile::{KernelTime, PROFILE_FEATURES, Profile};
 pub use readback::read_back;
@@ -200,6 +200,37 @@ impl GpuConr {
                 "no GPU adapter found (backends tried: {tried}): {e}"
             ))
         })?;
+        Self::open(adapter, precision).await
+    }
+
+    /// [`GpuConr::with_precision`] on the adapter at PCI address `address`
+    /// (the backends in `WGPU_BACKEND`, default all; Vulkan's where several
+    /// backends see it): the GPU a CUDA device is, found by where it sits
+    /// rather than by its name. No such adapter is [`Error::Unavailable`].
+    pub fn on_pci_address(address: PciAddress, precision: Precision) -> Result<Self, Error> {
+        pollster::block_on(async {
+            refuse_f64(precision)?;
+            let descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+            let backends = descriptor.backends;
+            let instance = wgpu::Instance::new(descriptor);
+            let mut found: Vec<wgpu::Adapter> = instance
+                .enumerate_adapters(backends)
+                .await
+                .into_iter()
+                .filter(|a| PciAddress::parse(&a.get_info().device_pci_bus_id) == Some(address))
+                .collect();
+            found.sort_by_key(|a| a.get_info().backend != wgpu::Backend::Vulkan);
+            match found.into_iter().next() {
+                Some(adapter) => Self::open(adapter, precision).await,
+                None => Err(Error::Unavailable(format!(
+                    "no adapter at PCI address {address} (backends tried: {backends:?})"
+                ))),
+            }
+        })
+    }
+
+    /// A device on `adapter`, for `precision`.
+    async fn open(adapter: wgpu::Adapter, precision: Precision) -> Result<Self, Error> {
         let experimental_features = match precision {
             Precision::Mixed => {
                 mixed_support(&adapter)?;

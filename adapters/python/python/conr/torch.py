@@ -8,11 +8,16 @@ labels, predictions and weights are constants, as in the paper (pass the
 predictions detached or not; no gradient reaches them either way).
 
 - f32 and f64 features are computed as given; f16 and bf16 in f32, cast back.
+- ``engine="auto"`` (the default) computes CPU tensors on the fast engine,
+  and CUDA tensors on conr's gpu engine where wgpu has an adapter on the
+  same physical GPU (matched by PCI address), else on the fast engine
+  (``conr._devices``). ``"fast"``, ``"reference"``, ``"gpu"`` and
+  ``"gpu@0000:01:00.0"`` name one.
 - CPU tensors reach the engine without a copy (non-contiguous ones are made
   contiguous first).
-- CUDA tensors take the host: the batch goes to the CPU, conr computes, and
-  the loss and gradient come back (two M×D transfers and the CPU engine's
-  time; ``engine="gpu"`` runs the computation on conr's wgpu engine instead).
+- CUDA tensors take the host, through pinned buffers reused while the shape
+  stays the same: the batch goes to the CPU, conr computes, and the loss and
+  gradient come back (two M×D transfers).
 
 With ``group=`` (a ``torch.distributed`` process group) the loss is that of
 the global batch, every rank's rows concatenated in rank order (unequal
@@ -41,6 +46,7 @@ import torch.distributed as dist  # noqa: E402
 from torch import Tensor
 
 from . import Config, _native
+from ._devices import engine_for, to_device, to_host
 from ._fds import FDS  # noqa: E402
 from ._torch_companions import (  # noqa: E402
     BalancedMSELoss,
@@ -73,10 +79,11 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     raise TypeError(f"features must be a floating-point tensor, not {dtype}")
 
 
-def _host(t: Tensor, dtype: torch.dtype):
+def _host(t: Tensor, dtype: torch.dtype, role: Optional[str] = None):
     """``t`` as a NumPy array on the host in ``dtype``: its own memory where it
-    already is a contiguous CPU tensor of that dtype."""
-    return t.detach().to(device="cpu", dtype=dtype).contiguous().numpy()
+    already is a contiguous CPU tensor of that dtype; a CUDA tensor through
+    the pinned buffer of ``role``, or a copy of its own without one."""
+    return to_host(t, dtype, role)
 
 
 @functools.lru_cache(maxsize=64)
@@ -95,15 +102,15 @@ def _loss_op(
 ) -> tuple[Tensor, Tensor]:
     dtype = _compute_dtype(features.dtype)
     out = _native.compute(
-        _host(features, dtype),
-        _host(labels, dtype),
-        _host(preds, dtype),
-        None if weights is None else _host(weights, dtype),
+        _host(features, dtype, "features"),
+        _host(labels, dtype, "labels"),
+        _host(preds, dtype, "preds"),
+        None if weights is None else _host(weights, dtype, "weights"),
         config=_config(config)._native,
-        engine=engine,
+        engine=engine_for(engine, features.device),
     )
     loss = torch.tensor(out.loss, dtype=features.dtype, device=features.device)
-    grad = torch.from_numpy(out.grad_features).to(device=features.device, dtype=features.dtype)
+    grad = to_device(out.grad_features, features, "grad")
     return loss, grad
 
 
@@ -204,6 +211,7 @@ def _all_gather_rows(t: Tensor, counts: list, group) -> Tensor:
 
 
 def _distributed(features, labels, preds, weights, config, engine, group):
+    engine = engine_for(engine, features.device)
     world = dist.get_world_size(group)
     rank = dist.get_rank(group)
     dtype = _compute_dtype(features.dtype)
@@ -250,7 +258,7 @@ def conr_loss(
     weights: Union[Tensor, float, None] = None,
     *,
     config: Config,
-    engine: str = "fast",
+    engine: str = "auto",
     group=None,
 ) -> Tensor:
     """The ConR loss of ``features`` (M, D), as a 0-d tensor of the features'
@@ -258,8 +266,9 @@ def conr_loss(
 
     ``labels`` and ``preds`` are (M,), (M, 1) or (M, L); ``weights`` (the
     pushing powers eta) are (M,) or (M, 1), or one number for every row, as
-    the official code's ``weights=1``. ``engine`` is ``"fast"``,
-    ``"reference"`` or ``"gpu"``. With ``group`` (a process group, or
+    the official code's ``weights=1``. ``engine`` is ``"auto"`` (see the
+    module's docs), ``"fast"``, ``"reference"``, ``"gpu"`` or
+    ``"gpu@<PCI address>"``. With ``group`` (a process group, or
     ``torch.distributed.group.WORLD``) it is the loss of the global batch
     across the group's ranks (see the module's docs for the gradient
     convention).
@@ -273,10 +282,10 @@ def conr_loss(
 
 
 class ConRLoss(torch.nn.Module):
-    """ConR as a module: ``ConRLoss(config, engine="fast", group=None)``, then
+    """ConR as a module: ``ConRLoss(config, engine="auto", group=None)``, then
     ``loss = module(features, labels, preds, weights=None)``."""
 
-    def __init__(self, config: Config, engine: str = "fast", group=None):
+    def __init__(self, config: Config, engine: str = "auto", group=None):
         super().__init__()
         if not isinstance(config, Config):
             raise TypeError(f"config must be a conr.Config, not {type(config).__name__}")
