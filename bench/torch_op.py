@@ -8,13 +8,14 @@ turn within each repetition. Then the peak extra memory of one forward plus
 backward through the torch op at --peak, measured in a fresh process as the
 growth of its resident set (Linux). Where CUDA is available, --cuda-sizes
 times the op on CUDA tensors (the batch to the host and back) with the fast
-and the gpu engine, the bare round trip of the features and the gradient,
-and the official code on CUDA.
+engine, the gpu engine and engine="auto" (which names the engine it chose),
+the bare round trip of the features and the gradient, and the official code
+on CUDA.
 
 Prints one JSON object per size: impl, m, d, threads, op_s, engine_s,
 official_s (medians), op_over_engine, official_over_op; one for the peak: m,
 d, peak_extra_bytes; and one per CUDA size: device, m, d, fast_s, gpu_s,
-round_trip_s, official_s.
+auto_s, auto_engine, round_trip_s, official_s.
 
 Usage: python3 bench/torch_op.py [--official ../ConR] [--sizes 128x2048,1024x512,8192x512]
                                  [--threads 2] [--reps 5] [--peak 65536x128]
@@ -120,16 +121,18 @@ def cuda_rows(sizes, official, reps):
         def round_trip():
             feats.detach().cpu().cuda()
 
-        runs = [synced(lambda: op("fast")), synced(lambda: op("gpu")), synced(round_trip)]
+        runs = [synced(lambda: op("fast")), synced(lambda: op("gpu")), synced(lambda: op("auto")), synced(round_trip)]
         if official is not None:
             runs.append(synced(lambda: official_step(official, x, ages, preds, weights)))
-        fast_s, gpu_s, trip_s, *rest = medians(runs, reps)
+        fast_s, gpu_s, auto_s, trip_s, *rest = medians(runs, reps)
         print(json.dumps({
             "device": torch.cuda.get_device_name(),
             "m": m,
             "d": d,
             "fast_s": fast_s,
             "gpu_s": gpu_s,
+            "auto_s": auto_s,
+            "auto_engine": conr._devices.engine_for("auto", x.device),
             # Features to the host and a tensor of their size back: the
             # transfers the op adds to either engine's own time.
             "round_trip_s": trip_s,
