@@ -15,6 +15,13 @@
 // how many): row_stats writes one partial RowStats per range and row, which
 // finish_rows merges in range order, and backward one partial ∂L/∂z per range,
 // which normalize_backward adds in range order. Results do not depend on timing.
+// A batch of still fewer row tiles (few rows, many features: AgeDB's 128×2048)
+// also cuts the features: row_stats_depth sums each 64×64 logit tile over
+// `uniforms.depth_splits` ranges of features, one workgroup each, into
+// `logits`; row_stats then adds a tile's ranges in range order instead of
+// computing it, backward_h forms each tile's H once from the same sums, and
+// backward runs one workgroup per (64 features of ∂L/∂z, row tile). The kept tiles hold
+// ceil(M/64)² · depth_splits · 64² values, which the call plan keeps within M·D.
 // A recorded call builds its band plan on the device first (band_plan.wgsl).
 // Values that break a rule of conr_core::rules make the loss and the gradient NaN.
 // The mixed-precision kernels (conr_mixed.wgsl, a module of their own with the
@@ -22,6 +29,10 @@
 // and normalize_backward.
 // Large batches run in row chunks: a dispatch sees rows [row_offset, +row_count)
 // through `z_rows` and columns [col_offset, +col_count) through `z_cols`.
+
+// With depth ranges: each (row tile, column tile, range)'s 64×64 partial logit
+// tile, row-major, in that order.
+@group(0) @binding(32) var<storage, read_write> logits: array<f32>;
 
 // Where backward accumulates: the gradient buffer (dz), or with column ranges
 // one block per range of ∂L/∂z (M×D, rows in their own order; per band side,
@@ -118,16 +129,21 @@ fn row_end() -> u32 {
 // each step is two vec4 loads and four vec4 multiply-adds. Every thread of the
 // workgroup must call it (it has barriers).
 fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array<vec4<f32>, 4> {
+    return gram_range(row_base, col_base, local, flat, 0u, uniforms.dim);
+}
+
+// gram_tile over the features [first, end) (first a multiple of DEPTH).
+fn gram_range(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32, first: u32, end: u32) -> array<vec4<f32>, 4> {
     var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     let dim = uniforms.dim;
-    for (var k0 = 0u; k0 < dim; k0 += DEPTH) {
+    for (var k0 = first; k0 < end; k0 += DEPTH) {
         for (var e = 0u; e < 4u; e++) {
             let index = flat + e * SIDE * SIDE;
             let r = index / DEPTH;
             let kk = index % DEPTH;
             var a = 0.0;
             var b = 0.0;
-            if (k0 + kk < dim) {
+            if (k0 + kk < end) {
                 if (row_base + r < row_end()) {
                     a = z_rows[at(row_base + r) * dim + k0 + kk];
                 }
@@ -150,6 +166,69 @@ fn gram_tile(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array
         workgroupBarrier();
     }
     return acc;
+}
+
+// The column tiles of the chunk: ceil(col_count / 64).
+fn col_tiles() -> u32 {
+    return (uniforms.col_count + TILE - 1u) / TILE;
+}
+
+// The features of depth range `k`: [first, end), whole DEPTH slices.
+fn depth_range(k: u32) -> vec2<u32> {
+    let slices = (uniforms.dim + DEPTH - 1u) / DEPTH;
+    let per = (slices + uniforms.depth_splits - 1u) / uniforms.depth_splits;
+    let first = min(k * per, slices) * DEPTH;
+    return vec2<u32>(first, min(min((k + 1u) * per, slices) * DEPTH, uniforms.dim));
+}
+
+// Where the partial tile of depth range `k` of the tile at (row_base,
+// col_base) starts in `logits`.
+fn kept_tile(row_base: u32, col_base: u32, k: u32) -> u32 {
+    let tile = (row_base / TILE) * col_tiles() + col_base / TILE;
+    return (tile * uniforms.depth_splits + k) * TILE * TILE;
+}
+
+// The thread's 4×4 block of the logit tile at (row_base, col_base): computed,
+// or with depth ranges the kept ranges added in range order (the forward
+// pass's and backward_h's the same bits). Every thread of the workgroup must
+// call it (both ways have barriers; the choice is uniform).
+fn tile_logits(row_base: u32, col_base: u32, local: vec2<u32>, flat: u32) -> array<vec4<f32>, 4> {
+    if (uniforms.depth_splits <= 1u) {
+        return gram_tile(row_base, col_base, local, flat);
+    }
+    // As gram_tile's, this barrier makes the keys staged before the call
+    // visible to every thread.
+    workgroupBarrier();
+    var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var k = 0u; k < uniforms.depth_splits; k++) {
+        let base = kept_tile(row_base, col_base, k);
+        for (var i = 0u; i < 4u; i++) {
+            let at_row = base + (local.y * 4u + i) * TILE + local.x * 4u;
+            acc[i] += vec4<f32>(logits[at_row], logits[at_row + 1u], logits[at_row + 2u], logits[at_row + 3u]);
+        }
+    }
+    return acc;
+}
+
+// One depth range of one logit tile: workgroup (column tile · depth_splits +
+// range, row tile) sums z_j·z_k over the range's features into `logits`
+// (a dense pass over one chunk: the call plan takes depth ranges there only).
+@compute @workgroup_size(16, 16)
+fn row_stats_depth(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let flat = lid.y * SIDE + lid.x;
+    let row_base = wid.y * TILE;
+    let col_base = (wid.x / uniforms.depth_splits) * TILE;
+    let k = wid.x % uniforms.depth_splits;
+    let range = depth_range(k);
+    let s = gram_range(row_base, col_base, lid.xy, flat, range.x, range.y);
+    let base = kept_tile(row_base, col_base, k);
+    for (var i = 0u; i < 4u; i++) {
+        let at_row = base + (lid.y * 4u + i) * TILE + lid.x * 4u;
+        logits[at_row] = s[i].x;
+        logits[at_row + 1u] = s[i].y;
+        logits[at_row + 2u] = s[i].z;
+        logits[at_row + 3u] = s[i].w;
+    }
 }
 
 // The forward pass: conr_core::stats::RowStats over the columns of range
@@ -180,7 +259,7 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     }
     for (var col_base = cols.x; col_base < cols.y; col_base += TILE) {
         stage_keys(col_base, flat);
-        let s = gram_tile(row_base, col_base, lid.xy, flat);
+        let s = tile_logits(row_base, col_base, lid.xy, flat);
         for (var i = 0u; i < 4u; i++) {
             let r = row_base + lid.y * 4u + i;
             for (var c = 0u; c < 4u; c++) {
@@ -287,57 +366,118 @@ fn reduce_loss(@builtin(local_invocation_index) t: u32) {
     }
 }
 
+// The rows' keys and outcomes of the thread's four rows of the row tile at
+// row_base (the last owned row's past the end).
+struct RowsOfThread {
+    keys: array<RowKey, 4>,
+    outcomes: array<RowOutcome, 4>,
+}
+
+fn rows_of_thread(row_base: u32, lid: vec3<u32>) -> RowsOfThread {
+    var mine: RowsOfThread;
+    for (var i = 0u; i < 4u; i++) {
+        let j = uniforms.row_offset + at(min(row_base + lid.y * 4u + i, row_end() - 1u));
+        mine.keys[i] = row_key(j);
+        mine.outcomes[i] = outcomes[j];
+    }
+    return mine;
+}
+
+// H_jk = (G_jk + G_kj)/τ at the thread's (i, c) of the tile at (row_base,
+// col_base), from its logit z_j·z_k (s) and the staged column keys and
+// outcomes; 0 for a pair that does not count.
+fn h_value(row_base: u32, col_base: u32, lid: vec3<u32>, mine: RowsOfThread, i: u32, c: u32, s: f32) -> f32 {
+    let r = lid.y * 4u + i;
+    let col = lid.x * 4u + c;
+    if (row_base + r >= row_end() || col_base + col >= uniforms.col_count) {
+        return 0.0;
+    }
+    let j = uniforms.row_offset + at(row_base + r);
+    let k = uniforms.col_offset + at(col_base + col);
+    var kj: Pair;
+    let jk = classify_staged(j, k, mine.keys[i], col, &kj);
+    if (!keeps(jk.kind)) {
+        return 0.0;
+    }
+    let inv_t = uniforms.inv_temperature;
+    let logit = s * inv_t;
+    let factor = totals.factor;
+    return (coefficient(mine.outcomes[i], factor, jk, logit) + coefficient(col_outcome[col], factor, kj, logit)) * inv_t;
+}
+
+// With depth ranges: each tile's H, once, from its kept logits, into the
+// tile's first range (which only the backward pass reads after this).
+// Workgroup (column tile, row tile).
+@compute @workgroup_size(16, 16)
+fn backward_h(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let flat = lid.y * SIDE + lid.x;
+    let row_base = wid.y * TILE;
+    let col_base = wid.x * TILE;
+    let mine = rows_of_thread(row_base, lid);
+    stage_keys(col_base, flat);
+    stage_outcomes(col_base, flat);
+    // tile_logits' barrier makes the staged keys visible.
+    let s = tile_logits(row_base, col_base, lid.xy, flat);
+    let base = kept_tile(row_base, col_base, 0u);
+    for (var i = 0u; i < 4u; i++) {
+        for (var c = 0u; c < 4u; c++) {
+            let at_h = base + (lid.y * 4u + i) * TILE + lid.x * 4u + c;
+            logits[at_h] = h_value(row_base, col_base, lid, mine, i, c, s[i][c]);
+        }
+    }
+}
+
 // The backward pass for tile wid.y of rows over range wid.x of the column
 // chunk: recompute the logits, form H_jk = (G_jk + G_kj)/τ, and accumulate
 // dz_J += H Z_K, into dz or, with column ranges, the range's block (dz_acc).
-// The workgroup owns its rows of either, so there are no atomics.
+// With depth ranges, wid.x is instead the workgroup's 64 features of dz_J,
+// over every column, H read from backward_h's tiles. The workgroup owns its
+// block of either, so there are no atomics.
 @compute @workgroup_size(16, 16)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let flat = lid.y * SIDE + lid.x;
     let row_base = uniforms.row_begin + wid.y * TILE;
-    let cols = split_columns(wid.y, wid.x);
+    let kept = uniforms.depth_splits > 1u;
+    var cols = split_columns(wid.y, wid.x);
+    var features = vec2<u32>(0u, uniforms.dim);
+    if (kept) {
+        cols = tile_columns(wid.y);
+        features = vec2<u32>(wid.x * TILE, min(wid.x * TILE + TILE, uniforms.dim));
+    }
     if (cols.x == cols.y) {
         // No column to add: the range's block stays as cleared.
         return;
     }
     let dim = uniforms.dim;
-    let inv_t = uniforms.inv_temperature;
-    let factor = totals.factor;
-    var keys: array<RowKey, 4>;
-    var rows_out: array<RowOutcome, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        let j = uniforms.row_offset + at(min(row_base + lid.y * 4u + i, row_end() - 1u));
-        keys[i] = row_key(j);
-        rows_out[i] = outcomes[j];
-    }
+    let mine = rows_of_thread(row_base, lid);
     var part = 0u;
     if (uniforms.splits > 1u) {
         part = (side() * uniforms.splits + wid.x) * uniforms.rows * dim;
     }
     for (var col_base = cols.x; col_base < cols.y; col_base += TILE) {
-        stage_keys(col_base, flat);
-        stage_outcomes(col_base, flat);
-        let s = gram_tile(row_base, col_base, lid.xy, flat);
-        for (var i = 0u; i < 4u; i++) {
-            let r = lid.y * 4u + i;
-            for (var c = 0u; c < 4u; c++) {
-                let col = lid.x * 4u + c;
-                var h = 0.0;
-                if (row_base + r < row_end() && col_base + col < uniforms.col_count) {
-                    let j = uniforms.row_offset + at(row_base + r);
-                    let k = uniforms.col_offset + at(col_base + col);
-                    var kj: Pair;
-                    let jk = classify_staged(j, k, keys[i], col, &kj);
-                    if (keeps(jk.kind)) {
-                        let logit = s[i][c] * inv_t;
-                        h = (coefficient(rows_out[i], factor, jk, logit) + coefficient(col_outcome[col], factor, kj, logit)) * inv_t;
-                    }
+        if (kept) {
+            let base = kept_tile(row_base, col_base, 0u);
+            for (var i = 0u; i < 4u; i++) {
+                for (var c = 0u; c < 4u; c++) {
+                    let r = lid.y * 4u + i;
+                    let col = lid.x * 4u + c;
+                    tile_h[r * TILE + col] = logits[base + r * TILE + col];
                 }
-                tile_h[r * TILE + col] = h;
+            }
+        } else {
+            stage_keys(col_base, flat);
+            stage_outcomes(col_base, flat);
+            let s = gram_tile(row_base, col_base, lid.xy, flat);
+            for (var i = 0u; i < 4u; i++) {
+                for (var c = 0u; c < 4u; c++) {
+                    let r = lid.y * 4u + i;
+                    let col = lid.x * 4u + c;
+                    tile_h[r * TILE + col] = h_value(row_base, col_base, lid, mine, i, c, s[i][c]);
+                }
             }
         }
         workgroupBarrier();
-        for (var d0 = 0u; d0 < dim; d0 += TILE) {
+        for (var d0 = features.x; d0 < features.y; d0 += TILE) {
             var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
             for (var k0 = 0u; k0 < TILE; k0 += DEPTH) {
                 // Stage Z_K[k0..k0+16][d0..d0+64] as tile_b[k][d], four features per vec4.

@@ -92,13 +92,16 @@ struct Uniforms {
     reduction: u32,
     // The padded row length of the f16 features (a multiple of 16): the mixed kernels only.
     stride: u32,
-    // Column ranges of the mixed kernels (conr_mixed.wgsl).
+    // Column ranges of the tile kernels: each row tile's columns are cut into
+    // this many ranges of whole tiles, one workgroup each.
     splits: u32,
     // The rows the tile kernels own, local to the row chunk: [row_begin,
     // min(row_end, row_count)). One worker's rows (conr_core::shard), or all.
     row_begin: u32,
     row_end: u32,
-    _pad0: u32,
+    // With more than 1, the f32 logit tiles are summed in this many ranges
+    // of features by row_stats_depth and kept (conr.wgsl's stored logits).
+    depth_splits: u32,
     _pad1: u32,
 }
 

@@ -15,6 +15,13 @@ pub(crate) const MIXED_WORKGROUPS: usize = 512;
 /// times slower than one per row tile.
 pub(crate) const F32_WORKGROUPS: usize = 256;
 
+/// The fewest features of a feature range of the f32 logit tiles: fewer
+/// would leave each workgroup too little to sum.
+const DEPTH_PER_SPLIT: usize = 128;
+
+/// The most feature ranges of the f32 logit tiles.
+const MAX_DEPTH_SPLITS: usize = 16;
+
 /// The most column ranges of the f32 tile kernels: each holds a block of M×D
 /// partial gradients (two with the band), so the blocks together stay within
 /// 16 times the features.
@@ -35,6 +42,10 @@ pub(crate) struct Chunking {
     /// Column ranges of the tile kernels: each row tile's columns are cut
     /// into this many ranges of whole tiles, one workgroup each.
     pub splits: usize,
+    /// Feature ranges of the f32 logit tiles (1: none): each tile's logits
+    /// are summed over this many ranges of features, one workgroup each,
+    /// and kept for both passes.
+    pub depth_splits: usize,
 }
 
 impl Chunking {
@@ -97,6 +108,7 @@ impl Chunking {
             label_dim,
             chunk_rows,
             splits: 1,
+            depth_splits: 1,
         })
     }
 
@@ -173,6 +185,47 @@ impl Chunking {
             splits: wanted.min(fits).max(1),
             ..self
         }
+    }
+
+    /// The f32 dense plan's feature ranges, for a batch of one chunk whose
+    /// row tiles and column ranges are too few for [`F32_WORKGROUPS`]: as
+    /// many ranges (of at least [`DEPTH_PER_SPLIT`] features, at most
+    /// [`MAX_DEPTH_SPLITS`]) as make that many workgroups of 64×64 tiles, the
+    /// kept partial tiles within M·D values and one binding; then one column
+    /// range (the kept tiles already give the forward pass its work, and the
+    /// backward pass takes one workgroup per 64 features). Unchanged where
+    /// fewer than two ranges would do.
+    pub fn f32_depth(self, max_binding: u64) -> Self {
+        let tiles = self.rows.div_ceil(crate::TILE as usize);
+        if self.chunks() > 1 || tiles * self.splits >= F32_WORKGROUPS {
+            return self;
+        }
+        let tile_values = tiles * tiles * (crate::TILE * crate::TILE) as usize;
+        let by_memory = (self.rows * self.dim) / tile_values;
+        let by_binding = (max_binding / (tile_values as u64 * 4)) as usize;
+        let depth_splits = F32_WORKGROUPS
+            .div_ceil(tiles * tiles)
+            .min(self.dim / DEPTH_PER_SPLIT)
+            .min(MAX_DEPTH_SPLITS)
+            .min(by_memory)
+            .min(by_binding);
+        if depth_splits < 2 {
+            return self;
+        }
+        Self {
+            splits: 1,
+            depth_splits,
+            ..self
+        }
+    }
+
+    /// The bytes of the kept logit tiles (0 without feature ranges).
+    pub fn logits_bytes(&self) -> u64 {
+        if self.depth_splits <= 1 {
+            return 0;
+        }
+        let tiles = self.rows.div_ceil(crate::TILE as usize);
+        (tiles * tiles * self.depth_splits * (crate::TILE * crate::TILE) as usize * 4) as u64
     }
 
     /// The byte offset of chunk `a` in an M×D f32 buffer.
@@ -254,6 +307,27 @@ mod tests {
         // Several chunks: one range.
         let chunked = Chunking::new(1024, 512, 1, 1 << 20, 65535).unwrap();
         assert_eq!(chunked.f32_splits(1, 1 << 20).splits, 1);
+    }
+
+    #[test]
+    fn few_row_tiles_of_many_features_sum_their_logits_in_ranges() {
+        let depth = |m, d| {
+            Chunking::new(m, d, 1, 2 << 30, 65535)
+                .unwrap()
+                .f32_splits(1, 2 << 30)
+                .f32_depth(2 << 30)
+        };
+        // AgeDB's batch: 2 row tiles, 2 column tiles, 16 ranges of 128
+        // features: 64 workgroups in row_stats_depth, and in backward 2 row
+        // tiles × 32 blocks of 64 features.
+        let agedb = depth(128, 2048);
+        assert_eq!((agedb.depth_splits, agedb.splits), (16, 1));
+        assert_eq!(agedb.logits_bytes(), (128 * 2048 * 4) as u64);
+        assert_eq!(depth(256, 2048).depth_splits, 8);
+        // Few features, or enough row tiles: none.
+        assert_eq!(depth(128, 64).depth_splits, 1);
+        assert_eq!(depth(1024, 512).depth_splits, 1);
+        assert_eq!(depth(1024, 512).logits_bytes(), 0);
     }
 
     #[test]

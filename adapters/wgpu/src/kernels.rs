@@ -36,6 +36,7 @@ pub(crate) enum Binding {
     BandPositions = 29,
     DzOut = 30,
     DzParts = 31,
+    Logits = 32,
 }
 
 impl Binding {
@@ -56,7 +57,7 @@ pub(crate) struct Kernel {
 use Binding as B;
 
 /// Every f32 kernel's entry point and bindings, in dispatch order.
-pub(crate) const F32_KERNELS: [(&str, &[Binding]); 8] = [
+pub(crate) const F32_KERNELS: [(&str, &[Binding]); 10] = [
     (
         "check_values",
         &[
@@ -73,6 +74,10 @@ pub(crate) const F32_KERNELS: [(&str, &[Binding]); 8] = [
         &[B::Uniforms, B::Features, B::ZOut, B::Lengths],
     ),
     (
+        "row_stats_depth",
+        &[B::Uniforms, B::ZRows, B::ZCols, B::Logits, B::BandOrder],
+    ),
+    (
         "row_stats",
         &[
             B::Uniforms,
@@ -83,6 +88,7 @@ pub(crate) const F32_KERNELS: [(&str, &[Binding]); 8] = [
             B::Eta,
             B::Stats,
             B::StatsPart,
+            B::Logits,
             B::BandOrder,
             B::BandRanges,
         ],
@@ -96,6 +102,21 @@ pub(crate) const F32_KERNELS: [(&str, &[Binding]); 8] = [
         &[B::Uniforms, B::Outcomes, B::Totals, B::Status],
     ),
     (
+        "backward_h",
+        &[
+            B::Uniforms,
+            B::ZRows,
+            B::ZCols,
+            B::Labels,
+            B::Preds,
+            B::Eta,
+            B::Outcomes,
+            B::Totals,
+            B::Logits,
+            B::BandOrder,
+        ],
+    ),
+    (
         "backward",
         &[
             B::Uniforms,
@@ -107,6 +128,7 @@ pub(crate) const F32_KERNELS: [(&str, &[Binding]); 8] = [
             B::Outcomes,
             B::Totals,
             B::DzOut,
+            B::Logits,
             B::BandOrder,
             B::BandRanges,
         ],
@@ -222,9 +244,11 @@ pub(crate) fn storage_buffers_needed(precision: Precision) -> u32 {
 pub(crate) struct Pipelines {
     pub check_values: Kernel,
     pub normalize: Kernel,
+    pub row_stats_depth: Kernel,
     pub row_stats: Kernel,
     pub finish_rows: Kernel,
     pub reduce_loss: Kernel,
+    pub backward_h: Kernel,
     pub backward: Kernel,
     pub normalize_backward: Kernel,
     pub export_counts: Kernel,
@@ -279,9 +303,11 @@ impl Pipelines {
         let [
             check_values,
             normalize,
+            row_stats_depth,
             row_stats,
             finish_rows,
             reduce_loss,
+            backward_h,
             backward,
             normalize_backward,
             export_counts,
@@ -310,9 +336,11 @@ impl Pipelines {
         Self {
             check_values,
             normalize,
+            row_stats_depth,
             row_stats,
             finish_rows,
             reduce_loss,
+            backward_h,
             backward,
             normalize_backward,
             export_counts,
@@ -368,8 +396,8 @@ mod tests {
                 assert_eq!(used, listed, "{}", entry.name);
             }
         }
-        // backward binds ten storage buffers, normalize_backward_mixed seven.
-        assert_eq!(storage_buffers_needed(Precision::F32), 10);
-        assert_eq!(storage_buffers_needed(Precision::Mixed), 10);
+        // backward binds eleven storage buffers.
+        assert_eq!(storage_buffers_needed(Precision::F32), 11);
+        assert_eq!(storage_buffers_needed(Precision::Mixed), 11);
     }
 }

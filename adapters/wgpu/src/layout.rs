@@ -30,13 +30,14 @@ pub(crate) struct Uniforms {
     pub reduction: u32,
     /// The padded row length of the f16 features (mixed precision only).
     pub stride: u32,
-    /// The column ranges of the mixed kernels.
+    /// The column ranges of the tile kernels.
     pub splits: u32,
     /// The rows the tile kernels own, local to the row chunk:
     /// `row_begin..min(row_end, row_count)` (a worker's rows, or all).
     pub row_begin: u32,
     pub row_end: u32,
-    pub _pad0: u32,
+    /// Feature ranges of the f32 logit tiles, kept (1: computed in place).
+    pub depth_splits: u32,
     pub _pad1: u32,
 }
 
@@ -108,7 +109,7 @@ impl Uniforms {
             splits: 1,
             row_begin: 0,
             row_end: u32::MAX,
-            _pad0: 0,
+            depth_splits: 1,
             _pad1: 0,
         }
     }
@@ -316,7 +317,7 @@ mod tests {
                     splits,
                     row_begin,
                     row_end,
-                    _pad0,
+                    depth_splits,
                     _pad1,
                 }),
             ),

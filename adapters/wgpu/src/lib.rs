@@ -495,7 +495,7 @@ mod shader_tests {
     fn check_workgroups(module: &naga::Module) {
         for ep in &module.entry_points {
             let expected = match ep.name.as_str() {
-                "row_stats" | "backward" => TILE_WORKGROUP,
+                "row_stats_depth" | "row_stats" | "backward_h" | "backward" => TILE_WORKGROUP,
                 "reduce_loss" => [REDUCE_WORKGROUP, 1, 1],
                 "plan_sort_block" | "plan_sort_step" => [SORT_WORKGROUP, 1, 1],
                 "row_stats_mixed" | "backward_mixed" => [MIXED_WORKGROUP, 1, 1],

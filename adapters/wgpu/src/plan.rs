@@ -131,6 +131,9 @@ impl GpuConr {
             // A worker's rows keep one range: its statistics are read back
             // before any merge.
             chunking = chunking.f32_splits(if band { 2 } else { 1 }, self.max_binding);
+            if !band {
+                chunking = chunking.f32_depth(self.max_binding);
+            }
         }
         Ok(CallPlan {
             chunking,
@@ -158,6 +161,7 @@ impl CallPlan {
         let base = Uniforms {
             stride: chunking.stride() as u32,
             splits: chunking.splits as u32,
+            depth_splits: chunking.depth_splits as u32,
             ..base
         };
         if self.band {

@@ -99,6 +99,11 @@ impl<'a> Bindings<'a, '_> {
                 Some(s) => whole(&s.dz_part),
                 None => BindingResource::Buffer(src.grad[a].clone()),
             },
+            // Never read without feature ranges.
+            Binding::Logits => match &ws.logits {
+                Some(l) => whole(l),
+                None => whole(&ws.unused_out),
+            },
             // Never read with one range.
             Binding::DzParts => match &ws.splits {
                 Some(s) => whole(&s.dz_part),
@@ -354,7 +359,13 @@ fn record_f32(d: &mut Dispatcher<'_, '_>, pipelines: &Pipelines) -> Result<(), E
         tiles(end - begin)
     };
     let steps = &plan.steps;
+    let depth = chunking.depth_splits;
     if steps.forward {
+        if depth > 1 {
+            // One chunk, dense: every (column tile, feature range, row tile).
+            let tiles = tiles(chunking.rows);
+            d.dispatch(&pipelines.row_stats_depth, ONCE, tiles * depth, tiles)?;
+        }
         for &at in &tile_passes {
             d.dispatch(&pipelines.row_stats, at, splits, owned_tiles(at.0))?;
         }
@@ -366,8 +377,18 @@ fn record_f32(d: &mut Dispatcher<'_, '_>, pipelines: &Pipelines) -> Result<(), E
         d.dispatch(&pipelines.finish_rows, ONCE, linear(chunking.rows), 1)?;
         d.dispatch(&pipelines.reduce_loss, ONCE, 1, 1)?;
     }
+    // With feature ranges, each tile's H once, then one workgroup per 64
+    // features of ∂L/∂z.
+    let across = match depth {
+        1 => splits,
+        _ => {
+            let tiles = tiles(chunking.rows);
+            d.dispatch(&pipelines.backward_h, ONCE, tiles, tiles)?;
+            chunking.dim.div_ceil(TILE as usize)
+        }
+    };
     for &at in &tile_passes {
-        d.dispatch(&pipelines.backward, at, splits, owned_tiles(at.0))?;
+        d.dispatch(&pipelines.backward, at, across, owned_tiles(at.0))?;
     }
     for a in 0..chunks {
         let rows = chunking.chunk(a).1;

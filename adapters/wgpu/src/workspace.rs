@@ -37,6 +37,8 @@ pub(crate) struct Workspace {
     pub mixed: Option<MixedBuffers>,
     /// f32 with column ranges: their partial statistics and ∂L/∂z.
     pub splits: Option<SplitBuffers>,
+    /// f32 with feature ranges: the kept partial logit tiles.
+    pub logits: Option<wgpu::Buffer>,
     /// The band plan's orders and column runs (one chunk, f32), and what the
     /// device needs to build them.
     pub band: Option<BandBuffers>,
@@ -320,6 +322,14 @@ impl Workspace {
                 ),
             }
         });
+        let logits = (chunking.logits_bytes() > 0).then(|| {
+            buffer(
+                device,
+                "conr kept logit tiles",
+                chunking.logits_bytes(),
+                U::STORAGE,
+            )
+        });
         let labels = bytes_of::<f32>(rows * chunking.label_dim);
         Self {
             chunking,
@@ -378,6 +388,7 @@ impl Workspace {
             }),
             mixed,
             splits,
+            logits,
             band: plan.band.then(|| BandBuffers::new(device, rows)),
             // One row's statistics, the largest element a stand-in binds.
             unused: buffer(

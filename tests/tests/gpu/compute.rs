@@ -199,6 +199,57 @@ fn chunked_batches_match_the_reference() {
     );
 }
 
+/// Few rows of many features (AgeDB's 128 × 2048 among them) take the dense
+/// plan's feature ranges: each logit tile summed in ranges of features,
+/// kept, and read by both passes. The reference's loss and gradient, through
+/// `compute` and through `record`.
+#[test]
+fn few_rows_of_many_features_match_the_reference() {
+    let Some(dense) = dense_gpu() else { return };
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for (m, d) in [(64, 256), (100, 1024), (128, 2048), (130, 1280)] {
+        let (mut checked, mut drawn) = (0, 0);
+        while checked < 2 && drawn < 40 {
+            drawn += 1;
+            let mut b = any_batch(8, 4).new_tree(&mut runner).unwrap().current();
+            let l = b.shape.label_dim;
+            b.shape.rows = m;
+            b.shape.dim = d;
+            b.features = (0..m * d)
+                .map(|i| ((i * 7919) % 193) as f64 / 96.0 - 1.0)
+                .collect();
+            b.labels = (0..m * l).map(|i| 1.0 + ((i * 37) % 11) as f64).collect();
+            b.preds = (0..m * l)
+                .map(|i| 1.0 + ((i * 37) % 11) as f64 + ((i * 13) % 7) as f64 * 0.4 - 1.2)
+                .collect();
+            if let Some(w) = &mut b.eta {
+                *w = (0..m).map(|i| 0.5 + (i % 5) as f64 * 0.25).collect();
+            }
+            // Distances within 1e-5 of a threshold may round either way in f32.
+            if b.has_near_ties(1e-5) {
+                continue;
+            }
+            let want = Reference.compute(&b.batch(), &b.config).unwrap();
+            // A batch without anchors checks little.
+            if want.loss == 0.0 {
+                continue;
+            }
+            agree(&on_gpu(dense, &b), &want, b.config.temperature).unwrap();
+            let small = b.convert::<f32>();
+            let (recorded, plan) = dense
+                .compute_recorded(&small.batch(), &b.config)
+                .expect("the GPU records");
+            assert_eq!(plan.tiles, TilePlan::Dense);
+            agree(&widen(recorded), &want, b.config.temperature).unwrap();
+            checked += 1;
+        }
+        assert!(
+            checked >= 1,
+            "{m}x{d}: no batch with anchors away from ties"
+        );
+    }
+}
+
 /// Errors leave the context usable, and absurd sizes are refused up front.
 #[test]
 fn errors_do_not_poison_the_context() {

@@ -194,6 +194,37 @@ fn a_training_batch_runs_hundreds_of_workgroups() {
     }
 }
 
+/// AgeDB's batch, 128 × 2048, is two row tiles: its logit tiles are summed
+/// in ranges of features (`row_stats_depth`) and its gradient in blocks of
+/// 64 features, at least 64 workgroups a call in the forward kernels and in
+/// the backward ones.
+#[test]
+fn agedbs_batch_runs_sixty_four_workgroups() {
+    let Some(gpu) = own_context(TilePlan::Auto) else {
+        return;
+    };
+    let data = agedb_like::<f32>(128, 2048);
+    let config = Config::official_agedb();
+    let (out, profile) = gpu
+        .profiled(|| gpu.compute(&data.batch(), &config))
+        .unwrap();
+    out.unwrap();
+    let total = |prefix: &str| -> u64 {
+        profile
+            .kernels
+            .iter()
+            .filter(|k| k.kernel.starts_with(prefix))
+            .map(|k| k.workgroups)
+            .sum()
+    };
+    assert_eq!(kernel(&profile, "row_stats_depth").workgroups, 64);
+    assert_eq!(kernel(&profile, "backward").workgroups, 64);
+    assert!(
+        total("row_stats") >= 64 && total("backward") >= 64,
+        "{profile:?}"
+    );
+}
+
 /// A device made without the timestamp features cannot profile, and says so.
 #[test]
 fn a_device_without_timestamps_is_refused() {
