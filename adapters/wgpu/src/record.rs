@@ -102,7 +102,7 @@ impl<'a> Bindings<'a, '_> {
             // Never read without feature ranges.
             Binding::Logits => match &ws.logits {
                 Some(l) => whole(l),
-                None => whole(&ws.unused_out),
+                None => whole(&ws.unused_logits),
             },
             // Never read with one range.
             Binding::DzParts => match &ws.splits {

@@ -49,6 +49,9 @@ pub(crate) struct Workspace {
     /// The same for a writable binding (a buffer cannot be bound both ways
     /// in one dispatch): the column ranges' statistics with one range.
     pub unused_out: wgpu::Buffer,
+    /// The kept logit tiles' stand-in without feature ranges: a buffer of
+    /// its own, so that no two writable bindings of a dispatch alias.
+    pub unused_logits: wgpu::Buffer,
     /// [`GpuConr::record`](crate::GpuConr::record)'s own copies of the
     /// caller's labels, predictions and eta. The backward kernel binds
     /// them read-only beside the writable gradient, and wgpu refuses one
@@ -403,6 +406,7 @@ impl Workspace {
                 bytes_of::<DeviceStats>(1),
                 U::STORAGE,
             ),
+            unused_logits: buffer(device, "conr unused logit tiles", 4, U::STORAGE),
             copied: [
                 ("conr labels copy", labels),
                 ("conr preds copy", labels),
