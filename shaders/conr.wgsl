@@ -102,7 +102,7 @@ fn normalize_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let base = row * uniforms.dim;
-    if (uniforms.splits > 1u) {
+    if (has_flag(FLAG_PARTS)) {
         // One chunk: the ranges' blocks are M×D, like dz.
         let block = uniforms.rows * uniforms.dim;
         for (var i = 0u; i < uniforms.dim; i++) {
@@ -245,7 +245,7 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     if (cols.x == cols.y) {
         // A range beyond the row tile's columns (a short band run): its
         // statistics are empty, with no tile to visit or merge.
-        if (uniforms.splits > 1u && flat < TILE && row_base + flat < row_end()) {
+        if (has_flag(FLAG_PARTS) && flat < TILE && row_base + flat < row_end()) {
             let j = uniforms.row_offset + at(row_base + flat);
             stats_part[(side() * uniforms.splits + wid.x) * uniforms.rows + j] = empty_stats();
         }
@@ -293,7 +293,7 @@ fn row_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     }
     if (flat < TILE && row_base + flat < row_end()) {
         let j = uniforms.row_offset + at(row_base + flat);
-        if (uniforms.splits > 1u) {
+        if (has_flag(FLAG_PARTS)) {
             stats_part[(side() * uniforms.splits + wid.x) * uniforms.rows + j] = merged[flat];
         } else if (has_flag(FLAG_ACCUMULATE)) {
             stats[j] = stats_merge(stats[j], merged[flat]);
@@ -324,9 +324,10 @@ fn finish_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
         eta_j = eta[j];
     }
     var row = stats[j];
-    if (uniforms.splits > 1u) {
+    if (has_flag(FLAG_PARTS)) {
         // The column ranges' statistics, in range order (the positives'
-        // ranges, then the negatives', with the band).
+        // ranges, then the negatives', with the band): the f32 kernels' with
+        // more than one range, the mixed kernels' always.
         row = stats_part[j];
         for (var part = 1u; part < uniforms.splits * sides(); part++) {
             row = stats_merge(row, stats_part[part * uniforms.rows + j]);
@@ -451,7 +452,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     let dim = uniforms.dim;
     let mine = rows_of_thread(row_base, lid);
     var part = 0u;
-    if (uniforms.splits > 1u) {
+    if (has_flag(FLAG_PARTS)) {
         part = (side() * uniforms.splits + wid.x) * uniforms.rows * dim;
     }
     for (var col_base = cols.x; col_base < cols.y; col_base += TILE) {

@@ -53,6 +53,10 @@ const FLAG_BAND_POSITIVES: u32 = 32u;
 const FLAG_BAND_NEGATIVES: u32 = 64u;
 // Every dispatch of a call that takes the band (the mixed kernels' sides).
 const FLAG_BANDED: u32 = 128u;
+// The tile kernels write per-range partial statistics (stats_part) and ∂z
+// blocks, which finish_rows and the last kernel merge: mixed precision
+// always, f32 with more than one column range.
+const FLAG_PARTS: u32 = 256u;
 
 const METRIC_L1: u32 = 0u;
 const METRIC_L2: u32 = 1u;

@@ -71,7 +71,7 @@ pub struct AdapterSummary {
     pub max_compute_invocations_per_workgroup: u32,
     /// Workgroups per dispatch dimension.
     pub max_compute_workgroups_per_dimension: u32,
-    /// Storage buffers per shader stage (conr needs 8).
+    /// Storage buffers per shader stage (conr's kernels bind up to 11).
     pub max_storage_buffers_per_shader_stage: u32,
     /// Whether it supports 16-bit floats in shaders.
     pub shader_f16: bool,

@@ -49,6 +49,9 @@ pub(crate) const FLAG_ETA: u32 = 16;
 pub(crate) const FLAG_BAND_POSITIVES: u32 = 32;
 pub(crate) const FLAG_BAND_NEGATIVES: u32 = 64;
 pub(crate) const FLAG_BANDED: u32 = 128;
+/// The tile kernels write per-range partial statistics and ∂z blocks (mixed
+/// precision always; f32 with column ranges), which the next kernels merge.
+pub(crate) const FLAG_PARTS: u32 = 256;
 
 /// The size of [`Uniforms`] in bytes.
 pub(crate) const UNIFORMS_SIZE: u64 = std::mem::size_of::<Uniforms>() as u64;
@@ -238,6 +241,7 @@ mod tests {
             ("FLAG_BAND_POSITIVES", f64::from(FLAG_BAND_POSITIVES)),
             ("FLAG_BAND_NEGATIVES", f64::from(FLAG_BAND_NEGATIVES)),
             ("FLAG_BANDED", f64::from(FLAG_BANDED)),
+            ("FLAG_PARTS", f64::from(FLAG_PARTS)),
             ("TILE", f64::from(crate::TILE)),
             ("SIDE", f64::from(crate::TILE_WORKGROUP[0])),
             ("LINEAR", f64::from(crate::LINEAR_WORKGROUP)),
@@ -261,6 +265,7 @@ mod tests {
             FLAG_BAND_POSITIVES,
             FLAG_BAND_NEGATIVES,
             FLAG_BANDED,
+            FLAG_PARTS,
         ];
         let all = flags.iter().fold(0, |seen, &flag| {
             assert!(flag.is_power_of_two() && seen & flag == 0, "{flag}");

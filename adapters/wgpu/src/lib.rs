@@ -269,7 +269,7 @@ impl GpuConr {
     ///
     /// The device needs [`WORKGROUP_MEMORY`] bytes of workgroup memory
     /// (`max_compute_workgroup_storage_size`) and as many storage buffers per
-    /// shader stage as the kernels bind (10; the error says when a device
+    /// shader stage as the kernels bind (11; the error says when a device
     /// allows fewer). Errors on this device that escape conr's error scopes
     /// go to the caller's uncaptured-error handler.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self, Error> {

@@ -12,7 +12,7 @@ use conr_core::{Config, Error, LabelMetric, Precision, Shape};
 use crate::GpuConr;
 use crate::chunking::Chunking;
 use crate::layout::{
-    FLAG_ACCUMULATE, FLAG_BAND_NEGATIVES, FLAG_BAND_POSITIVES, FLAG_BANDED, Uniforms,
+    FLAG_ACCUMULATE, FLAG_BAND_NEGATIVES, FLAG_BAND_POSITIVES, FLAG_BANDED, FLAG_PARTS, Uniforms,
 };
 
 /// What a call computes: both phases over every row, or one phase over a
@@ -158,10 +158,14 @@ impl CallPlan {
     /// for the band one plain block, then one per band side.
     pub fn uniforms(&self, base: Uniforms) -> Vec<Uniforms> {
         let chunking = &self.chunking;
+        // The mixed tile kernels always write per-range parts (even one
+        // range a side); the f32 ones with more than one range.
+        let parts = self.precision == Precision::Mixed || chunking.splits > 1;
         let base = Uniforms {
             stride: chunking.stride() as u32,
             splits: chunking.splits as u32,
             depth_splits: chunking.depth_splits as u32,
+            flags: base.flags | if parts { FLAG_PARTS } else { 0 },
             ..base
         };
         if self.band {
@@ -197,5 +201,48 @@ impl CallPlan {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytemuck::Zeroable;
+
+    fn plan(precision: Precision, splits: usize, band: bool) -> CallPlan {
+        let chunking = Chunking {
+            splits,
+            ..Chunking::new(4096, 64, 1, 2 << 30, 65535).unwrap()
+        };
+        CallPlan {
+            chunking,
+            precision,
+            band,
+            device_plan: false,
+            steps: Steps {
+                forward: true,
+                backward: true,
+                rows: 0..4096,
+            },
+        }
+    }
+
+    /// The kernels after the tile kernels merge per-range parts exactly
+    /// where the tile kernels write them: mixed precision always (one range
+    /// a side included), f32 with more than one range.
+    #[test]
+    fn the_parts_flag_follows_what_the_tile_kernels_write() {
+        let flagged = |p: CallPlan| {
+            let blocks = p.uniforms(Uniforms::zeroed());
+            let on = blocks.iter().filter(|u| u.flags & FLAG_PARTS != 0).count();
+            assert!(on == 0 || on == blocks.len(), "every block alike");
+            on > 0
+        };
+        for band in [false, true] {
+            assert!(flagged(plan(Precision::Mixed, 1, band)));
+            assert!(flagged(plan(Precision::Mixed, 4, band)));
+            assert!(!flagged(plan(Precision::F32, 1, band)));
+            assert!(flagged(plan(Precision::F32, 4, band)));
+        }
     }
 }

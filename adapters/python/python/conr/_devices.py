@@ -22,9 +22,6 @@ from torch import Tensor
 
 from . import _native
 
-ENGINES = ("fast", "reference", "gpu")
-
-
 def choose_engine(engine: str, device_type: str, cuda_pci: Optional[str], adapters) -> str:
     """The engine that computes a batch on a ``device_type`` device (``"cpu"``,
     ``"cuda"``, ...) when the caller asks for ``engine``. Only ``"auto"`` is
