@@ -450,7 +450,11 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
         return;
     }
     let dim = uniforms.dim;
-    let mine = rows_of_thread(row_base, lid);
+    // The rows' keys and outcomes: only to form H here, not to read it.
+    var mine: RowsOfThread;
+    if (!kept) {
+        mine = rows_of_thread(row_base, lid);
+    }
     var part = 0u;
     if (has_flag(FLAG_PARTS)) {
         part = (side() * uniforms.splits + wid.x) * uniforms.rows * dim;

@@ -18,6 +18,19 @@ fn conr(args: &[&str]) -> Output {
         .expect("conr runs")
 }
 
+/// `conr compute --input PATH --backend BACKEND --precision PRECISION`.
+fn compute(path: &str, backend: &str, precision: &str) -> Output {
+    conr(&[
+        "compute",
+        "--input",
+        path,
+        "--backend",
+        backend,
+        "--precision",
+        precision,
+    ])
+}
+
 fn json(out: &Output) -> Value {
     assert!(
         out.status.success(),
@@ -87,15 +100,7 @@ fn small_case() -> Value {
 fn compute_prints_the_contract_fields() {
     let path = fixture("official-agedb-04.json");
     for (backend, precision) in [("reference", "f64"), ("cpu", "f64"), ("cpu", "f32")] {
-        let out = json(&conr(&[
-            "compute",
-            "--input",
-            path.to_str().unwrap(),
-            "--backend",
-            backend,
-            "--precision",
-            precision,
-        ]));
+        let out = json(&compute(path.to_str().unwrap(), backend, precision));
         for key in [
             "loss",
             "grad_features",
@@ -272,15 +277,7 @@ fn the_gpu_runs_the_protocol_too() {
         }
     }
     assert_one_line_error(
-        &conr(&[
-            "compute",
-            "--input",
-            path,
-            "--backend",
-            "gpu",
-            "--precision",
-            "f64",
-        ]),
+        &compute(path, "gpu", "f64"),
         "the gpu engine computes in f32",
     );
     let record = |extra: &[&str]| {
@@ -771,15 +768,7 @@ fn compute_replays_the_fds_fixtures() {
             ("reference", "f64", conr_tests::fds::F64_TOL),
             ("cpu", "f32", conr_tests::fds::F32_TOL),
         ] {
-            let out = json(&conr(&[
-                "compute",
-                "--input",
-                path.to_str().unwrap(),
-                "--backend",
-                backend,
-                "--precision",
-                precision,
-            ]));
+            let out = json(&compute(path.to_str().unwrap(), backend, precision));
             let report: conr_schema::FdsReport = serde_json::from_value(out).unwrap();
             assert_eq!(
                 (report.loss.as_str(), report.precision.as_str()),

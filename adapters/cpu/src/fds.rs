@@ -114,6 +114,8 @@ fn windows_of<T: Scalar, const BLOCK: usize>(rows: &Rows<'_, T>, pass: Pass<'_>,
     // Each window's rows, by group: group g's are order[start[g]..start[g + 1]].
     let mut order = vec![0u32; window_rows.min(n)];
     let mut start = vec![0usize; groups + 1];
+    // Where the next row of each group goes in `order`.
+    let mut next = vec![0usize; groups];
     for base in (0..n).step_by(window_rows) {
         let window = base..(base + window_rows).min(n);
         let ahead = window.end..(window.end + window_rows).min(n);
@@ -127,7 +129,7 @@ fn windows_of<T: Scalar, const BLOCK: usize>(rows: &Rows<'_, T>, pass: Pass<'_>,
         for g in 0..groups {
             start[g + 1] += start[g];
         }
-        let mut next = start.clone();
+        next.copy_from_slice(&start[..groups]);
         for r in window.clone() {
             let g = rows.row(r).0;
             if g != NO_GROUP {

@@ -223,7 +223,14 @@ impl<T: Scalar> FdsSteps for OnState<'_, T> {
     }
 
     fn buffers(&self) -> (u64, Vec<Vec<f64>>) {
-        let buffers = self.state.buffers().iter().map(|(_, v)| widen(v)).collect();
-        (self.state.epoch, buffers)
+        state_buffers(&self.state)
     }
+}
+
+/// [`FdsSteps::buffers`] of an [`FdsState`]: its epoch counter and every
+/// buffer in f64, for any entry point that keeps one (the core's, the
+/// candle and burn layers').
+pub fn state_buffers<T: Scalar>(state: &FdsState<T>) -> (u64, Vec<Vec<f64>>) {
+    let buffers = state.buffers().iter().map(|(_, v)| widen(v)).collect();
+    (state.epoch, buffers)
 }

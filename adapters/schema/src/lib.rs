@@ -33,7 +33,7 @@ pub use dir::{
 pub use error::Error;
 pub use fds::{
     FDS_SCHEMA, FdsCase, FdsReport, FdsStep, FdsStepReport, FdsSteps, SmoothCall, SmoothReport,
-    UpdateCall,
+    UpdateCall, state_buffers,
 };
 pub use metrics::{LabelJson, MetricsCase, MetricsJson, MetricsReport};
 pub use report::Report;

@@ -3,7 +3,7 @@
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use conr_burn::FdsLayer;
-use conr_schema::{Error, FdsSteps, SmoothCall, SmoothReport, UpdateCall};
+use conr_schema::{Error, FdsSteps, SmoothCall, SmoothReport, UpdateCall, state_buffers};
 use conr_tests::fds::{F32_TOL, F64_TOL, cases, check};
 
 use crate::common::values;
@@ -48,11 +48,7 @@ impl FdsSteps for Burn {
     }
 
     fn buffers(&self) -> (u64, Vec<Vec<f64>>) {
-        let state = self.layer.state();
-        (
-            state.epoch,
-            state.buffers().iter().map(|(_, v)| v.to_vec()).collect(),
-        )
+        state_buffers(&self.layer.state())
     }
 }
 

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use conr_candle::FdsLayer;
-use conr_schema::{Error, FdsSteps, SmoothCall, SmoothReport, UpdateCall};
+use conr_schema::{Error, FdsSteps, SmoothCall, SmoothReport, UpdateCall, state_buffers};
 use conr_tests::fds::{F32_TOL, F64_TOL, cases, check};
 
 /// The layer on candle tensors of one dtype.
@@ -58,11 +58,7 @@ impl FdsSteps for Candle {
     }
 
     fn buffers(&self) -> (u64, Vec<Vec<f64>>) {
-        let state = self.layer.state();
-        (
-            state.epoch,
-            state.buffers().iter().map(|(_, v)| v.to_vec()).collect(),
-        )
+        state_buffers(&self.layer.state())
     }
 }
 

@@ -88,17 +88,30 @@ class PinnedBuffers:
 _PINNED = PinnedBuffers()
 
 
-def to_host(t: Tensor, dtype: torch.dtype, role: Optional[str]) -> np.ndarray:
-    """``t`` as a contiguous NumPy array of ``dtype`` on the host: a CPU
-    tensor's own memory where it already is one, a CUDA tensor through the
-    pinned buffer of ``role`` (valid until the next transfer of that role),
-    or a copy of its own without one."""
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def to_host(t: Tensor, dtype: torch.dtype, role: Optional[str] = None) -> np.ndarray:
+    """``t`` as a contiguous NumPy array of ``dtype`` (float32 or float64) on
+    the host: a CPU tensor's own memory where it already is one; a CUDA
+    tensor through the pinned buffer of ``role`` (valid until the next
+    transfer of that role), or a copy of its own without one.
+
+    NumPy converts, not torch: torch converts a large tensor on its OpenMP
+    threads, which then spin for milliseconds, taking the cores from conr's
+    work that follows (5 ms of FDS's 18 ms statistics pass on 100,000 rows
+    and 2 cores)."""
     t = t.detach()
-    if t.device.type != "cuda" or role is None:
-        return t.to(device="cpu", dtype=dtype).contiguous().numpy()
-    buffer = _PINNED.get(role, t.shape, dtype)
-    buffer.copy_(t)
-    return buffer.numpy()
+    if t.device.type == "cuda" and role is not None:
+        buffer = _PINNED.get(role, t.shape, dtype)
+        buffer.copy_(t)
+        return buffer.numpy()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if t.dtype == torch.bfloat16:
+        # NumPy has no bfloat16.
+        t = t.float()
+    return np.ascontiguousarray(t.numpy(), dtype=_NUMPY[dtype])
 
 
 def to_device(values: np.ndarray, like: Tensor, role: str) -> Tensor:

@@ -37,30 +37,17 @@ import torch.distributed as dist
 from torch import Tensor
 
 from . import _native
+from ._devices import to_host
 
 __all__ = ["FDS"]
 
 
 def _labels64(labels: Tensor) -> np.ndarray:
-    return _host(labels.reshape(-1), np.float64)
+    return to_host(labels.reshape(-1), torch.float64)
 
 
 def _features_host(t: Tensor) -> np.ndarray:
-    return _host(t, np.float64 if t.dtype == torch.float64 else np.float32)
-
-
-def _host(t: Tensor, dtype) -> np.ndarray:
-    """``t`` on the host as a C-contiguous array of ``dtype``, converted by
-    NumPy: torch converts a large tensor on its OpenMP threads, which then
-    spin for milliseconds, taking the cores from the pass that follows
-    (5 ms of the statistics pass's 18 on 100,000 rows and 2 cores)."""
-    t = t.detach()
-    if t.device.type != "cpu":
-        t = t.cpu()
-    if t.dtype == torch.bfloat16:
-        # NumPy has no bfloat16.
-        t = t.float()
-    return np.ascontiguousarray(t.numpy(), dtype=dtype)
+    return to_host(t, torch.float64 if t.dtype == torch.float64 else torch.float32)
 
 
 @torch.library.custom_op("conr::fds_smooth", mutates_args=())

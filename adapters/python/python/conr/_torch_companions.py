@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from . import _native
+from ._devices import to_host
 
 __all__ = [
     "BalancedMSELoss",
@@ -31,10 +32,6 @@ def _dtype(t: Tensor, what: str) -> torch.dtype:
     if t.dtype in (torch.float32, torch.float16, torch.bfloat16):
         return torch.float32
     raise TypeError(f"{what} must be a floating-point tensor, not {t.dtype}")
-
-
-def _host(t: Tensor, dtype: torch.dtype):
-    return t.detach().to(device="cpu", dtype=dtype).contiguous().numpy()
 
 
 def _tensors(**named):
@@ -77,8 +74,8 @@ def _rank_sim_op(
 ) -> tuple[Tensor, Tensor]:
     dtype = _dtype(features, "features")
     out = _native.rank_sim(
-        _host(features, dtype),
-        _host(labels, dtype),
+        to_host(features, dtype),
+        to_host(labels, dtype),
         interpolation_lambda=interpolation_lambda,
         label_metric=label_metric,
         subsample=subsample,
@@ -101,8 +98,8 @@ _rank_sim_op.register_autograd(_features_backward, setup_context=_features_conte
 def _rnc_op(features: Tensor, labels: Tensor, temperature: float, label_metric: str, engine: str) -> tuple[Tensor, Tensor]:
     dtype = _dtype(features, "features")
     out = _native.rank_n_contrast(
-        _host(features, dtype),
-        _host(labels, dtype),
+        to_host(features, dtype),
+        to_host(labels, dtype),
         temperature=temperature,
         label_metric=label_metric,
         engine=engine,
@@ -137,8 +134,8 @@ def _balanced_mse_op(
     if gmm_means is not None:
         gmm = {"means": gmm_means, "variances": gmm_variances, "weights": gmm_weights}
     out = _native.balanced_mse(
-        _host(preds, dtype),
-        _host(labels, dtype),
+        to_host(preds, dtype),
+        to_host(labels, dtype),
         float(noise_sigma.detach().cpu().reshape(())),
         variant=variant,
         gmm=gmm,

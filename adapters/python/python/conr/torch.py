@@ -79,13 +79,6 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     raise TypeError(f"features must be a floating-point tensor, not {dtype}")
 
 
-def _host(t: Tensor, dtype: torch.dtype, role: Optional[str] = None):
-    """``t`` as a NumPy array on the host in ``dtype``: its own memory where it
-    already is a contiguous CPU tensor of that dtype; a CUDA tensor through
-    the pinned buffer of ``role``, or a copy of its own without one."""
-    return to_host(t, dtype, role)
-
-
 @functools.lru_cache(maxsize=64)
 def _config(text: str) -> Config:
     return Config.from_json(text)
@@ -102,10 +95,10 @@ def _loss_op(
 ) -> tuple[Tensor, Tensor]:
     dtype = _compute_dtype(features.dtype)
     out = _native.compute(
-        _host(features, dtype, "features"),
-        _host(labels, dtype, "labels"),
-        _host(preds, dtype, "preds"),
-        None if weights is None else _host(weights, dtype, "weights"),
+        to_host(features, dtype, "features"),
+        to_host(labels, dtype, "labels"),
+        to_host(preds, dtype, "preds"),
+        None if weights is None else to_host(weights, dtype, "weights"),
         config=_config(config)._native,
         engine=engine_for(engine, features.device),
     )
@@ -227,7 +220,7 @@ def _distributed(features, labels, preds, weights, config, engine, group):
     def gathered(t):
         if t is None:
             return None
-        return _host(_all_gather_rows(t.detach().to(dtype).reshape(m, -1), counts, group), dtype)
+        return to_host(_all_gather_rows(t.detach().to(dtype).reshape(m, -1), counts, group), dtype)
 
     inputs = [gathered(features), gathered(labels), gathered(preds), gathered(weights)]
     if weights is not None:
@@ -240,7 +233,7 @@ def _distributed(features, labels, preds, weights, config, engine, group):
     padded[: message.shape[0]] = message
     parts = [torch.empty_like(padded) for _ in counts]
     dist.all_gather(parts, padded, group=group)
-    messages = [_host(p[:n], dtype) for p, n in zip(parts, lengths)]
+    messages = [to_host(p[:n], dtype) for p, n in zip(parts, lengths)]
     part, grad = _native.backward_rows(
         *inputs, config=config._native, engine=engine, rows=rows, messages=messages
     )
